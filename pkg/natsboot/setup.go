@@ -1,0 +1,152 @@
+package natsboot
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/teatree-dev/teatree/pkg/subject"
+)
+
+// Config sets the durable settings of teatree's streams and buckets.
+type Config struct {
+	Names subject.Names
+	// Replicas of every stream and bucket: 1 on a laptop, 3 in a cluster.
+	Replicas int
+	// DuplicateWindow is how long TT_MUT remembers a Nats-Msg-Id.
+	DuplicateWindow time.Duration
+	// NotificationMaxAge is how long TT_NTF keeps notifications for replay.
+	NotificationMaxAge time.Duration
+	// LeaseTTL is how long a model's lease outlives its last renewal.
+	LeaseTTL time.Duration
+	// WorkerTTL is how long a node's heartbeat outlives the node.
+	WorkerTTL time.Duration
+}
+
+// Defaults of Config.
+const (
+	DefaultDuplicateWindow    = 2 * time.Minute
+	DefaultNotificationMaxAge = 24 * time.Hour
+	DefaultLeaseTTL           = 10 * time.Second
+	DefaultWorkerTTL          = 10 * time.Second
+	// derivedDuplicateWindow covers a notifier or db-manager that retries
+	// derived messages after a crash and a restart.
+	derivedDuplicateWindow = 30 * time.Minute
+)
+
+// WithDefaults fills zero fields with their defaults.
+func (c Config) WithDefaults() Config {
+	if c.Names == (subject.Names{}) {
+		c.Names = subject.Default()
+	}
+	if c.Replicas == 0 {
+		c.Replicas = 1
+	}
+	if c.DuplicateWindow == 0 {
+		c.DuplicateWindow = DefaultDuplicateWindow
+	}
+	if c.NotificationMaxAge == 0 {
+		c.NotificationMaxAge = DefaultNotificationMaxAge
+	}
+	if c.LeaseTTL == 0 {
+		c.LeaseTTL = DefaultLeaseTTL
+	}
+	if c.WorkerTTL == 0 {
+		c.WorkerTTL = DefaultWorkerTTL
+	}
+	return c
+}
+
+// Validate reports a configuration that cannot work.
+func (c Config) Validate() error {
+	var errs []error
+	if c.Replicas < 1 || c.Replicas > 5 {
+		errs = append(errs, fmt.Errorf("replicas %d: want 1 to 5", c.Replicas))
+	}
+	if c.LeaseTTL < time.Second {
+		errs = append(errs, fmt.Errorf("lease ttl %s: want at least 1s", c.LeaseTTL))
+	}
+	if c.DuplicateWindow < time.Second {
+		errs = append(errs, fmt.Errorf("duplicate window %s: want at least 1s", c.DuplicateWindow))
+	}
+	return errors.Join(errs...)
+}
+
+// Setup creates the streams and KV buckets, or updates them to cfg. It is
+// idempotent, so every service calls it at start.
+func Setup(ctx context.Context, js jetstream.JetStream, cfg Config) error {
+	cfg = cfg.WithDefaults()
+	if err := cfg.Validate(); err != nil {
+		return err
+	}
+	n := cfg.Names
+	streams := []jetstream.StreamConfig{{
+		Name:        n.MutStream(),
+		Description: "mutation requests: the source of truth",
+		Subjects:    []string{n.MutAll()},
+		Retention:   jetstream.LimitsPolicy,
+		Storage:     jetstream.FileStorage,
+		Replicas:    cfg.Replicas,
+		Duplicates:  cfg.DuplicateWindow,
+		AllowDirect: true,
+	}, {
+		Name:        n.CallStream(),
+		Description: "capability-routed jobs",
+		Subjects:    []string{n.CallAll()},
+		Retention:   jetstream.WorkQueuePolicy,
+		Storage:     jetstream.FileStorage,
+		Replicas:    cfg.Replicas,
+		Duplicates:  cfg.DuplicateWindow,
+	}, {
+		Name:        n.EvtStream(),
+		Description: "raw worker events for the notifier",
+		Subjects:    []string{n.EvtAll()},
+		Retention:   jetstream.LimitsPolicy,
+		Storage:     jetstream.FileStorage,
+		Replicas:    cfg.Replicas,
+		MaxAge:      cfg.NotificationMaxAge,
+		Duplicates:  derivedDuplicateWindow,
+	}, {
+		Name:        n.NtfStream(),
+		Description: "public notifications, kept for replay",
+		Subjects:    []string{n.NtfAll()},
+		Retention:   jetstream.LimitsPolicy,
+		Storage:     jetstream.FileStorage,
+		Replicas:    cfg.Replicas,
+		MaxAge:      cfg.NotificationMaxAge,
+		Duplicates:  derivedDuplicateWindow,
+		AllowDirect: true,
+	}}
+	for _, sc := range streams {
+		if _, err := js.CreateOrUpdateStream(ctx, sc); err != nil {
+			return fmt.Errorf("create stream %s: %w", sc.Name, err)
+		}
+	}
+	buckets := []jetstream.KeyValueConfig{{
+		Bucket:      n.ModelsBucket(),
+		Description: "model specs and their newest version",
+		Storage:     jetstream.FileStorage,
+		Replicas:    cfg.Replicas,
+	}, {
+		Bucket:      n.OwnersBucket(),
+		Description: "model leases: which node holds the read-write connection",
+		Storage:     jetstream.FileStorage,
+		Replicas:    cfg.Replicas,
+		TTL:         cfg.LeaseTTL,
+	}, {
+		Bucket:      n.WorkersBucket(),
+		Description: "node heartbeats: capabilities and free slots",
+		Storage:     jetstream.FileStorage,
+		Replicas:    cfg.Replicas,
+		TTL:         cfg.WorkerTTL,
+	}}
+	for _, kc := range buckets {
+		if _, err := js.CreateOrUpdateKeyValue(ctx, kc); err != nil {
+			return fmt.Errorf("create bucket %s: %w", kc.Bucket, err)
+		}
+	}
+	return nil
+}

@@ -1,0 +1,191 @@
+// Package subject is the one place where teatree builds the names of the
+// wire contract: subjects, streams, KV buckets and headers, and where the
+// contract's id rules are checked. Nothing else in teatree formats a subject.
+package subject
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+)
+
+// DefaultPrefix is the subject prefix when none is configured.
+const DefaultPrefix = "tt"
+
+// Mutation operations, the last token of tt.mut.<model>.<op>.
+const (
+	OpAppend = "append"
+	OpUpsert = "upsert"
+	OpSQL    = "sql"
+	OpCall   = "call"
+)
+
+// Notification statuses (Tt-Status).
+const (
+	StatusApplied = "applied"
+	StatusFailed  = "failed"
+	StatusResult  = "result"
+)
+
+// Event kinds, the last token of tt.evt.<model>.<kind>.
+const (
+	EventOutcomes = "outcomes"
+	EventSnapshot = "snapshot"
+)
+
+// Header names of the contract.
+const (
+	HeaderMsgID       = "Nats-Msg-Id"
+	HeaderTable       = "Tt-Table"
+	HeaderKey         = "Tt-Key"
+	HeaderContentType = "Content-Type"
+	HeaderBodyRef     = "Tt-Body-Ref"
+	HeaderNotifyURL   = "Tt-Notify-Url"
+	HeaderModel       = "Tt-Model"
+	HeaderRequestID   = "Tt-Request-Id"
+	HeaderStatus      = "Tt-Status"
+	HeaderSeq         = "Tt-Seq"
+	HeaderPage        = "Tt-Page"
+	HeaderPages       = "Tt-Pages"
+	HeaderErrorCode   = "Tt-Error-Code"
+	HeaderVersion     = "Tt-Version"
+	HeaderResultID    = "Tt-Result-Id"
+	HeaderRows        = "Tt-Rows"
+)
+
+// Content types a mutation body may have.
+const (
+	ContentArrow   = "application/vnd.apache.arrow.stream"
+	ContentParquet = "application/vnd.apache.parquet"
+	ContentCSV     = "text/csv"
+	ContentNDJSON  = "application/x-ndjson"
+	ContentJSON    = "application/json"
+)
+
+// Names builds every subject, stream and bucket name for one prefix.
+// The zero value is not usable; call New.
+type Names struct {
+	prefix string
+	upper  string
+}
+
+// New returns the names for prefix, which must be one subject token.
+func New(prefix string) (Names, error) {
+	if prefix == "" {
+		prefix = DefaultPrefix
+	}
+	if !isToken(prefix) || strings.ToLower(prefix) != prefix {
+		return Names{}, fmt.Errorf("prefix %q: must be one lower-case subject token (letters, digits, _ and -)", prefix)
+	}
+	return Names{prefix: prefix, upper: strings.ToUpper(strings.ReplaceAll(prefix, "-", "_"))}, nil
+}
+
+// Default returns the names for the default prefix "tt".
+func Default() Names {
+	n, _ := New(DefaultPrefix)
+	return n
+}
+
+// Prefix returns the subject prefix.
+func (n Names) Prefix() string { return n.prefix }
+
+// Stream names.
+func (n Names) MutStream() string  { return n.upper + "_MUT" }
+func (n Names) CallStream() string { return n.upper + "_CALL" }
+func (n Names) EvtStream() string  { return n.upper + "_EVT" }
+func (n Names) NtfStream() string  { return n.upper + "_NTF" }
+
+// KV bucket names.
+func (n Names) ModelsBucket() string  { return n.prefix + "_models" }
+func (n Names) OwnersBucket() string  { return n.prefix + "_owners" }
+func (n Names) WorkersBucket() string { return n.prefix + "_workers" }
+
+// Mut is tt.mut.<model>.<op>.
+func (n Names) Mut(model, op string) string { return n.prefix + ".mut." + model + "." + op }
+
+// MutModel is tt.mut.<model>.>: every mutation of one model.
+func (n Names) MutModel(model string) string { return n.prefix + ".mut." + model + ".>" }
+
+// MutAll is tt.mut.>.
+func (n Names) MutAll() string { return n.prefix + ".mut.>" }
+
+// ParseMut splits a mutation subject into model and op. The tokens are
+// returned as they are, unchecked; ok is false when the subject does not
+// have the shape tt.mut.<model>.<op>.
+func (n Names) ParseMut(subj string) (model, op string, ok bool) {
+	rest, found := strings.CutPrefix(subj, n.prefix+".mut.")
+	if !found {
+		return "", "", false
+	}
+	model, op, found = strings.Cut(rest, ".")
+	if !found || model == "" || op == "" || strings.Contains(op, ".") {
+		return model, op, false
+	}
+	return model, op, true
+}
+
+// CallAll is tt.call.>.
+func (n Names) CallAll() string { return n.prefix + ".call.>" }
+
+// Evt is tt.evt.<model>.<kind>.
+func (n Names) Evt(model, kind string) string { return n.prefix + ".evt." + model + "." + kind }
+
+// EvtAll is tt.evt.>.
+func (n Names) EvtAll() string { return n.prefix + ".evt.>" }
+
+// NtfRequest is tt.ntf.<model>.req.<request id>.
+func (n Names) NtfRequest(model, requestID string) string {
+	return n.prefix + ".ntf." + model + ".req." + requestID
+}
+
+// NtfSnapshot is tt.ntf.<model>.snap.<version>.
+func (n Names) NtfSnapshot(model string, version uint64) string {
+	return n.prefix + ".ntf." + model + ".snap." + strconv.FormatUint(version, 10)
+}
+
+// NtfModel is tt.ntf.<model>.>: every notification of one model.
+func (n Names) NtfModel(model string) string { return n.prefix + ".ntf." + model + ".>" }
+
+// NtfAll is tt.ntf.>.
+func (n Names) NtfAll() string { return n.prefix + ".ntf.>" }
+
+// Query is tt.query.<model>.
+func (n Names) Query(model string) string { return n.prefix + ".query." + model }
+
+// API is tt.api.<verb>.
+func (n Names) API(verb string) string { return n.prefix + ".api." + verb }
+
+// The Nats-Msg-Id of every derived message is a pure function of what it
+// describes, so that a retry after a crash is dropped by JetStream's
+// duplicate window instead of being published twice.
+
+// OutcomesMsgID names the outcomes event of a batch ending at lastSeq.
+func OutcomesMsgID(model string, lastSeq uint64) string {
+	return "out-" + model + "-" + strconv.FormatUint(lastSeq, 10)
+}
+
+// RequestNtfMsgID names a request's notification page.
+func RequestNtfMsgID(model, requestID string, page int) string {
+	return "req-" + model + "-" + requestID + "-" + strconv.Itoa(page)
+}
+
+// SnapshotMsgID names a version's event and notification.
+func SnapshotMsgID(model string, version uint64) string {
+	return "snap-" + model + "-" + strconv.FormatUint(version, 10)
+}
+
+// SeqRequestID is the request id of a mutation published without one.
+func SeqRequestID(seq uint64) string { return "seq-" + strconv.FormatUint(seq, 10) }
+
+func isToken(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' || c == '-') {
+			return false
+		}
+	}
+	return true
+}

@@ -1,0 +1,328 @@
+package dbmanager
+
+import (
+	"context"
+	"database/sql/driver"
+	"encoding/json"
+	"errors"
+	"math"
+	"strings"
+
+	"github.com/duckdb/duckdb-go/v2"
+	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/types/known/structpb"
+
+	"github.com/teatree-dev/teatree/pkg/apierr"
+	"github.com/teatree-dev/teatree/pkg/subject"
+	teatreev1 "github.com/teatree-dev/teatree/proto/teatree/v1"
+)
+
+// nodeError marks a failure of the node rather than of the request (disk,
+// DuckDB invalidated, shutdown): the batch is retried, never skipped.
+type nodeError struct{ err error }
+
+func (e nodeError) Error() string { return e.err.Error() }
+func (e nodeError) Unwrap() error { return e.err }
+
+func isNodeError(err error) bool {
+	var ne nodeError
+	return errors.As(err, &ne)
+}
+
+// classify turns an error of applying a request into a request error with
+// the contract code that fits, or a nodeError. DuckDB's I/O and fatal
+// errors, interrupts and anything not from DuckDB are the node's fault.
+func classify(err error, code apierr.Code) error {
+	var ae *apierr.Error
+	if errors.As(err, &ae) {
+		return err
+	}
+	var de *duckdb.Error
+	if !errors.As(err, &de) {
+		return nodeError{err}
+	}
+	switch de.Type {
+	case duckdb.ErrorTypeIO, duckdb.ErrorTypeFatal, duckdb.ErrorTypeInterrupt, duckdb.ErrorTypeConnection:
+		return nodeError{err}
+	case duckdb.ErrorTypeInternal, duckdb.ErrorTypeOutOfMemory:
+		code = apierr.Internal
+	case duckdb.ErrorTypeInvalidInput, duckdb.ErrorTypeParser:
+		if code == apierr.SchemaMismatch {
+			code = apierr.InvalidArgument
+		}
+	case duckdb.ErrorTypePermission:
+		code = apierr.PermissionDenied
+	}
+	return apierr.New(code, strings.TrimSpace(de.Error()))
+}
+
+// applyResult is what applying one request changed.
+type applyResult struct {
+	rows int64
+	// tables that changed; allTables when the request may have changed any.
+	tables    []string
+	allTables bool
+}
+
+func (m *Manager) apply(ctx context.Context, st *store, r *request) (applyResult, error) {
+	switch r.op {
+	case subject.OpAppend, subject.OpUpsert:
+		return m.applyRows(ctx, st, r)
+	case subject.OpSQL:
+		return applySQL(ctx, st, r.body)
+	default: // call: parseRequest admits nothing else
+		var c teatreev1.CallMutation
+		if err := protojson.Unmarshal(r.body, &c); err != nil {
+			return applyResult{}, apierr.Errorf(apierr.InvalidArgument, "call body: %v", err)
+		}
+		return applyResult{}, apierr.Errorf(apierr.NotFound, "function %q is not registered on model %s", c.Function, m.cfg.Model)
+	}
+}
+
+type column struct{ name, typ string }
+
+func (m *Manager) applyRows(ctx context.Context, st *store, r *request) (applyResult, error) {
+	if r.decoded == nil {
+		body := r.body
+		if r.bodyRef != "" {
+			b, err := m.bodyFromRef(ctx, r.bodyRef)
+			if err != nil {
+				return applyResult{}, err
+			}
+			body = b
+		}
+		d, err := decode(body, r.contentType, m.spoolDir(), r.seq)
+		if err != nil {
+			return applyResult{}, classify(err, apierr.InvalidArgument)
+		}
+		r.decoded = d
+	}
+	src, release, err := st.source(r.decoded, r.seq)
+	if err != nil {
+		return applyResult{}, err
+	}
+	defer release()
+
+	srcCols, err := st.columns(ctx, "SELECT * FROM "+src)
+	if err != nil {
+		return applyResult{}, classify(err, apierr.InvalidArgument)
+	}
+	tableCols, err := st.columns(ctx, "SELECT * FROM main."+quoteIdent(r.table))
+	if err != nil {
+		var de *duckdb.Error
+		if !errors.As(err, &de) || de.Type != duckdb.ErrorTypeCatalog {
+			return applyResult{}, classify(err, apierr.Internal)
+		}
+		tableCols = nil // the first append creates the table from the data
+	}
+	for _, k := range r.keys {
+		if !hasColumn(srcCols, k) {
+			return applyResult{}, apierr.Errorf(apierr.InvalidArgument, "key column %q is not in the rows", k)
+		}
+		if tableCols != nil && !hasColumn(tableCols, k) {
+			return applyResult{}, apierr.Errorf(apierr.SchemaMismatch, "key column %q is not in table %s", k, r.table)
+		}
+	}
+	t := "main." + quoteIdent(r.table)
+	if tableCols == nil {
+		n, err := st.exec(ctx, "CREATE TABLE "+t+" AS SELECT * FROM "+src)
+		if err != nil {
+			return applyResult{}, classify(err, apierr.InvalidArgument)
+		}
+		return applyResult{rows: n, tables: []string{r.table}}, nil
+	}
+	var unknown []column
+	for _, c := range srcCols {
+		if !hasColumn(tableCols, c.name) {
+			unknown = append(unknown, c)
+		}
+	}
+	if len(unknown) > 0 {
+		if !m.cfg.Spec.GetAllowNewColumns() {
+			names := make([]string, len(unknown))
+			for i, c := range unknown {
+				names[i] = c.name
+			}
+			return applyResult{}, apierr.Errorf(apierr.SchemaMismatch, "table %s has no column %s (the model does not allow new columns)", r.table, strings.Join(names, ", "))
+		}
+		for _, c := range unknown {
+			if _, err := st.exec(ctx, "ALTER TABLE "+t+" ADD COLUMN "+quoteIdent(c.name)+" "+c.typ); err != nil {
+				return applyResult{}, classify(err, apierr.SchemaMismatch)
+			}
+		}
+	}
+	var q string
+	if r.op == subject.OpAppend {
+		q = "INSERT INTO " + t + " BY NAME SELECT * FROM " + src
+	} else {
+		q = mergeSQL(t, src, srcCols, r.keys)
+	}
+	n, err := st.exec(ctx, q)
+	if err != nil {
+		return applyResult{}, classify(err, apierr.SchemaMismatch)
+	}
+	return applyResult{rows: n, tables: []string{r.table}}, nil
+}
+
+// mergeSQL replaces the rows whose key matches and inserts the others. It
+// needs no declared key; a NULL key matches a NULL key.
+func mergeSQL(table, src string, cols []column, keys []string) string {
+	var on, set []string
+	for _, k := range keys {
+		on = append(on, "_tt_t."+quoteIdent(k)+" IS NOT DISTINCT FROM _tt_s."+quoteIdent(k))
+	}
+	for _, c := range cols {
+		if !containsFold(keys, c.name) {
+			set = append(set, quoteIdent(c.name)+" = _tt_s."+quoteIdent(c.name))
+		}
+	}
+	q := "MERGE INTO " + table + " AS _tt_t USING (SELECT * FROM " + src + ") AS _tt_s ON " + strings.Join(on, " AND ")
+	if len(set) > 0 {
+		q += " WHEN MATCHED THEN UPDATE SET " + strings.Join(set, ", ")
+	}
+	return q + " WHEN NOT MATCHED THEN INSERT BY NAME"
+}
+
+func hasColumn(cols []column, name string) bool {
+	for _, c := range cols {
+		if strings.EqualFold(c.name, name) {
+			return true
+		}
+	}
+	return false
+}
+
+func containsFold(list []string, s string) bool {
+	for _, x := range list {
+		if strings.EqualFold(x, s) {
+			return true
+		}
+	}
+	return false
+}
+
+// columns describes the result of a query without running it.
+func (s *store) columns(ctx context.Context, query string) ([]column, error) {
+	rows, err := s.conn.QueryContext(ctx, "DESCRIBE "+query)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var cols []column
+	for rows.Next() {
+		var name, typ string
+		var null, key, def, extra any
+		if err := rows.Scan(&name, &typ, &null, &key, &def, &extra); err != nil {
+			return nil, err
+		}
+		cols = append(cols, column{name, typ})
+	}
+	return cols, rows.Err()
+}
+
+func (s *store) exec(ctx context.Context, query string, args ...any) (int64, error) {
+	res, err := s.conn.ExecContext(ctx, query, args...)
+	if err != nil {
+		return 0, err
+	}
+	return res.RowsAffected()
+}
+
+// Statement types a sql mutation may run. Everything else (transaction
+// control, ATTACH, SET, LOAD, COPY, PRAGMA, CALL, CHECKPOINT, EXPORT, ...)
+// could break the batch's transaction or reach outside the model.
+var allowedStatements = map[duckdb.StmtType]bool{
+	duckdb.STATEMENT_TYPE_SELECT:      true,
+	duckdb.STATEMENT_TYPE_INSERT:      true,
+	duckdb.STATEMENT_TYPE_UPDATE:      true,
+	duckdb.STATEMENT_TYPE_DELETE:      true,
+	duckdb.STATEMENT_TYPE_CREATE:      true,
+	duckdb.STATEMENT_TYPE_CREATE_FUNC: true,
+	duckdb.STATEMENT_TYPE_ALTER:       true,
+	duckdb.STATEMENT_TYPE_DROP:        true,
+	stmtTypeMerge:                     true,
+}
+
+// stmtTypeMerge is DuckDB's MERGE INTO, which duckdb-go has no name for.
+const stmtTypeMerge = duckdb.StmtType(30)
+
+func applySQL(ctx context.Context, st *store, body []byte) (applyResult, error) {
+	var m teatreev1.SqlMutation
+	if err := protojson.Unmarshal(body, &m); err != nil {
+		return applyResult{}, apierr.Errorf(apierr.InvalidArgument, `sql body: want {"sql": "...", "params": [...]}: %v`, err)
+	}
+	stmts := splitStatements(m.GetSql())
+	if len(stmts) == 0 {
+		return applyResult{}, apierr.New(apierr.InvalidArgument, "sql body: no statement")
+	}
+	if strings.Contains(strings.ToLower(m.GetSql()), subject.ReservedPrefix) {
+		return applyResult{}, apierr.Errorf(apierr.PermissionDenied, "names starting with %s are reserved for teatree", subject.ReservedPrefix)
+	}
+	params := make([]driver.NamedValue, len(m.GetParams()))
+	for i, p := range m.GetParams() {
+		params[i] = driver.NamedValue{Ordinal: i + 1, Value: paramValue(p)}
+	}
+	var total int64
+	err := st.withDriverConn(func(c *duckdb.Conn) error {
+		for _, text := range stmts {
+			n, err := execStatement(ctx, c, text, params)
+			if err != nil {
+				return err
+			}
+			total += n
+		}
+		return nil
+	})
+	if err != nil {
+		return applyResult{}, classify(err, apierr.SQLError)
+	}
+	return applyResult{rows: total, allTables: true}, nil
+}
+
+func execStatement(ctx context.Context, c *duckdb.Conn, text string, params []driver.NamedValue) (int64, error) {
+	ps, err := c.PrepareContext(ctx, text)
+	if err != nil {
+		return 0, err
+	}
+	stmt := ps.(*duckdb.Stmt)
+	defer stmt.Close()
+	typ, err := stmt.StatementType()
+	if err != nil {
+		return 0, err
+	}
+	if !allowedStatements[typ] {
+		return 0, apierr.Errorf(apierr.PermissionDenied, "statement not allowed in a mutation: %.60q (only SELECT, INSERT, UPDATE, DELETE, MERGE, CREATE, ALTER and DROP)", text)
+	}
+	n := stmt.NumInput()
+	if n > len(params) {
+		return 0, apierr.Errorf(apierr.InvalidArgument, "statement %.60q takes %d parameters, the request has %d", text, n, len(params))
+	}
+	res, err := stmt.ExecContext(ctx, params[:n])
+	if err != nil {
+		return 0, err
+	}
+	return res.RowsAffected()
+}
+
+// paramValue converts a JSON parameter. Whole numbers that a float64 holds
+// exactly bind as BIGINT, other numbers as DOUBLE; lists and objects bind
+// as their JSON text.
+func paramValue(v *structpb.Value) any {
+	switch k := v.GetKind().(type) {
+	case *structpb.Value_NullValue:
+		return nil
+	case *structpb.Value_BoolValue:
+		return k.BoolValue
+	case *structpb.Value_StringValue:
+		return k.StringValue
+	case *structpb.Value_NumberValue:
+		f := k.NumberValue
+		if f == math.Trunc(f) && math.Abs(f) <= 1<<53 {
+			return int64(f)
+		}
+		return f
+	default:
+		b, _ := json.Marshal(v.AsInterface())
+		return string(b)
+	}
+}

@@ -1,0 +1,247 @@
+// Package dbmanager runs one model's db-manager: the only read-write DuckDB
+// connection of the model. It applies the model's mutations in stream order
+// in group-committed transactions that also record the applied sequence and
+// each request's outcome, emits outcome events for the notifier, and
+// publishes snapshot versions.
+package dbmanager
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/teatree-dev/teatree/pkg/apierr"
+	"github.com/teatree-dev/teatree/pkg/blob"
+	"github.com/teatree-dev/teatree/pkg/subject"
+	teatreev1 "github.com/teatree-dev/teatree/proto/teatree/v1"
+)
+
+// Blobs is the part of the blob store a db-manager uses.
+type Blobs interface {
+	Put(ctx context.Context, key string, r io.Reader) (int64, error)
+	PutFile(ctx context.Context, key, src string) error
+	Get(ctx context.Context, key string) ([]byte, error)
+	Open(ctx context.Context, key string) (blob.Object, error)
+	Link(ctx context.Context, from, to string) error
+	List(ctx context.Context, prefix string) ([]string, error)
+	DeleteAll(ctx context.Context, prefix string) error
+}
+
+// Config configures one model's db-manager.
+type Config struct {
+	Model string
+	Spec  *teatreev1.ModelSpec
+	// Epoch is the lease epoch this manager runs under.
+	Epoch uint64
+	// Dir holds the model's read-write file and scratch files on this node.
+	Dir   string
+	Names subject.Names
+	// MaxBatchMessages and MaxBatchBytes bound one group commit.
+	MaxBatchMessages int
+	MaxBatchBytes    int
+	// RecentRequests is how many request outcomes the model file keeps for
+	// deduplication beyond JetStream's window.
+	RecentRequests int
+	// MemoryLimit and Threads bound the DuckDB instance ("" and 0: DuckDB's).
+	MemoryLimit string
+	Threads     int
+}
+
+// Defaults of Config.
+const (
+	DefaultMaxBatchMessages = 1000
+	DefaultMaxBatchBytes    = 64 << 20
+	DefaultRecentRequests   = 100_000
+	DefaultSnapshotInterval = time.Second
+	DefaultSnapshotEvery    = 10_000
+	DefaultKeep             = 3
+)
+
+func (c *Config) setDefaults() {
+	if c.MaxBatchMessages <= 0 {
+		c.MaxBatchMessages = DefaultMaxBatchMessages
+	}
+	if c.MaxBatchBytes <= 0 {
+		c.MaxBatchBytes = DefaultMaxBatchBytes
+	}
+	if c.RecentRequests <= 0 {
+		c.RecentRequests = DefaultRecentRequests
+	}
+}
+
+// Deps are the services a db-manager talks to.
+type Deps struct {
+	JS jetstream.JetStream
+	// Models is the tt_models bucket: model specs and their newest version.
+	Models jetstream.KeyValue
+	Blobs  Blobs
+	// Fence returns nil while this manager's lease is still held. Checked
+	// before anything a reader would trust is published.
+	Fence func(ctx context.Context) error
+	Log   *slog.Logger
+}
+
+// Manager is one model's db-manager.
+type Manager struct {
+	cfg  Config
+	deps Deps
+	log  *slog.Logger
+	snap *snapshotter
+}
+
+// New returns a manager; Run starts it.
+func New(cfg Config, deps Deps) *Manager {
+	cfg.setDefaults()
+	log := deps.Log.With("model", cfg.Model, "epoch", cfg.Epoch)
+	m := &Manager{cfg: cfg, deps: deps, log: log}
+	m.snap = newSnapshotter(m)
+	return m
+}
+
+func (m *Manager) dbPath() string   { return filepath.Join(m.cfg.Dir, "model.duckdb") }
+func (m *Manager) spoolDir() string { return filepath.Join(m.cfg.Dir, "spool") }
+
+// Run applies the model's mutations until ctx ends or the node fails. A
+// returned error is the node's: the caller retries Run, which resumes from
+// the applied sequence recorded in the file.
+func (m *Manager) Run(ctx context.Context) error {
+	st, err := m.openOrRestore(ctx)
+	if err != nil {
+		return err
+	}
+	defer st.close()
+	defer m.snap.wait()
+
+	applied, eventsSeq, err := st.state(ctx)
+	if err != nil {
+		return err
+	}
+	w := &writer{m: m, st: st, applied: applied, eventsSeq: eventsSeq}
+	if err := w.replayOutcomes(ctx); err != nil {
+		return err
+	}
+	if err := w.countRequests(ctx); err != nil {
+		return err
+	}
+	start := max(applied, m.cfg.Spec.GetCreatedSeq()) + 1
+	cons, err := m.deps.JS.OrderedConsumer(ctx, m.cfg.Names.MutStream(), jetstream.OrderedConsumerConfig{
+		FilterSubjects: []string{m.cfg.Names.MutModel(m.cfg.Model)},
+		DeliverPolicy:  jetstream.DeliverByStartSequencePolicy,
+		OptStartSeq:    start,
+	})
+	if err != nil {
+		return fmt.Errorf("consume %s from %d: %w", m.cfg.Model, start, err)
+	}
+	iter, err := cons.Messages(jetstream.PullMaxMessages(m.cfg.MaxBatchMessages))
+	if err != nil {
+		return fmt.Errorf("consume %s: %w", m.cfg.Model, err)
+	}
+	msgs := make(chan jetstream.Msg, m.cfg.MaxBatchMessages)
+	pumpErr := make(chan error, 1)
+	go func() {
+		for {
+			msg, err := iter.Next()
+			if err != nil {
+				pumpErr <- err
+				close(msgs)
+				return
+			}
+			msgs <- msg
+		}
+	}()
+	defer func() {
+		iter.Stop()
+		for range msgs { // let the pump see the stop
+		}
+	}()
+	m.log.InfoContext(ctx, "db-manager started", "applied_seq", applied, "from_seq", start)
+	return w.loop(ctx, msgs, pumpErr)
+}
+
+// openOrRestore opens the local read-write file, first restoring the newest
+// snapshot when the file is missing or older than it: a model can move to
+// any node without shared disks.
+func (m *Manager) openOrRestore(ctx context.Context) (*store, error) {
+	if err := os.MkdirAll(m.cfg.Dir, 0o755); err != nil {
+		return nil, fmt.Errorf("create model dir: %w", err)
+	}
+	var localSeq uint64
+	if _, err := os.Stat(m.dbPath()); err == nil {
+		st, err := m.open(ctx)
+		if err != nil {
+			return nil, err
+		}
+		localSeq, _, err = st.state(ctx)
+		if err != nil || m.cfg.Spec.GetAppliedSeq() <= localSeq {
+			if err != nil {
+				st.close()
+			}
+			return st, err
+		}
+		st.close()
+	}
+	if m.cfg.Spec.GetVersion() > 0 {
+		if err := m.restore(ctx, m.cfg.Spec.GetVersion()); err != nil {
+			return nil, err
+		}
+		m.log.InfoContext(ctx, "restored snapshot", "version", m.cfg.Spec.GetVersion(), "applied_seq", m.cfg.Spec.GetAppliedSeq(), "local_seq", localSeq)
+	}
+	return m.open(ctx)
+}
+
+func (m *Manager) open(ctx context.Context) (*store, error) {
+	return openStore(ctx, m.dbPath(), m.spoolDir(), m.cfg.MemoryLimit, m.cfg.Threads)
+}
+
+func (m *Manager) restore(ctx context.Context, version uint64) error {
+	src, err := m.deps.Blobs.Open(ctx, blob.Key(m.cfg.Model, version, blob.DuckDBFile))
+	if err != nil {
+		return fmt.Errorf("restore version %d: %w", version, err)
+	}
+	defer src.Close()
+	tmp := m.dbPath() + ".restore"
+	f, err := os.Create(tmp)
+	if err != nil {
+		return fmt.Errorf("restore version %d: %w", version, err)
+	}
+	_, err = io.Copy(f, src)
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		os.Remove(m.dbPath() + ".wal")
+		err = os.Rename(tmp, m.dbPath())
+	}
+	if err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("restore version %d: %w", version, err)
+	}
+	return nil
+}
+
+// bodyFromRef reads a body uploaded to the blob store ahead of its message.
+func (m *Manager) bodyFromRef(ctx context.Context, ref string) ([]byte, error) {
+	want := "uploads/" + m.cfg.Model + "/"
+	if !strings.HasPrefix(ref, want) {
+		return nil, apierr.Errorf(apierr.InvalidArgument, "%s %q: must name an upload under %s", subject.HeaderBodyRef, ref, want)
+	}
+	b, err := m.deps.Blobs.Get(ctx, ref)
+	if errors.Is(err, blob.ErrNotFound) {
+		return nil, apierr.Errorf(apierr.NotFound, "%s %q: no such upload", subject.HeaderBodyRef, ref)
+	}
+	if err != nil {
+		return nil, nodeError{fmt.Errorf("read body %s: %w", ref, err)}
+	}
+	return b, nil
+}

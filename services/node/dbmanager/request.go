@@ -1,0 +1,101 @@
+package dbmanager
+
+import (
+	"fmt"
+	"strings"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/teatree-dev/teatree/pkg/apierr"
+	"github.com/teatree-dev/teatree/pkg/subject"
+)
+
+// request is one mutation message of the log, parsed but not yet applied.
+type request struct {
+	seq         uint64
+	id          string
+	op          string
+	table       string
+	keys        []string
+	contentType string
+	bodyRef     string
+	body        []byte
+	// invalid is set when the message is unusable whatever the model holds:
+	// it ends failed without touching the database.
+	invalid error
+
+	// decoded caches the body's decoded form across retries of a batch.
+	decoded *decodedBody
+}
+
+// parseRequest reads a mutation message. It never fails: a bad message
+// becomes a request whose invalid field says why.
+func parseRequest(names subject.Names, msg jetstream.Msg) (*request, error) {
+	meta, err := msg.Metadata()
+	if err != nil {
+		return nil, fmt.Errorf("message metadata: %w", err)
+	}
+	r := &request{seq: meta.Sequence.Stream, body: msg.Data()}
+	h := msg.Headers()
+	r.id = h.Get(subject.HeaderMsgID)
+	if r.id == "" {
+		r.id = subject.SeqRequestID(r.seq)
+	} else if err := subject.ValidateRequest(r.id); err != nil {
+		// The notification subject needs a valid token: fall back to the
+		// sequence so the client can still find out what happened.
+		r.id = subject.SeqRequestID(r.seq)
+		r.invalid = err
+		return r, nil
+	}
+	_, op, ok := names.ParseMut(msg.Subject())
+	r.op = op
+	if !ok {
+		r.invalid = apierr.Errorf(apierr.InvalidArgument, "subject %q: want %s", msg.Subject(), names.Mut("<model>", "<op>"))
+		return r, nil
+	}
+	r.contentType = mediaType(h.Get(subject.HeaderContentType))
+	r.bodyRef = h.Get(subject.HeaderBodyRef)
+	switch op {
+	case subject.OpAppend, subject.OpUpsert:
+		r.table = h.Get(subject.HeaderTable)
+		if r.table == "" {
+			r.invalid = apierr.Errorf(apierr.InvalidArgument, "%s needs the %s header", op, subject.HeaderTable)
+		} else if err := subject.ValidateTable(r.table); err != nil {
+			r.invalid = err
+		}
+		if op == subject.OpUpsert && r.invalid == nil {
+			r.keys, r.invalid = parseKeys(h.Get(subject.HeaderKey))
+		}
+	case subject.OpSQL, subject.OpCall:
+		if r.contentType != "" && r.contentType != subject.ContentJSON {
+			r.invalid = apierr.Errorf(apierr.InvalidArgument, "%s takes %s, not %q", op, subject.ContentJSON, r.contentType)
+		}
+	default:
+		r.invalid = apierr.Errorf(apierr.InvalidArgument, "unknown op %q: want append, upsert, sql or call", op)
+	}
+	if r.invalid == nil && len(r.body) == 0 && r.bodyRef == "" {
+		r.invalid = apierr.New(apierr.InvalidArgument, "empty body")
+	}
+	return r, nil
+}
+
+func parseKeys(header string) ([]string, error) {
+	if header == "" {
+		return nil, apierr.Errorf(apierr.InvalidArgument, "upsert needs the %s header: the key columns, comma separated", subject.HeaderKey)
+	}
+	var keys []string
+	for _, k := range strings.Split(header, ",") {
+		k = strings.TrimSpace(k)
+		if k == "" || strings.ContainsAny(k, "\"\x00") {
+			return nil, apierr.Errorf(apierr.InvalidArgument, "%s %q: bad column name", subject.HeaderKey, header)
+		}
+		keys = append(keys, k)
+	}
+	return keys, nil
+}
+
+// mediaType strips parameters such as "; charset=utf-8".
+func mediaType(ct string) string {
+	ct, _, _ = strings.Cut(ct, ";")
+	return strings.ToLower(strings.TrimSpace(ct))
+}

@@ -1,0 +1,348 @@
+package dbmanager
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"database/sql"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/duckdb/duckdb-go/v2"
+	"github.com/nats-io/nats.go"
+
+	"github.com/teatree-dev/teatree/pkg/blob"
+	"github.com/teatree-dev/teatree/pkg/subject"
+	"github.com/teatree-dev/teatree/pkg/wire"
+	teatreev1 "github.com/teatree-dev/teatree/proto/teatree/v1"
+)
+
+// staged is a consistent copy of the model file, taken on the writer after
+// a checkpoint, waiting to be published as a version.
+type staged struct {
+	path       string
+	appliedSeq uint64
+	// tables changed since the previous version; nil when all may have.
+	tables map[string]bool
+}
+
+// snapshotter publishes staged copies one at a time, off the writer's path:
+// Parquet, checksums and uploads do not hold up mutations.
+type snapshotter struct {
+	m       *Manager
+	mu      sync.Mutex
+	running bool
+	// pending carries tables changed by a staged copy whose publication
+	// failed, so that the next version still writes their Parquet.
+	pending    map[string]bool
+	pendingAll bool
+	wg         sync.WaitGroup
+}
+
+func newSnapshotter(m *Manager) *snapshotter { return &snapshotter{m: m} }
+
+func (s *snapshotter) busy() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.running
+}
+
+func (s *snapshotter) wait() { s.wg.Wait() }
+
+// maybeSnapshot stages a copy when the model's policy says so and returns
+// how long to wait before asking again.
+func (w *writer) maybeSnapshot(ctx context.Context) (time.Duration, error) {
+	if w.changed == 0 {
+		return 0, nil
+	}
+	pol := w.m.cfg.Spec.GetSnapshot()
+	interval := time.Duration(pol.GetIntervalMs()) * time.Millisecond
+	if interval <= 0 {
+		interval = DefaultSnapshotInterval
+	}
+	every := int(pol.GetEveryMutations())
+	if every <= 0 {
+		every = DefaultSnapshotEvery
+	}
+	since := time.Since(w.lastSnap)
+	if w.changed < every && since < interval {
+		return interval - since, nil
+	}
+	if w.m.snap.busy() {
+		return interval / 4, nil
+	}
+	st, err := w.stage(ctx)
+	if err != nil {
+		return 0, err
+	}
+	w.changed, w.tables, w.allTables, w.lastSnap = 0, nil, false, time.Now()
+	w.m.snap.start(ctx, st)
+	return 0, nil
+}
+
+// stage checkpoints the file and copies it. The writer is paused while it
+// copies, so the copy is exactly the state at applied.
+func (w *writer) stage(ctx context.Context) (*staged, error) {
+	if _, err := w.st.conn.ExecContext(ctx, "CHECKPOINT"); err != nil {
+		return nil, nodeError{fmt.Errorf("checkpoint: %w", err)}
+	}
+	dir := filepath.Join(w.m.cfg.Dir, "staging")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, nodeError{err}
+	}
+	dst := filepath.Join(dir, strconv.FormatUint(w.applied, 10)+".duckdb")
+	if err := copyFile(dst, w.st.path); err != nil {
+		return nil, nodeError{fmt.Errorf("stage snapshot: %w", err)}
+	}
+	st := &staged{path: dst, appliedSeq: w.applied}
+	if !w.allTables {
+		st.tables = w.tables
+		if st.tables == nil {
+			st.tables = map[string]bool{}
+		}
+	}
+	return st, nil
+}
+
+func (s *snapshotter) start(ctx context.Context, st *staged) {
+	s.mu.Lock()
+	s.running = true
+	if st.tables != nil && !s.pendingAll {
+		for t := range s.pending {
+			st.tables[t] = true
+		}
+	} else {
+		st.tables = nil
+	}
+	s.pending, s.pendingAll = nil, false
+	s.mu.Unlock()
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		err := s.publish(ctx, st)
+		os.Remove(st.path)
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		s.running = false
+		if err != nil {
+			if st.tables == nil {
+				s.pendingAll = true
+			} else {
+				s.pending = st.tables
+			}
+			if ctx.Err() == nil {
+				s.m.log.WarnContext(ctx, "publish snapshot", "applied_seq", st.appliedSeq, "err", err)
+			}
+		}
+	}()
+}
+
+// publish writes a staged copy as the next version: Parquet for the tables
+// that changed (links to the previous version's for the others), the
+// DuckDB file, then the manifest, which completes the version. The catalog
+// advances last, by compare-and-set, and only while the lease holds.
+func (s *snapshotter) publish(ctx context.Context, st *staged) error {
+	m := s.m
+	model := m.cfg.Model
+	entry, err := m.deps.Models.Get(ctx, model)
+	if err != nil {
+		return fmt.Errorf("read catalog: %w", err)
+	}
+	spec := &teatreev1.ModelSpec{}
+	if err := wire.Unmarshal(entry.Value(), spec); err != nil {
+		return fmt.Errorf("read catalog: %w", err)
+	}
+	if st.appliedSeq <= spec.GetAppliedSeq() {
+		return nil // nothing newer than the published version
+	}
+	if err := m.deps.Fence(ctx); err != nil {
+		return err
+	}
+	version := spec.GetVersion() + 1
+	prev := &teatreev1.Manifest{}
+	if spec.GetVersion() > 0 {
+		b, err := m.deps.Blobs.Get(ctx, blob.Key(model, spec.GetVersion(), blob.ManifestFile))
+		if err != nil {
+			return fmt.Errorf("read manifest of version %d: %w", spec.GetVersion(), err)
+		}
+		if err := wire.Unmarshal(b, prev); err != nil {
+			return fmt.Errorf("read manifest of version %d: %w", spec.GetVersion(), err)
+		}
+	}
+	man := &teatreev1.Manifest{
+		Model: model, Version: version, AppliedSeq: st.appliedSeq, LeaseEpoch: m.cfg.Epoch,
+		CreatedAt: time.Now().UTC().Format(time.RFC3339Nano),
+	}
+	man.Tables, err = s.writeTables(ctx, st, version, prev)
+	if err != nil {
+		return err
+	}
+	man.Duckdb, err = fileRef(st.path, blob.DuckDBFile)
+	if err != nil {
+		return err
+	}
+	if err := m.deps.Blobs.PutFile(ctx, blob.Key(model, version, blob.DuckDBFile), st.path); err != nil {
+		return err
+	}
+	manifest, err := wire.Marshal(man)
+	if err != nil {
+		return err
+	}
+	if _, err := m.deps.Blobs.Put(ctx, blob.Key(model, version, blob.ManifestFile), bytes.NewReader(manifest)); err != nil {
+		return err
+	}
+	if err := m.deps.Fence(ctx); err != nil {
+		return err
+	}
+	spec.Version, spec.AppliedSeq, spec.LeaseEpoch = version, st.appliedSeq, m.cfg.Epoch
+	next, err := wire.Marshal(spec)
+	if err != nil {
+		return err
+	}
+	if _, err := m.deps.Models.Update(ctx, model, next, entry.Revision()); err != nil {
+		return fmt.Errorf("advance catalog to version %d: %w", version, err)
+	}
+	msg := nats.NewMsg(m.cfg.Names.Evt(model, subject.EventSnapshot))
+	msg.Data = manifest
+	msg.Header.Set(subject.HeaderMsgID, subject.SnapshotMsgID(model, version))
+	if _, err := m.deps.JS.PublishMsg(ctx, msg); err != nil {
+		return fmt.Errorf("announce version %d: %w", version, err)
+	}
+	m.log.InfoContext(ctx, "published snapshot", "version", version, "applied_seq", st.appliedSeq)
+	return s.collect(ctx, version)
+}
+
+// writeTables writes or links each user table's Parquet file and counts
+// its rows, reading the staged copy through its own read-only DuckDB.
+func (s *snapshotter) writeTables(ctx context.Context, st *staged, version uint64, prev *teatreev1.Manifest) ([]*teatreev1.TableManifest, error) {
+	m := s.m
+	connector, err := duckdb.NewConnector(st.path+"?access_mode=read_only", nil)
+	if err != nil {
+		return nil, fmt.Errorf("open staged copy: %w", err)
+	}
+	db := sql.OpenDB(connector)
+	defer db.Close()
+	names, err := userTables(ctx, db)
+	if err != nil {
+		return nil, err
+	}
+	prevTables := map[string]*teatreev1.TableManifest{}
+	for _, t := range prev.GetTables() {
+		prevTables[t.GetName()] = t
+	}
+	var out []*teatreev1.TableManifest
+	for _, name := range names {
+		tm := &teatreev1.TableManifest{Name: name}
+		if err := db.QueryRowContext(ctx, "SELECT count(*) FROM main."+quoteIdent(name)).Scan(&tm.Rows); err != nil {
+			return nil, fmt.Errorf("count %s: %w", name, err)
+		}
+		out = append(out, tm)
+		if subject.ValidateTable(name) != nil {
+			// A name made by SQL that is no safe file name gets no Parquet.
+			continue
+		}
+		file := blob.ParquetFile(name)
+		key := blob.Key(m.cfg.Model, version, file)
+		if p, ok := prevTables[name]; ok && p.GetParquet() != nil && st.tables != nil && !st.tables[name] {
+			if err := m.deps.Blobs.Link(ctx, blob.Key(m.cfg.Model, prev.GetVersion(), file), key); err != nil {
+				return nil, err
+			}
+			tm.Parquet = p.GetParquet()
+			continue
+		}
+		local := st.path + "." + file
+		if _, err := db.ExecContext(ctx, "COPY main."+quoteIdent(name)+" TO "+quoteString(local)+" (FORMAT parquet)"); err != nil {
+			return nil, fmt.Errorf("write parquet of %s: %w", name, err)
+		}
+		if tm.Parquet, err = fileRef(local, file); err != nil {
+			return nil, err
+		}
+		if err := m.deps.Blobs.PutFile(ctx, key, local); err != nil {
+			os.Remove(local)
+			return nil, err
+		}
+	}
+	return out, nil
+}
+
+// userTables lists the model's own tables, without teatree's bookkeeping.
+func userTables(ctx context.Context, db *sql.DB) ([]string, error) {
+	rows, err := db.QueryContext(ctx, `SELECT table_name FROM duckdb_tables()
+		WHERE database_name = current_database() AND schema_name = 'main' AND NOT internal
+		AND NOT starts_with(table_name, ?) ORDER BY table_name`, subject.ReservedPrefix)
+	if err != nil {
+		return nil, fmt.Errorf("list tables: %w", err)
+	}
+	defer rows.Close()
+	var names []string
+	for rows.Next() {
+		var n string
+		if err := rows.Scan(&n); err != nil {
+			return nil, err
+		}
+		names = append(names, n)
+	}
+	return names, rows.Err()
+}
+
+// collect deletes versions older than the newest keep.
+func (s *snapshotter) collect(ctx context.Context, newest uint64) error {
+	keep := uint64(s.m.cfg.Spec.GetSnapshot().GetKeep())
+	if keep == 0 {
+		keep = DefaultKeep
+	}
+	dirs, err := s.m.deps.Blobs.List(ctx, blob.ModelPrefix(s.m.cfg.Model))
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for _, d := range dirs {
+		if v, ok := blob.ParseVersionDir(d); ok && v+keep <= newest {
+			errs = append(errs, s.m.deps.Blobs.DeleteAll(ctx, blob.VersionPrefix(s.m.cfg.Model, v)))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func fileRef(path, name string) (*teatreev1.FileRef, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	h := sha256.New()
+	n, err := io.Copy(h, f)
+	if err != nil {
+		return nil, fmt.Errorf("checksum %s: %w", name, err)
+	}
+	return &teatreev1.FileRef{Path: name, Bytes: n, Sha256: hex.EncodeToString(h.Sum(nil))}, nil
+}
+
+// copyFile copies src to dst and syncs it; between two files on Linux,
+// io.Copy uses copy_file_range, so the bytes need not pass through Go.
+func copyFile(dst, src string) error {
+	in, err := os.Open(src)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	out, err := os.Create(dst)
+	if err != nil {
+		return err
+	}
+	_, err = io.Copy(out, in)
+	if cerr := out.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		os.Remove(dst)
+	}
+	return err
+}

@@ -1,0 +1,366 @@
+package dbmanager
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/teatree-dev/teatree/pkg/apierr"
+	"github.com/teatree-dev/teatree/pkg/subject"
+	teatreev1 "github.com/teatree-dev/teatree/proto/teatree/v1"
+)
+
+// writer is the state of one Run: the open file and the sequences it has
+// applied and announced.
+type writer struct {
+	m  *Manager
+	st *store
+	// applied is the stream sequence applied up to, as committed.
+	applied uint64
+	// eventsSeq is the sequence up to which outcome events are known to be
+	// in TT_EVT, as committed; published is the same, as known in memory.
+	eventsSeq, published uint64
+	requests  int
+	// Since the last snapshot: how many requests changed data, and which
+	// tables (nil with allTables).
+	changed   int
+	tables    map[string]bool
+	allTables bool
+	lastSnap  time.Time
+}
+
+func (w *writer) loop(ctx context.Context, msgs <-chan jetstream.Msg, pumpErr <-chan error) error {
+	w.lastSnap = time.Now()
+	var timer <-chan time.Time
+	for {
+		var first jetstream.Msg
+		select {
+		case <-ctx.Done():
+			return nil
+		case msg, ok := <-msgs:
+			if !ok {
+				if err := <-pumpErr; ctx.Err() == nil {
+					return fmt.Errorf("consume: %w", err)
+				}
+				return nil
+			}
+			first = msg
+		case <-timer:
+			timer = nil
+		}
+		if first != nil {
+			batch := []jetstream.Msg{first}
+			size := len(first.Data())
+		drain:
+			for len(batch) < w.m.cfg.MaxBatchMessages && size < w.m.cfg.MaxBatchBytes {
+				select {
+				case msg, ok := <-msgs:
+					if !ok {
+						break drain
+					}
+					batch = append(batch, msg)
+					size += len(msg.Data())
+				default:
+					break drain
+				}
+			}
+			if err := w.commit(ctx, batch); err != nil {
+				return err
+			}
+		}
+		wait, err := w.maybeSnapshot(ctx)
+		if err != nil {
+			return err
+		}
+		if wait > 0 && timer == nil {
+			timer = time.After(wait)
+		}
+	}
+}
+
+// commit applies a batch in one transaction, then announces its outcomes.
+func (w *writer) commit(ctx context.Context, msgs []jetstream.Msg) error {
+	reqs := make([]*request, 0, len(msgs))
+	for _, msg := range msgs {
+		r, err := parseRequest(w.m.cfg.Names, msg)
+		if err != nil {
+			return err
+		}
+		reqs = append(reqs, r)
+	}
+	defer func() {
+		for _, r := range reqs {
+			if r.decoded != nil {
+				r.decoded.release()
+			}
+		}
+	}()
+	todo, err := w.dropDuplicates(ctx, reqs)
+	if err != nil {
+		return err
+	}
+	lastSeq := reqs[len(reqs)-1].seq
+	statuses, err := w.applyBatch(ctx, todo, lastSeq)
+	if err != nil {
+		return err
+	}
+	w.applied = lastSeq
+	w.eventsSeq = w.published
+	if len(statuses) == 0 {
+		w.published = lastSeq
+		return nil
+	}
+	if err := w.announce(ctx, statuses, false); err != nil {
+		return err
+	}
+	w.published = lastSeq
+	return nil
+}
+
+// dropDuplicates removes requests whose id the model has already seen: a
+// retry that came after JetStream's duplicate window, or twice in one batch.
+func (w *writer) dropDuplicates(ctx context.Context, reqs []*request) ([]*request, error) {
+	ids := make([]string, len(reqs))
+	for i, r := range reqs {
+		ids[i] = r.id
+	}
+	rows, err := w.st.conn.QueryContext(ctx, "SELECT request_id FROM _tt_requests WHERE list_contains(?, request_id)", ids)
+	if err != nil {
+		return nil, nodeError{fmt.Errorf("look up request ids: %w", err)}
+	}
+	seen := map[string]bool{}
+	for rows.Next() {
+		var id string
+		if err := rows.Scan(&id); err != nil {
+			rows.Close()
+			return nil, nodeError{err}
+		}
+		seen[id] = true
+	}
+	if err := rows.Close(); err != nil {
+		return nil, nodeError{err}
+	}
+	todo := reqs[:0:0]
+	for _, r := range reqs {
+		if seen[r.id] {
+			w.m.log.InfoContext(ctx, "dropped duplicate request", "request_id", r.id, "seq", r.seq)
+			continue
+		}
+		seen[r.id] = true
+		todo = append(todo, r)
+	}
+	return todo, nil
+}
+
+// applyBatch runs the batch in one transaction. DuckDB aborts a transaction
+// on an execution error, so a request that fails for its own reasons is set
+// aside and the transaction is run again without it; the others commit.
+func (w *writer) applyBatch(ctx context.Context, reqs []*request, lastSeq uint64) ([]*teatreev1.RequestStatus, error) {
+	failed := make([]error, len(reqs))
+	for i, r := range reqs {
+		failed[i] = r.invalid
+	}
+	for {
+		results, redo, err := w.tryBatch(ctx, reqs, failed, lastSeq)
+		if err != nil || !redo {
+			if err != nil {
+				return nil, err
+			}
+			return w.statuses(reqs, results, failed), nil
+		}
+	}
+}
+
+func (w *writer) tryBatch(ctx context.Context, reqs []*request, failed []error, lastSeq uint64) (results []applyResult, redo bool, err error) {
+	if _, err := w.st.conn.ExecContext(ctx, "BEGIN TRANSACTION"); err != nil {
+		return nil, false, nodeError{fmt.Errorf("begin: %w", err)}
+	}
+	rollback := func() {
+		if _, err := w.st.conn.ExecContext(context.WithoutCancel(ctx), "ROLLBACK"); err != nil {
+			w.m.log.WarnContext(ctx, "rollback", "err", err)
+		}
+	}
+	results = make([]applyResult, len(reqs))
+	for i, r := range reqs {
+		if failed[i] != nil {
+			continue
+		}
+		res, err := w.m.apply(ctx, w.st, r)
+		if err != nil {
+			rollback()
+			if isNodeError(err) || ctx.Err() != nil {
+				return nil, false, fmt.Errorf("apply seq %d: %w", r.seq, err)
+			}
+			failed[i] = err
+			return nil, true, nil
+		}
+		results[i] = res
+	}
+	now := time.Now().UTC()
+	if err := w.record(ctx, reqs, results, failed, now, lastSeq); err != nil {
+		rollback()
+		return nil, false, nodeError{fmt.Errorf("record outcomes: %w", err)}
+	}
+	if _, err := w.st.conn.ExecContext(ctx, "COMMIT"); err != nil {
+		rollback()
+		return nil, false, nodeError{fmt.Errorf("commit: %w", err)}
+	}
+	for i, res := range results {
+		if failed[i] == nil {
+			w.noteChange(res)
+		}
+	}
+	w.requests += len(reqs)
+	return results, false, nil
+}
+
+// record writes each request's outcome and the new sequences in the
+// batch's transaction.
+func (w *writer) record(ctx context.Context, reqs []*request, results []applyResult, failed []error, now time.Time, lastSeq uint64) error {
+	const cols = 8
+	for lo := 0; lo < len(reqs); lo += 500 {
+		hi := min(lo+500, len(reqs))
+		var q strings.Builder
+		q.WriteString("INSERT INTO _tt_requests VALUES ")
+		args := make([]any, 0, (hi-lo)*cols)
+		for i := lo; i < hi; i++ {
+			if i > lo {
+				q.WriteString(",")
+			}
+			q.WriteString("(?,?,?,?,?,?,?,?)")
+			r := reqs[i]
+			if failed[i] != nil {
+				code, msg := apierr.From(failed[i])
+				args = append(args, r.id, r.seq, r.op, subject.StatusFailed, nil, string(code), msg, now)
+			} else {
+				args = append(args, r.id, r.seq, r.op, subject.StatusApplied, results[i].rows, nil, nil, now)
+			}
+		}
+		if _, err := w.st.conn.ExecContext(ctx, q.String(), args...); err != nil {
+			return err
+		}
+	}
+	if w.requests+len(reqs) > 2*w.m.cfg.RecentRequests {
+		// Keep the newest RecentRequests outcomes; the trim runs in the
+		// transaction so the table never loses an outcome it needs.
+		if _, err := w.st.conn.ExecContext(ctx, `DELETE FROM _tt_requests WHERE seq < (
+			SELECT min(seq) FROM (SELECT seq FROM _tt_requests ORDER BY seq DESC LIMIT ?))`, w.m.cfg.RecentRequests); err != nil {
+			return err
+		}
+		w.requests = w.m.cfg.RecentRequests - len(reqs)
+	}
+	_, err := w.st.conn.ExecContext(ctx, "UPDATE _tt_state SET applied_seq = ?, events_seq = ?", lastSeq, w.published)
+	return err
+}
+
+func (w *writer) countRequests(ctx context.Context) error {
+	if err := w.st.conn.QueryRowContext(ctx, "SELECT count(*) FROM _tt_requests").Scan(&w.requests); err != nil {
+		return fmt.Errorf("count requests: %w", err)
+	}
+	return nil
+}
+
+func (w *writer) statuses(reqs []*request, results []applyResult, failed []error) []*teatreev1.RequestStatus {
+	now := time.Now().UTC().Format(time.RFC3339Nano)
+	out := make([]*teatreev1.RequestStatus, len(reqs))
+	for i, r := range reqs {
+		s := &teatreev1.RequestStatus{RequestId: r.id, Model: w.m.cfg.Model, Op: r.op, Seq: r.seq, AppliedAt: now}
+		if failed[i] != nil {
+			code, msg := apierr.From(failed[i])
+			s.Status = subject.StatusFailed
+			s.Error = &teatreev1.Error{Code: string(code), Message: msg}
+		} else {
+			s.Status = subject.StatusApplied
+			rows := results[i].rows
+			s.RowsAffected = &rows
+		}
+		out[i] = s
+	}
+	return out
+}
+
+func (w *writer) noteChange(res applyResult) {
+	w.changed++
+	if res.allTables {
+		w.allTables = true
+		return
+	}
+	if w.tables == nil {
+		w.tables = map[string]bool{}
+	}
+	for _, t := range res.tables {
+		w.tables[t] = true
+	}
+}
+
+// announce publishes the outcomes of a batch for the notifier and waits
+// until JetStream has them.
+func (w *writer) announce(ctx context.Context, statuses []*teatreev1.RequestStatus, replay bool) error {
+	ev := &teatreev1.Outcomes{Model: w.m.cfg.Model, Statuses: statuses, Replay: replay}
+	data, err := proto.Marshal(ev)
+	if err != nil {
+		return err
+	}
+	msg := nats.NewMsg(w.m.cfg.Names.Evt(w.m.cfg.Model, subject.EventOutcomes))
+	msg.Data = data
+	msg.Header.Set(subject.HeaderMsgID, subject.OutcomesMsgID(w.m.cfg.Model, statuses[len(statuses)-1].GetSeq()))
+	if _, err := w.m.deps.JS.PublishMsg(ctx, msg); err != nil {
+		return fmt.Errorf("publish outcomes: %w", err)
+	}
+	return nil
+}
+
+// replayOutcomes re-announces the outcomes committed after the last
+// sequence known to be announced: a crash may have come between a commit
+// and its event. The notifier drops those it has already notified.
+func (w *writer) replayOutcomes(ctx context.Context) error {
+	rows, err := w.st.conn.QueryContext(ctx, `SELECT request_id, seq, op, status, rows_affected, error_code, error_message, applied_at
+		FROM _tt_requests WHERE seq > ? ORDER BY seq`, w.eventsSeq)
+	if err != nil {
+		return fmt.Errorf("read outcomes to replay: %w", err)
+	}
+	defer rows.Close()
+	var statuses []*teatreev1.RequestStatus
+	for rows.Next() {
+		s := &teatreev1.RequestStatus{Model: w.m.cfg.Model}
+		var rowsAffected *int64
+		var code, message *string
+		var at time.Time
+		if err := rows.Scan(&s.RequestId, &s.Seq, &s.Op, &s.Status, &rowsAffected, &code, &message, &at); err != nil {
+			return fmt.Errorf("read outcomes to replay: %w", err)
+		}
+		s.RowsAffected = rowsAffected
+		s.AppliedAt = at.UTC().Format(time.RFC3339Nano)
+		if code != nil {
+			s.Error = &teatreev1.Error{Code: *code, Message: deref(message)}
+		}
+		statuses = append(statuses, s)
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("read outcomes to replay: %w", err)
+	}
+	w.published = w.eventsSeq
+	if len(statuses) > 0 {
+		if err := w.announce(ctx, statuses, true); err != nil {
+			return err
+		}
+		w.m.log.InfoContext(ctx, "replayed outcomes", "count", len(statuses))
+	}
+	w.published = w.applied
+	return nil
+}
+
+func deref(s *string) string {
+	if s == nil {
+		return ""
+	}
+	return *s
+}
+
+var errStaleLease = errors.New("lease lost: another node holds the model")
