@@ -26,7 +26,7 @@ type writer struct {
 	// eventsSeq is the sequence up to which outcome events are known to be
 	// in TT_EVT, as committed; published is the same, as known in memory.
 	eventsSeq, published uint64
-	requests  int
+	requests             int
 	// Since the last snapshot: how many requests changed data, and which
 	// tables (nil with allTables).
 	changed   int
