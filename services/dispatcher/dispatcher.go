@@ -1,0 +1,348 @@
+// Package dispatcher places models on nodes. It reads the headers of every
+// mutation (never its body): a mutation for a model without a live lease
+// gets the model placed on a node whose capabilities cover the model's and
+// that has a free slot; a mutation for no model, or an invalid one, ends
+// with a failed notification right away.
+package dispatcher
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/teatree-dev/teatree/pkg/apierr"
+	"github.com/teatree-dev/teatree/pkg/catalog"
+	"github.com/teatree-dev/teatree/pkg/subject"
+	"github.com/teatree-dev/teatree/pkg/wire"
+	teatreev1 "github.com/teatree-dev/teatree/proto/teatree/v1"
+)
+
+// Config configures the dispatcher.
+type Config struct {
+	Names     subject.Names
+	LeaseTTL  time.Duration
+	WorkerTTL time.Duration
+	// PlacementGrace is how long a mutation waits for a node that can serve
+	// its model before it fails as unavailable.
+	PlacementGrace time.Duration
+	// Durable is the consumer name on TT_MUT shared by all dispatchers.
+	Durable string
+}
+
+// Deps are what the dispatcher talks to.
+type Deps struct {
+	JS      jetstream.JetStream
+	Models  jetstream.KeyValue
+	Owners  jetstream.KeyValue
+	Workers jetstream.KeyValue
+	Log     *slog.Logger
+}
+
+// Dispatcher is the dispatcher service.
+type Dispatcher struct {
+	cfg  Config
+	deps Deps
+	mut  jetstream.Stream
+
+	mu sync.Mutex
+	// owners: when each model's lease was last seen written.
+	owners  map[string]time.Time
+	workers map[string]workerSeen
+}
+
+type workerSeen struct {
+	w  *teatreev1.Worker
+	at time.Time
+}
+
+// New returns a dispatcher; Run starts it.
+func New(cfg Config, deps Deps) *Dispatcher {
+	if cfg.Durable == "" {
+		cfg.Durable = "dispatcher"
+	}
+	if cfg.PlacementGrace == 0 {
+		cfg.PlacementGrace = 30 * time.Second
+	}
+	return &Dispatcher{cfg: cfg, deps: deps, owners: map[string]time.Time{}, workers: map[string]workerSeen{}}
+}
+
+// Run places models until ctx ends.
+func (d *Dispatcher) Run(ctx context.Context, ready func()) error {
+	names := d.cfg.Names
+	var err error
+	if d.mut, err = d.deps.JS.Stream(ctx, names.MutStream()); err != nil {
+		return fmt.Errorf("dispatcher: %w", err)
+	}
+	if err := d.watch(ctx, d.deps.Owners, d.onLease); err != nil {
+		return err
+	}
+	if err := d.watch(ctx, d.deps.Workers, d.onWorker); err != nil {
+		return err
+	}
+	cons, err := d.deps.JS.CreateOrUpdateConsumer(ctx, names.MutStream(), jetstream.ConsumerConfig{
+		Durable:       d.cfg.Durable,
+		Description:   "places models that have mutations waiting",
+		AckPolicy:     jetstream.AckExplicitPolicy,
+		HeadersOnly:   true,
+		FilterSubject: names.MutAll(),
+		MaxAckPending: 10_000,
+	})
+	if err != nil {
+		return fmt.Errorf("dispatcher consumer: %w", err)
+	}
+	cc, err := cons.Consume(func(msg jetstream.Msg) {
+		if err := d.handle(ctx, msg); err != nil {
+			if ctx.Err() == nil {
+				d.deps.Log.WarnContext(ctx, "dispatch", "subject", msg.Subject(), "err", err)
+			}
+			_ = msg.NakWithDelay(time.Second)
+			return
+		}
+		_ = msg.Ack()
+	})
+	if err != nil {
+		return fmt.Errorf("dispatcher consume: %w", err)
+	}
+	defer cc.Stop()
+	ready()
+	tick := time.NewTicker(d.cfg.LeaseTTL / 2)
+	defer tick.Stop()
+	for first := true; ; first = false {
+		d.reconcile(ctx, first)
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-tick.C:
+		}
+	}
+}
+
+// watch follows a bucket in the background, calling f for every put.
+func (d *Dispatcher) watch(ctx context.Context, kv jetstream.KeyValue, f func(jetstream.KeyValueEntry)) error {
+	w, err := kv.WatchAll(ctx)
+	if err != nil {
+		return fmt.Errorf("watch %s: %w", kv.Bucket(), err)
+	}
+	initial := make(chan struct{})
+	go func() {
+		defer w.Stop()
+		for e := range w.Updates() {
+			if e == nil {
+				close(initial)
+				continue
+			}
+			f(e)
+		}
+	}()
+	select {
+	case <-initial:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func (d *Dispatcher) onLease(e jetstream.KeyValueEntry) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if e.Operation() == jetstream.KeyValuePut {
+		d.owners[e.Key()] = e.Created()
+	} else {
+		delete(d.owners, e.Key())
+	}
+}
+
+func (d *Dispatcher) onWorker(e jetstream.KeyValueEntry) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	w := &teatreev1.Worker{}
+	if e.Operation() != jetstream.KeyValuePut || wire.Unmarshal(e.Value(), w) != nil {
+		delete(d.workers, e.Key())
+		return
+	}
+	d.workers[e.Key()] = workerSeen{w: w, at: e.Created()}
+}
+
+// hasOwner reports whether model's lease was renewed recently enough to
+// be alive. Expiry removes a lease silently, so age is what tells.
+func (d *Dispatcher) hasOwner(model string) bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	at, ok := d.owners[model]
+	return ok && time.Since(at) < d.cfg.LeaseTTL
+}
+
+// handle decides about one mutation from its subject and headers.
+func (d *Dispatcher) handle(ctx context.Context, msg jetstream.Msg) error {
+	meta, err := msg.Metadata()
+	if err != nil {
+		return err
+	}
+	model, op, ok := d.cfg.Names.ParseMut(msg.Subject())
+	if !ok {
+		return d.reject(ctx, msg, meta, model, op, apierr.Errorf(apierr.InvalidArgument, "subject %q: want %s", msg.Subject(), d.cfg.Names.Mut("<model>", "<op>")))
+	}
+	if err := subject.ValidateModel(model); err != nil {
+		return d.reject(ctx, msg, meta, model, op, err)
+	}
+	if d.hasOwner(model) {
+		return nil
+	}
+	spec, _, err := catalog.GetModel(ctx, d.deps.Models, model)
+	var ae *apierr.Error
+	if errors.As(err, &ae) && ae.Code == apierr.NotFound {
+		return d.reject(ctx, msg, meta, model, op, err)
+	}
+	if err != nil {
+		return err
+	}
+	switch {
+	case spec.GetCreatedSeq() == catalog.PendingSeq:
+		return fmt.Errorf("model %s: creation not finished", model)
+	case meta.Sequence.Stream <= spec.GetCreatedSeq():
+		return d.reject(ctx, msg, meta, model, op, apierr.Errorf(apierr.NotFound, "model %s did not exist when this request was published", model))
+	}
+	err = d.place(ctx, spec)
+	if errors.Is(err, errNoNode) {
+		if time.Since(meta.Timestamp) > d.cfg.PlacementGrace {
+			return d.reject(ctx, msg, meta, model, op, apierr.Errorf(apierr.Unavailable, "no live node has the capabilities %v that model %s needs", spec.GetCapabilities(), model))
+		}
+	}
+	return err
+}
+
+var errNoNode = errors.New("no live node can serve the model")
+
+// place grants model's lease to the live node with the most free slots
+// among those that have every capability the model needs.
+func (d *Dispatcher) place(ctx context.Context, spec *teatreev1.ModelSpec) error {
+	node := d.pick(spec.GetCapabilities())
+	if node == "" {
+		return errNoNode
+	}
+	_, _, err := catalog.Grant(ctx, d.deps.Owners, spec.GetId(), node)
+	if errors.Is(err, catalog.ErrLeaseHeld) {
+		return nil
+	}
+	if err == nil {
+		d.deps.Log.InfoContext(ctx, "placed model", "model", spec.GetId(), "node", node)
+	}
+	return err
+}
+
+func (d *Dispatcher) pick(needs []string) string {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	best, bestFree := "", int32(0)
+	for id, ws := range d.workers {
+		if time.Since(ws.at) > d.cfg.WorkerTTL || ws.w.GetFreeSlots() <= bestFree || !covers(ws.w.GetCapabilities(), needs) {
+			continue
+		}
+		best, bestFree = id, ws.w.GetFreeSlots()
+	}
+	return best
+}
+
+func covers(have, needs []string) bool {
+	for _, n := range needs {
+		found := false
+		for _, h := range have {
+			found = found || h == n
+		}
+		if !found {
+			return false
+		}
+	}
+	return true
+}
+
+// reject ends a mutation that no model will apply with a failed outcome.
+func (d *Dispatcher) reject(ctx context.Context, msg jetstream.Msg, meta *jetstream.MsgMetadata, model, op string, cause error) error {
+	seq := meta.Sequence.Stream
+	id := msg.Headers().Get(subject.HeaderMsgID)
+	if subject.ValidateRequest(id) != nil {
+		id = subject.SeqRequestID(seq)
+	}
+	if model == "" {
+		d.deps.Log.WarnContext(ctx, "drop mutation on a malformed subject", "subject", msg.Subject(), "seq", seq)
+		return nil
+	}
+	code, text := apierr.From(cause)
+	ev := &teatreev1.Outcomes{Model: model, Statuses: []*teatreev1.RequestStatus{{
+		RequestId: id, Model: model, Op: op, Status: subject.StatusFailed, Seq: seq,
+		AppliedAt: time.Now().UTC().Format(time.RFC3339Nano),
+		Error:     &teatreev1.Error{Code: string(code), Message: text},
+	}}}
+	data, err := proto.Marshal(ev)
+	if err != nil {
+		return err
+	}
+	out := nats.NewMsg(d.cfg.Names.Evt(model, subject.EventOutcomes))
+	out.Data = data
+	out.Header.Set(subject.HeaderMsgID, subject.OutcomesMsgID(model, seq))
+	_, err = d.deps.JS.PublishMsg(ctx, out)
+	return err
+}
+
+// reconcile places models that have mutations waiting but no live lease:
+// their node died after the mutation was dispatched. At start it checks
+// every model; later only those whose lease was seen and has gone stale.
+func (d *Dispatcher) reconcile(ctx context.Context, all bool) {
+	var models []string
+	if all {
+		keys, err := d.deps.Models.ListKeys(ctx)
+		if err != nil {
+			d.deps.Log.WarnContext(ctx, "reconcile: list models", "err", err)
+			return
+		}
+		for k := range keys.Keys() {
+			models = append(models, k)
+		}
+	} else {
+		d.mu.Lock()
+		for m, at := range d.owners {
+			if time.Since(at) >= d.cfg.LeaseTTL {
+				models = append(models, m)
+				delete(d.owners, m)
+			}
+		}
+		d.mu.Unlock()
+	}
+	for _, m := range models {
+		if err := d.reconcileModel(ctx, m); err != nil && ctx.Err() == nil {
+			d.deps.Log.WarnContext(ctx, "reconcile", "model", m, "err", err)
+		}
+	}
+}
+
+func (d *Dispatcher) reconcileModel(ctx context.Context, model string) error {
+	if d.hasOwner(model) {
+		return nil
+	}
+	spec, _, err := catalog.GetModel(ctx, d.deps.Models, model)
+	if err != nil || spec.GetCreatedSeq() == catalog.PendingSeq {
+		return err
+	}
+	last, err := d.mut.GetLastMsgForSubject(ctx, d.cfg.Names.MutModel(model))
+	if errors.Is(err, jetstream.ErrMsgNotFound) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if last.Sequence <= max(spec.GetAppliedSeq(), spec.GetCreatedSeq()) {
+		return nil
+	}
+	err = d.place(ctx, spec)
+	if errors.Is(err, errNoNode) {
+		return nil // the next mutation or reconcile tries again
+	}
+	return err
+}

@@ -1,0 +1,293 @@
+// Package node runs a worker node: it advertises its capabilities and free
+// slots in tt_workers, and runs a db-manager for every model whose lease in
+// tt_owners names it, renewing the lease while the db-manager runs and
+// stopping the db-manager the moment the lease is lost.
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/teatree-dev/teatree/pkg/blob"
+	"github.com/teatree-dev/teatree/pkg/catalog"
+	"github.com/teatree-dev/teatree/pkg/subject"
+	"github.com/teatree-dev/teatree/pkg/wire"
+	teatreev1 "github.com/teatree-dev/teatree/proto/teatree/v1"
+	"github.com/teatree-dev/teatree/services/node/dbmanager"
+)
+
+// Config configures a node.
+type Config struct {
+	// ID names the node in leases and heartbeats; stable across restarts,
+	// so a restarted node resumes the leases it held.
+	ID           string
+	Capabilities []string
+	// Slots is how many models the node runs at once.
+	Slots int
+	// Dir holds the read-write files of the models the node runs.
+	Dir      string
+	Names    subject.Names
+	LeaseTTL time.Duration
+	// WorkerTTL is the heartbeat bucket's TTL; heartbeats come 3 times in it.
+	WorkerTTL time.Duration
+	// Manager is the template of every db-manager's configuration.
+	Manager dbmanager.Config
+}
+
+// Validate reports a configuration that cannot work.
+func (c Config) Validate() error {
+	var errs []error
+	if err := subject.ValidateModel(c.ID); err != nil {
+		errs = append(errs, fmt.Errorf("node id: %w", err))
+	}
+	for _, cap := range c.Capabilities {
+		if err := subject.ValidateCapability(cap); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if c.Slots < 1 {
+		errs = append(errs, fmt.Errorf("slots %d: want at least 1", c.Slots))
+	}
+	if c.Dir == "" {
+		errs = append(errs, errors.New("node needs a data directory"))
+	}
+	if c.LeaseTTL <= 0 || c.WorkerTTL <= 0 {
+		errs = append(errs, errors.New("node needs a lease ttl and a worker ttl"))
+	}
+	return errors.Join(errs...)
+}
+
+// Deps are what a node talks to.
+type Deps struct {
+	JS      jetstream.JetStream
+	Models  jetstream.KeyValue
+	Owners  jetstream.KeyValue
+	Workers jetstream.KeyValue
+	Blobs   *blob.Dir
+	Log     *slog.Logger
+}
+
+// Node is a worker node.
+type Node struct {
+	cfg  Config
+	deps Deps
+	log  *slog.Logger
+
+	mu     sync.Mutex
+	models map[string]*hosted
+	wg     sync.WaitGroup
+}
+
+// hosted is a model whose db-manager runs on this node.
+type hosted struct {
+	lease  *teatreev1.Lease
+	rev    uint64 // the lease's KV revision to renew from
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+// New returns a node; Run starts it.
+func New(cfg Config, deps Deps) (*Node, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	return &Node{cfg: cfg, deps: deps, log: deps.Log.With("node", cfg.ID), models: map[string]*hosted{}}, nil
+}
+
+// Run serves until ctx ends, then stops every db-manager and gives up its
+// leases so that the models can move at once.
+func (n *Node) Run(ctx context.Context, ready func()) error {
+	if err := n.heartbeat(ctx); err != nil {
+		return err
+	}
+	leases, err := n.deps.Owners.WatchAll(ctx)
+	if err != nil {
+		return fmt.Errorf("watch leases: %w", err)
+	}
+	defer leases.Stop()
+	specs, err := n.deps.Models.WatchAll(ctx, jetstream.UpdatesOnly())
+	if err != nil {
+		return fmt.Errorf("watch models: %w", err)
+	}
+	defer specs.Stop()
+	defer n.stopAll()
+
+	tick := time.NewTicker(min(n.cfg.LeaseTTL, n.cfg.WorkerTTL) / 3)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case e, ok := <-leases.Updates():
+			if !ok {
+				return errors.New("lease watch closed")
+			}
+			if e == nil {
+				ready() // the initial leases are in: the node is caught up
+				continue
+			}
+			n.onLease(ctx, e)
+		case e, ok := <-specs.Updates():
+			if !ok {
+				return errors.New("model watch closed")
+			}
+			if e != nil && e.Operation() != jetstream.KeyValuePut {
+				n.onDelete(ctx, e.Key())
+			}
+		case <-tick.C:
+			n.renew(ctx)
+			if err := n.heartbeat(ctx); err != nil {
+				n.log.WarnContext(ctx, "heartbeat", "err", err)
+			}
+		}
+	}
+}
+
+// onLease starts a db-manager for a lease granted to this node.
+func (n *Node) onLease(ctx context.Context, e jetstream.KeyValueEntry) {
+	if e.Operation() != jetstream.KeyValuePut {
+		return
+	}
+	l, err := catalog.DecodeLease(e.Value())
+	if err != nil || l.GetNode() != n.cfg.ID || l.GetEpoch() == 0 {
+		return
+	}
+	model := e.Key()
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if h := n.models[model]; h != nil {
+		if h.lease.GetEpoch() == l.GetEpoch() {
+			h.rev = max(h.rev, e.Revision())
+		}
+		return
+	}
+	mctx, cancel := context.WithCancel(ctx)
+	h := &hosted{lease: l, rev: e.Revision(), cancel: cancel, done: make(chan struct{})}
+	n.models[model] = h
+	n.wg.Add(1)
+	go func() {
+		defer n.wg.Done()
+		defer close(h.done)
+		n.supervise(mctx, model, l.GetEpoch())
+	}()
+}
+
+// supervise runs a model's db-manager, restarting it with backoff after a
+// failure of the node (disk, DuckDB) until the lease ends.
+func (n *Node) supervise(ctx context.Context, model string, epoch uint64) {
+	backoff := 100 * time.Millisecond
+	for ctx.Err() == nil {
+		err := n.runManager(ctx, model, epoch)
+		if ctx.Err() != nil {
+			return
+		}
+		n.log.WarnContext(ctx, "db-manager stopped; restarting", "model", model, "err", err, "backoff", backoff)
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, 30*time.Second)
+	}
+}
+
+func (n *Node) runManager(ctx context.Context, model string, epoch uint64) error {
+	spec, _, err := catalog.GetModel(ctx, n.deps.Models, model)
+	if err != nil {
+		return err
+	}
+	if spec.GetCreatedSeq() == catalog.PendingSeq {
+		return fmt.Errorf("model %s: creation not finished", model)
+	}
+	cfg := n.cfg.Manager
+	cfg.Model, cfg.Spec, cfg.Epoch, cfg.Names = model, spec, epoch, n.cfg.Names
+	// One directory per incarnation of the model id: a model deleted and
+	// created again never opens the old one's file.
+	cfg.Dir = filepath.Join(n.cfg.Dir, model, strconv.FormatUint(spec.GetCreatedSeq(), 10))
+	m := dbmanager.New(cfg, dbmanager.Deps{
+		JS: n.deps.JS, Models: n.deps.Models, Blobs: n.deps.Blobs, Log: n.deps.Log,
+		Fence: func(ctx context.Context) error {
+			return catalog.Fence(ctx, n.deps.Owners, model, n.cfg.ID, epoch)
+		},
+	})
+	return m.Run(ctx)
+}
+
+// renew extends every lease this node holds and stops the db-manager of
+// any it has lost.
+func (n *Node) renew(ctx context.Context) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	for model, h := range n.models {
+		rev, err := catalog.Renew(ctx, n.deps.Owners, model, h.lease, h.rev)
+		if err != nil {
+			if errors.Is(err, catalog.ErrLeaseLost) {
+				n.log.WarnContext(ctx, "lease lost; stopping db-manager", "model", model)
+				n.stopLocked(model, h)
+			} else {
+				n.log.WarnContext(ctx, "renew lease", "model", model, "err", err)
+			}
+			continue
+		}
+		h.rev = rev
+	}
+}
+
+// onDelete stops a deleted model and removes its files.
+func (n *Node) onDelete(ctx context.Context, model string) {
+	n.mu.Lock()
+	if h := n.models[model]; h != nil {
+		n.stopLocked(model, h)
+	}
+	n.mu.Unlock()
+	if err := os.RemoveAll(filepath.Join(n.cfg.Dir, model)); err != nil {
+		n.log.WarnContext(ctx, "remove files of deleted model", "model", model, "err", err)
+	}
+}
+
+func (n *Node) stopLocked(model string, h *hosted) {
+	h.cancel()
+	<-h.done
+	delete(n.models, model)
+}
+
+// stopAll stops every db-manager and releases its lease.
+func (n *Node) stopAll() {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	for model, h := range n.models {
+		n.stopLocked(model, h)
+		if err := catalog.Release(ctx, n.deps.Owners, model, h.rev); err != nil {
+			n.log.WarnContext(ctx, "release lease", "model", model, "err", err)
+		}
+	}
+	n.wg.Wait()
+}
+
+func (n *Node) heartbeat(ctx context.Context) error {
+	n.mu.Lock()
+	free := n.cfg.Slots - len(n.models)
+	n.mu.Unlock()
+	b, err := wire.Marshal(&teatreev1.Worker{
+		Node: n.cfg.ID, Capabilities: n.cfg.Capabilities, Slots: int32(n.cfg.Slots),
+		FreeSlots: int32(free), SeenAt: time.Now().UTC().Format(time.RFC3339Nano),
+	})
+	if err != nil {
+		return err
+	}
+	if _, err := n.deps.Workers.Put(ctx, n.cfg.ID, b); err != nil {
+		return fmt.Errorf("heartbeat: %w", err)
+	}
+	return nil
+}

@@ -1,0 +1,199 @@
+// Package notifier turns the workers' raw events (TT_EVT) into the public
+// notifications of TT_NTF: one terminal notification per request and one
+// per published version. Every notification carries a Nats-Msg-Id derived
+// from what it describes, so a notifier that restarts mid-event neither
+// loses nor doubles one.
+package notifier
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/teatree-dev/teatree/pkg/subject"
+	"github.com/teatree-dev/teatree/pkg/wire"
+	teatreev1 "github.com/teatree-dev/teatree/proto/teatree/v1"
+)
+
+// Config configures the notifier.
+type Config struct {
+	Names subject.Names
+	// Durable is the consumer name on TT_EVT shared by all notifiers.
+	Durable string
+}
+
+// Deps are what the notifier talks to.
+type Deps struct {
+	JS  jetstream.JetStream
+	Log *slog.Logger
+}
+
+// Notifier is the notifier service.
+type Notifier struct {
+	cfg  Config
+	deps Deps
+	ntf  jetstream.Stream
+}
+
+// New returns a notifier; Run starts it.
+func New(cfg Config, deps Deps) *Notifier {
+	if cfg.Durable == "" {
+		cfg.Durable = "notifier"
+	}
+	return &Notifier{cfg: cfg, deps: deps}
+}
+
+// Run processes events until ctx ends.
+func (n *Notifier) Run(ctx context.Context, ready func()) error {
+	names := n.cfg.Names
+	var err error
+	if n.ntf, err = n.deps.JS.Stream(ctx, names.NtfStream()); err != nil {
+		return fmt.Errorf("notifier: %w", err)
+	}
+	cons, err := n.deps.JS.CreateOrUpdateConsumer(ctx, names.EvtStream(), jetstream.ConsumerConfig{
+		Durable:       n.cfg.Durable,
+		Description:   "turns worker events into notifications",
+		AckPolicy:     jetstream.AckExplicitPolicy,
+		AckWait:       30 * time.Second,
+		// One event at a time keeps a model's notifications in the order
+		// its requests were applied.
+		MaxAckPending: 1,
+		FilterSubject: names.EvtAll(),
+	})
+	if err != nil {
+		return fmt.Errorf("notifier consumer: %w", err)
+	}
+	iter, err := cons.Messages()
+	if err != nil {
+		return fmt.Errorf("notifier consume: %w", err)
+	}
+	go func() {
+		<-ctx.Done()
+		iter.Stop()
+	}()
+	ready()
+	for {
+		msg, err := iter.Next()
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return fmt.Errorf("notifier consume: %w", err)
+		}
+		if err := n.handle(ctx, msg); err != nil {
+			n.deps.Log.WarnContext(ctx, "notify", "subject", msg.Subject(), "err", err)
+			_ = msg.NakWithDelay(time.Second)
+			continue
+		}
+		_ = msg.Ack()
+	}
+}
+
+func (n *Notifier) handle(ctx context.Context, msg jetstream.Msg) error {
+	names := n.cfg.Names
+	switch kind := lastToken(msg.Subject()); kind {
+	case subject.EventOutcomes:
+		var ev teatreev1.Outcomes
+		if err := proto.Unmarshal(msg.Data(), &ev); err != nil {
+			n.deps.Log.ErrorContext(ctx, "drop malformed outcomes event", "err", err)
+			return nil
+		}
+		var out []*nats.Msg
+		for _, s := range ev.GetStatuses() {
+			subj := names.NtfRequest(s.GetModel(), s.GetRequestId())
+			if ev.GetReplay() {
+				exists, err := n.exists(ctx, subj)
+				if err != nil {
+					return err
+				}
+				if exists {
+					continue
+				}
+			}
+			body, err := wire.Marshal(s)
+			if err != nil {
+				return err
+			}
+			m := nats.NewMsg(subj)
+			m.Data = body
+			m.Header.Set(subject.HeaderMsgID, subject.RequestNtfMsgID(s.GetModel(), s.GetRequestId(), 1))
+			m.Header.Set(subject.HeaderModel, s.GetModel())
+			m.Header.Set(subject.HeaderRequestID, s.GetRequestId())
+			m.Header.Set(subject.HeaderStatus, s.GetStatus())
+			m.Header.Set(subject.HeaderSeq, strconv.FormatUint(s.GetSeq(), 10))
+			m.Header.Set(subject.HeaderPage, "1")
+			m.Header.Set(subject.HeaderPages, "1")
+			m.Header.Set(subject.HeaderContentType, subject.ContentJSON)
+			out = append(out, m)
+		}
+		return n.publishAll(ctx, out)
+	case subject.EventSnapshot:
+		var man teatreev1.Manifest
+		if err := wire.Unmarshal(msg.Data(), &man); err != nil {
+			n.deps.Log.ErrorContext(ctx, "drop malformed snapshot event", "err", err)
+			return nil
+		}
+		m := nats.NewMsg(names.NtfSnapshot(man.GetModel(), man.GetVersion()))
+		m.Data = msg.Data()
+		m.Header.Set(subject.HeaderMsgID, subject.SnapshotMsgID(man.GetModel(), man.GetVersion()))
+		m.Header.Set(subject.HeaderModel, man.GetModel())
+		m.Header.Set(subject.HeaderVersion, strconv.FormatUint(man.GetVersion(), 10))
+		m.Header.Set(subject.HeaderSeq, strconv.FormatUint(man.GetAppliedSeq(), 10))
+		m.Header.Set(subject.HeaderPage, "1")
+		m.Header.Set(subject.HeaderPages, "1")
+		m.Header.Set(subject.HeaderContentType, subject.ContentJSON)
+		return n.publishAll(ctx, []*nats.Msg{m})
+	default:
+		n.deps.Log.WarnContext(ctx, "drop event of unknown kind", "subject", msg.Subject())
+		return nil
+	}
+}
+
+// exists reports whether a notification was already published on subj:
+// a replayed outcome may be older than TT_NTF's duplicate window.
+func (n *Notifier) exists(ctx context.Context, subj string) (bool, error) {
+	_, err := n.ntf.GetLastMsgForSubject(ctx, subj)
+	if errors.Is(err, jetstream.ErrMsgNotFound) {
+		return false, nil
+	}
+	return err == nil, err
+}
+
+// publishAll publishes msgs without waiting between them, then waits for
+// every acknowledgement.
+func (n *Notifier) publishAll(ctx context.Context, msgs []*nats.Msg) error {
+	acks := make([]jetstream.PubAckFuture, 0, len(msgs))
+	for _, m := range msgs {
+		f, err := n.deps.JS.PublishMsgAsync(m)
+		if err != nil {
+			return fmt.Errorf("publish %s: %w", m.Subject, err)
+		}
+		acks = append(acks, f)
+	}
+	for _, f := range acks {
+		select {
+		case <-f.Ok():
+		case err := <-f.Err():
+			return fmt.Errorf("publish %s: %w", f.Msg().Subject, err)
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	return nil
+}
+
+func lastToken(s string) string {
+	for i := len(s) - 1; i >= 0; i-- {
+		if s[i] == '.' {
+			return s[i+1:]
+		}
+	}
+	return s
+}
