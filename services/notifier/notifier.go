@@ -58,10 +58,10 @@ func (n *Notifier) Run(ctx context.Context, ready func()) error {
 		return fmt.Errorf("notifier: %w", err)
 	}
 	cons, err := n.deps.JS.CreateOrUpdateConsumer(ctx, names.EvtStream(), jetstream.ConsumerConfig{
-		Durable:       n.cfg.Durable,
-		Description:   "turns worker events into notifications",
-		AckPolicy:     jetstream.AckExplicitPolicy,
-		AckWait:       30 * time.Second,
+		Durable:     n.cfg.Durable,
+		Description: "turns worker events into notifications",
+		AckPolicy:   jetstream.AckExplicitPolicy,
+		AckWait:     30 * time.Second,
 		// One event at a time keeps a model's notifications in the order
 		// its requests were applied.
 		MaxAckPending: 1,

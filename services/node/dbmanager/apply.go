@@ -125,9 +125,14 @@ func (m *Manager) applyRows(ctx context.Context, st *store, r *request) (applyRe
 	}
 	t := "main." + quoteIdent(r.table)
 	if tableCols == nil {
-		n, err := st.exec(ctx, "CREATE TABLE "+t+" AS SELECT * FROM "+src)
-		if err != nil {
+		if _, err := st.exec(ctx, "CREATE TABLE "+t+" AS SELECT * FROM "+src); err != nil {
 			return applyResult{}, classify(err, apierr.InvalidArgument)
+		}
+		// DuckDB reports no row count for CREATE TABLE AS; the new table
+		// holds exactly the rows of the request.
+		var n int64
+		if err := st.conn.QueryRowContext(ctx, "SELECT count(*) FROM "+t).Scan(&n); err != nil {
+			return applyResult{}, classify(err, apierr.Internal)
 		}
 		return applyResult{rows: n, tables: []string{r.table}}, nil
 	}
@@ -264,8 +269,8 @@ func applySQL(ctx context.Context, st *store, body []byte) (applyResult, error) 
 	}
 	var total int64
 	err := st.withDriverConn(func(c *duckdb.Conn) error {
-		for _, text := range stmts {
-			n, err := execStatement(ctx, c, text, params)
+		for _, s := range stmts {
+			n, err := execStatement(ctx, c, s, params)
 			if err != nil {
 				return err
 			}
@@ -279,8 +284,8 @@ func applySQL(ctx context.Context, st *store, body []byte) (applyResult, error) 
 	return applyResult{rows: total, allTables: true}, nil
 }
 
-func execStatement(ctx context.Context, c *duckdb.Conn, text string, params []driver.NamedValue) (int64, error) {
-	ps, err := c.PrepareContext(ctx, text)
+func execStatement(ctx context.Context, c *duckdb.Conn, s statement, params []driver.NamedValue) (int64, error) {
+	ps, err := c.PrepareContext(ctx, s.text)
 	if err != nil {
 		return 0, err
 	}
@@ -291,13 +296,24 @@ func execStatement(ctx context.Context, c *duckdb.Conn, text string, params []dr
 		return 0, err
 	}
 	if !allowedStatements[typ] {
-		return 0, apierr.Errorf(apierr.PermissionDenied, "statement not allowed in a mutation: %.60q (only SELECT, INSERT, UPDATE, DELETE, MERGE, CREATE, ALTER and DROP)", text)
+		return 0, apierr.Errorf(apierr.PermissionDenied, "statement not allowed in a mutation: %.60q (only SELECT, INSERT, UPDATE, DELETE, MERGE, CREATE, ALTER and DROP)", s.text)
 	}
-	n := stmt.NumInput()
-	if n > len(params) {
-		return 0, apierr.Errorf(apierr.InvalidArgument, "statement %.60q takes %d parameters, the request has %d", text, n, len(params))
+	// The statement's $k is the request's parameter s.params[k-1]; with
+	// ? placeholders (no $k), the parameters bind in order.
+	args := params
+	if s.params != nil {
+		args = make([]driver.NamedValue, len(s.params))
+		for k, p := range s.params {
+			if p < 1 || p > len(params) {
+				return 0, apierr.Errorf(apierr.InvalidArgument, "statement %.60q uses parameter $%d, the request has %d", s.text, p, len(params))
+			}
+			args[k] = driver.NamedValue{Ordinal: k + 1, Value: params[p-1].Value}
+		}
 	}
-	res, err := stmt.ExecContext(ctx, params[:n])
+	if n := stmt.NumInput(); n > len(args) {
+		return 0, apierr.Errorf(apierr.InvalidArgument, "statement %.60q takes %d parameters, the request has %d", s.text, n, len(args))
+	}
+	res, err := stmt.ExecContext(ctx, args)
 	if err != nil {
 		return 0, err
 	}

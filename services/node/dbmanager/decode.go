@@ -65,7 +65,7 @@ func decode(body []byte, contentType, spoolDir string, seq uint64) (*decodedBody
 	case subject.ContentParquet:
 		d.scan = "read_parquet(" + p + ")"
 	case subject.ContentCSV:
-		d.scan = "read_csv(" + p + ", header=true, strict_mode=true)"
+		d.scan = "read_csv(" + p + ", header=true, delim=',', quote='\"', escape='\"', strict_mode=true)"
 	case subject.ContentNDJSON:
 		d.scan = "read_json(" + p + ", format='newline_delimited', records='true')"
 	case subject.ContentJSON:

@@ -1,51 +1,86 @@
 package dbmanager
 
-import "strings"
+import (
+	"strconv"
+	"strings"
+)
+
+// statement is one statement of a sql mutation, with its numbered
+// parameters renumbered from $1: params[k-1] is the request parameter
+// (1-based) that $k of text stands for. DuckDB binds numbered parameters
+// with gaps unreliably, and a request's $2 means its second parameter in
+// every statement.
+type statement struct {
+	text   string
+	params []int
+}
 
 // splitStatements splits SQL text on the semicolons that end statements,
 // skipping those inside quotes, dollar-quoted strings and comments, so that
 // each statement can be checked before it runs. Empty statements are dropped.
-func splitStatements(text string) []string {
-	var out []string
-	start := 0
-	emit := func(end int) {
-		if s := strings.TrimSpace(text[start:end]); s != "" {
-			out = append(out, s)
+func splitStatements(text string) []statement {
+	var out []statement
+	var cur strings.Builder
+	numbers := map[int]int{} // request parameter -> statement parameter
+	var params []int
+	flush := func() {
+		if s := strings.TrimSpace(cur.String()); s != "" {
+			out = append(out, statement{text: s, params: params})
 		}
+		cur.Reset()
+		numbers, params = map[int]int{}, nil
 	}
 	for i := 0; i < len(text); i++ {
-		switch c := text[i]; {
+		c := text[i]
+		end := i
+		switch {
 		case c == '\'' || c == '"':
-			i = skipQuoted(text, i, c)
+			end = skipQuoted(text, i, c)
 		case c == '-' && strings.HasPrefix(text[i:], "--"):
-			if j := strings.IndexByte(text[i:], '\n'); j >= 0 {
-				i += j
-			} else {
-				i = len(text)
-			}
+			end = indexFrom(text, i, "\n")
 		case c == '/' && strings.HasPrefix(text[i:], "/*"):
-			if j := strings.Index(text[i+2:], "*/"); j >= 0 {
-				i += j + 3
-			} else {
-				i = len(text)
-			}
+			end = indexFrom(text, i+2, "*/")
 		case c == '$':
 			if tag, ok := dollarTag(text[i:]); ok {
-				if j := strings.Index(text[i+len(tag):], tag); j >= 0 {
-					i += len(tag) + j + len(tag) - 1
-				} else {
-					i = len(text)
+				end = indexFrom(text, i+len(tag), tag)
+			} else if j := digitsEnd(text, i+1); j > i+1 {
+				n, _ := strconv.Atoi(text[i+1 : j])
+				k, seen := numbers[n]
+				if !seen {
+					params = append(params, n)
+					k = len(params)
+					numbers[n] = k
 				}
+				cur.WriteString("$" + strconv.Itoa(k))
+				i = j - 1
+				continue
 			}
 		case c == ';':
-			emit(i)
-			start = i + 1
+			flush()
+			continue
 		}
+		end = min(end, len(text)-1)
+		cur.WriteString(text[i : end+1])
+		i = end
 	}
-	if start < len(text) {
-		emit(len(text))
-	}
+	flush()
 	return out
+}
+
+// indexFrom returns the index of the last byte of the first sub at or after
+// i; the last index of text when sub does not occur.
+func indexFrom(text string, i int, sub string) int {
+	if j := strings.Index(text[i:], sub); j >= 0 {
+		return i + j - 1 + len(sub)
+	}
+	return len(text) - 1
+}
+
+func digitsEnd(text string, i int) int {
+	for i < len(text) && text[i] >= '0' && text[i] <= '9' {
+		i++
+	}
+	return i
 }
 
 // skipQuoted returns the index of the quote closing the one at i; a doubled
@@ -60,7 +95,7 @@ func skipQuoted(text string, i int, q byte) int {
 			return j
 		}
 	}
-	return len(text)
+	return len(text) - 1
 }
 
 // dollarTag returns the $tag$ opening a dollar-quoted string at the start of

@@ -1,0 +1,40 @@
+# teatree — `make help` lists the targets.
+
+# duckdb-go's Arrow interface, which ingest uses, is behind this build tag.
+export GOFLAGS := -tags=duckdb_arrow
+SHELL   := bash
+GO      ?= go
+DATA    ?= ./teatree-data
+HTTP    ?= 127.0.0.1:8080
+NATS    ?= 127.0.0.1:4222
+
+.DEFAULT_GOAL := help
+
+include proto.mk
+
+.PHONY: help build run test test-unit test-e2e lint fmt
+
+help: ## List the targets
+	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | sort | \
+		awk 'BEGIN {FS = ":.*## "}; {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}'
+
+build: ## Build the one binary at bin/teatree
+	$(GO) build -o bin/teatree ./services/cmd/teatree
+
+run: build ## Build and run `teatree up` (embedded NATS) with data in $(DATA)
+	./bin/teatree up --data $(DATA) --http $(HTTP) --nats $(NATS)
+
+test: lint test-unit test-e2e ## Lint, then run every test (unit, in-process and end-to-end)
+
+test-unit: ## Unit and in-process tests (embedded JetStream, real DuckDB files)
+	$(GO) test -count=1 -timeout 20m $$($(GO) list ./... | grep -v /test/)
+
+test-e2e: build ## End-to-end and crash tests against the built binary
+	TEATREE_BIN=$(CURDIR)/bin/teatree $(GO) test -count=1 -timeout 30m ./test/...
+
+lint: ## gofmt and go vet
+	@out="$$(gofmt -l $$(git ls-files '*.go'))"; if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+
+fmt: ## Format the code
+	gofmt -w $$(git ls-files '*.go')

@@ -1,0 +1,200 @@
+// Package client is the Go SDK for teatree's HTTP gateway.
+package client
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strings"
+
+	"google.golang.org/protobuf/proto"
+
+	"github.com/teatree-dev/teatree/pkg/apierr"
+	"github.com/teatree-dev/teatree/pkg/wire"
+	teatreev1 "github.com/teatree-dev/teatree/proto/teatree/v1"
+)
+
+// Client talks to one gateway.
+type Client struct {
+	base string
+	http *http.Client
+}
+
+// New returns a client of the gateway at baseURL, e.g. http://127.0.0.1:8080.
+func New(baseURL string) *Client {
+	return &Client{base: strings.TrimRight(baseURL, "/"), http: &http.Client{}}
+}
+
+// CreateModel creates a model.
+func (c *Client) CreateModel(ctx context.Context, spec *teatreev1.ModelSpec) (*teatreev1.ModelSpec, error) {
+	out := &teatreev1.ModelSpec{}
+	return out, c.call(ctx, http.MethodPost, "/v1/models", spec, out)
+}
+
+// ListModels lists every model.
+func (c *Client) ListModels(ctx context.Context) (*teatreev1.ModelList, error) {
+	out := &teatreev1.ModelList{}
+	return out, c.call(ctx, http.MethodGet, "/v1/models", nil, out)
+}
+
+// GetModel shows a model: its spec, owner, version and lag.
+func (c *Client) GetModel(ctx context.Context, model string) (*teatreev1.ModelInfo, error) {
+	out := &teatreev1.ModelInfo{}
+	return out, c.call(ctx, http.MethodGet, "/v1/models/"+url.PathEscape(model), nil, out)
+}
+
+// DeleteModel deletes a model, its log and its snapshots.
+func (c *Client) DeleteModel(ctx context.Context, model string) error {
+	return c.call(ctx, http.MethodDelete, "/v1/models/"+url.PathEscape(model), nil, nil)
+}
+
+// Snapshots lists a model's versions, newest first.
+func (c *Client) Snapshots(ctx context.Context, model string) (*teatreev1.SnapshotList, error) {
+	out := &teatreev1.SnapshotList{}
+	return out, c.call(ctx, http.MethodGet, "/v1/models/"+url.PathEscape(model)+"/snapshots", nil, out)
+}
+
+// Request returns a request's terminal notification.
+func (c *Client) Request(ctx context.Context, model, requestID string) (*teatreev1.RequestStatus, error) {
+	out := &teatreev1.RequestStatus{}
+	return out, c.call(ctx, http.MethodGet, "/v1/models/"+url.PathEscape(model)+"/requests/"+url.PathEscape(requestID), nil, out)
+}
+
+// MutateOptions are the options of a mutation.
+type MutateOptions struct {
+	// RequestID makes retries safe; empty lets the gateway pick one.
+	RequestID string
+	// Wait returns the terminal notification instead of the acceptance.
+	Wait bool
+}
+
+// Result is the answer to a mutation: Accepted, or Status when waiting.
+type Result struct {
+	Accepted *teatreev1.Accepted
+	Status   *teatreev1.RequestStatus
+}
+
+// Append appends rows (in the given content type) to a table; with keys,
+// it upserts on them.
+func (c *Client) Append(ctx context.Context, model, table string, rows io.Reader, contentType string, keys []string, opts MutateOptions) (*Result, error) {
+	q := url.Values{}
+	if len(keys) > 0 {
+		q.Set("key", strings.Join(keys, ","))
+	}
+	path := "/v1/models/" + url.PathEscape(model) + "/tables/" + url.PathEscape(table) + "/rows"
+	return c.mutate(ctx, path, q, rows, contentType, opts)
+}
+
+// SQL runs statements in the model's write transaction.
+func (c *Client) SQL(ctx context.Context, model string, m *teatreev1.SqlMutation, opts MutateOptions) (*Result, error) {
+	b, err := wire.Marshal(m)
+	if err != nil {
+		return nil, err
+	}
+	return c.mutate(ctx, "/v1/models/"+url.PathEscape(model)+"/sql", url.Values{}, bytes.NewReader(b), "application/json", opts)
+}
+
+func (c *Client) mutate(ctx context.Context, path string, q url.Values, body io.Reader, contentType string, opts MutateOptions) (*Result, error) {
+	if opts.Wait {
+		q.Set("wait", "applied")
+	}
+	if len(q) > 0 {
+		path += "?" + q.Encode()
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.base+path, body)
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Content-Type", contentType)
+	if opts.RequestID != "" {
+		req.Header.Set("Idempotency-Key", opts.RequestID)
+	}
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return nil, err
+	}
+	if opts.Wait && resp.StatusCode != http.StatusGatewayTimeout {
+		// A failed request answers with its notification too.
+		st := &teatreev1.RequestStatus{}
+		if err := wire.Unmarshal(b, st); err == nil && st.GetStatus() != "" {
+			return &Result{Status: st}, nil
+		}
+	}
+	if resp.StatusCode >= 300 {
+		return nil, decodeError(resp.StatusCode, b)
+	}
+	acc := &teatreev1.Accepted{}
+	if err := wire.Unmarshal(b, acc); err != nil {
+		return nil, fmt.Errorf("decode answer: %w", err)
+	}
+	return &Result{Accepted: acc}, nil
+}
+
+// Download opens a file of a version ("latest" or a number).
+func (c *Client) Download(ctx context.Context, model, version, file string) (*http.Response, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.base+"/v1/models/"+url.PathEscape(model)+"/snapshots/"+url.PathEscape(version)+"/"+url.PathEscape(file), nil)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	if resp.StatusCode != http.StatusOK {
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return nil, decodeError(resp.StatusCode, b)
+	}
+	return resp, nil
+}
+
+func (c *Client) call(ctx context.Context, method, path string, in, out proto.Message) error {
+	var body io.Reader
+	if in != nil {
+		b, err := wire.Marshal(in)
+		if err != nil {
+			return err
+		}
+		body = bytes.NewReader(b)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, c.base+path, body)
+	if err != nil {
+		return err
+	}
+	if in != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return err
+	}
+	if resp.StatusCode >= 300 {
+		return decodeError(resp.StatusCode, b)
+	}
+	if out == nil || len(b) == 0 {
+		return nil
+	}
+	return wire.Unmarshal(b, out)
+}
+
+// decodeError turns an error body into an *apierr.Error.
+func decodeError(status int, b []byte) error {
+	var e teatreev1.ErrorReply
+	if err := wire.Unmarshal(b, &e); err == nil && e.GetError().GetCode() != "" {
+		return apierr.New(apierr.Code(e.GetError().GetCode()), e.GetError().GetMessage())
+	}
+	return fmt.Errorf("HTTP %d: %s", status, strings.TrimSpace(string(b)))
+}

@@ -1,0 +1,151 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/teatree-dev/teatree/pkg/natsboot"
+	"github.com/teatree-dev/teatree/pkg/subject"
+	"github.com/teatree-dev/teatree/services/node"
+	"github.com/teatree-dev/teatree/services/stack"
+)
+
+// serverFlags are the flags `up` and `serve` share.
+type serverFlags struct {
+	data, httpAddr, prefix, logLevel string
+	nodeID, memoryLimit              string
+	capabilities                     []string
+	slots, maxBatch, replicas        int
+	maxBody                          int64
+	leaseTTL                         time.Duration
+}
+
+func (f *serverFlags) register(cmd *cobra.Command) {
+	fl := cmd.Flags()
+	fl.StringVar(&f.data, "data", "./teatree-data", "directory for model files, snapshots (blobs/) and, with up, JetStream's files (nats/)")
+	fl.StringVar(&f.httpAddr, "http", "127.0.0.1:8080", "HTTP address of the gateway")
+	fl.StringVar(&f.prefix, "prefix", subject.DefaultPrefix, "subject prefix of every teatree subject")
+	fl.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
+	fl.StringVar(&f.nodeID, "node-id", "local", "this node's id in leases and heartbeats; keep it stable across restarts")
+	fl.StringSliceVar(&f.capabilities, "capabilities", []string{"duckdb"}, "capabilities this node advertises")
+	fl.IntVar(&f.slots, "slots", 1000, "how many models this node runs at once")
+	fl.Int64Var(&f.maxBody, "max-body", 256<<20, "largest HTTP request body the gateway accepts, in bytes")
+	fl.IntVar(&f.maxBatch, "max-batch", 1000, "most mutations applied in one DuckDB transaction")
+	fl.StringVar(&f.memoryLimit, "model-memory", "1GB", "DuckDB memory limit of each model's read-write connection")
+	fl.IntVar(&f.replicas, "replicas", 1, "replicas of every stream and bucket (3 in a cluster)")
+	fl.DurationVar(&f.leaseTTL, "lease-ttl", natsboot.DefaultLeaseTTL, "how long a model's lease outlives its node")
+}
+
+func (f *serverFlags) config(services []string) (stack.Config, error) {
+	names, err := subject.New(f.prefix)
+	if err != nil {
+		return stack.Config{}, err
+	}
+	cfg := stack.Config{
+		Services: services,
+		Data:     f.data,
+		HTTPAddr: f.httpAddr,
+		MaxBody:  f.maxBody,
+		Boot:     natsboot.Config{Names: names, Replicas: f.replicas, LeaseTTL: f.leaseTTL},
+		Node:     node.Config{ID: f.nodeID, Capabilities: f.capabilities, Slots: f.slots},
+		Log:      newLogger(f.logLevel),
+	}
+	cfg.Manager.MaxBatchMessages = f.maxBatch
+	cfg.Manager.MemoryLimit = f.memoryLimit
+	return cfg, nil
+}
+
+func upCmd() *cobra.Command {
+	var f serverFlags
+	var natsAddr, sync string
+	cmd := &cobra.Command{
+		Use:   "up",
+		Short: "Run everything in one process with an embedded NATS server",
+		Long: `Run an embedded NATS server (JetStream, file storage under --data) and one
+gateway, dispatcher, notifier and node, in one process. SIGTERM or Ctrl-C
+stops it cleanly; kill -9 loses no acknowledged request.
+
+--sync always makes JetStream fsync every message before acknowledging it
+(nothing acknowledged is lost even if the machine crashes); --sync interval
+fsyncs every two minutes (faster; a machine crash, not a process crash, can
+lose the last acknowledged messages).`,
+		Example: "  teatree up --data ./teatree-data --http 127.0.0.1:8080 --nats 127.0.0.1:4222",
+		Args:    cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg, err := f.config(stack.AllServices)
+			if err != nil {
+				return err
+			}
+			switch sync {
+			case "always":
+				cfg.Embedded.SyncAlways = true
+			case "interval":
+			default:
+				return fmt.Errorf("--sync %q: want always or interval", sync)
+			}
+			cfg.Embedded.Addr = natsAddr
+			cfg.OnReady = func(r stack.Ready) {
+				fmt.Fprintf(cmd.OutOrStdout(), `teatree is up.
+  HTTP:  %[1]s
+  NATS:  %[2]s
+  data:  %[3]s
+
+Try:
+  teatree model create sales
+  curl -X POST --data-binary $'id,amount\n1,9.5\n2,3' -H 'Content-Type: text/csv' '%[1]s/v1/models/sales/tables/orders/rows?wait=applied'
+  teatree sql sales "update orders set amount = amount * 2" --wait
+  teatree snapshots sales
+  teatree pull sales --out ./sales
+`, r.HTTPURL, r.NATSURL, f.data)
+			}
+			return runUntilSignal(cfg)
+		},
+	}
+	f.register(cmd)
+	cmd.Flags().StringVar(&natsAddr, "nats", "127.0.0.1:4222", "address of the embedded NATS server")
+	cmd.Flags().StringVar(&sync, "sync", "always", "JetStream fsync policy: always or interval")
+	return cmd
+}
+
+func serveCmd() *cobra.Command {
+	var f serverFlags
+	var natsURL, blobDir string
+	cmd := &cobra.Command{
+		Use:   "serve SERVICE...",
+		Short: "Run some services against an external NATS server or cluster",
+		Long: `Run any subset of gateway, dispatcher, notifier and node against a NATS
+server or cluster with JetStream. Streams, buckets and consumers are created
+or checked at start, so the services may come up in any order. Run as many
+gateways and nodes as you like; give each node its own --node-id.`,
+		Example:   "  teatree serve gateway dispatcher notifier --nats nats://10.0.0.1:4222\n  teatree serve node --nats nats://10.0.0.1:4222 --node-id worker-2 --data /var/lib/teatree",
+		Args:      cobra.MinimumNArgs(1),
+		ValidArgs: stack.AllServices,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			cfg, err := f.config(args)
+			if err != nil {
+				return err
+			}
+			cfg.NATSURL, cfg.BlobDir = natsURL, blobDir
+			cfg.OnReady = func(r stack.Ready) {
+				fmt.Fprintf(cmd.OutOrStdout(), "teatree serving %v against %s %s\n", args, r.NATSURL, r.HTTPURL)
+			}
+			return runUntilSignal(cfg)
+		},
+	}
+	f.register(cmd)
+	cmd.Flags().StringVar(&natsURL, "nats", "nats://127.0.0.1:4222", "URL of the NATS server or cluster")
+	cmd.Flags().StringVar(&blobDir, "blobs", "", "snapshot store directory, shared by nodes and gateways (default DATA/blobs)")
+	return cmd
+}
+
+func runUntilSignal(cfg stack.Config) error {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	return stack.Run(ctx, cfg)
+}

@@ -1,0 +1,256 @@
+// Package stack assembles teatree's services in one process, the same way
+// whether they run all together (`teatree up`, with an embedded NATS
+// server) or a few at a time against a NATS cluster (`teatree serve`).
+package stack
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"slices"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/teatree-dev/teatree/pkg/blob"
+	"github.com/teatree-dev/teatree/pkg/natsboot"
+	"github.com/teatree-dev/teatree/services/dispatcher"
+	"github.com/teatree-dev/teatree/services/gateway"
+	"github.com/teatree-dev/teatree/services/node"
+	"github.com/teatree-dev/teatree/services/node/dbmanager"
+	"github.com/teatree-dev/teatree/services/notifier"
+)
+
+// The services a process can run.
+const (
+	Gateway    = "gateway"
+	Dispatcher = "dispatcher"
+	Notifier   = "notifier"
+	Node       = "node"
+)
+
+// AllServices is what `teatree up` runs.
+var AllServices = []string{Gateway, Dispatcher, Notifier, Node}
+
+// Config configures one process.
+type Config struct {
+	Services []string
+	// NATSURL is the server to use; empty starts an embedded one.
+	NATSURL  string
+	Embedded natsboot.ServerConfig
+	Boot     natsboot.Config
+	// Data holds the node's model files; BlobDir the snapshots (default
+	// Data/blobs).
+	Data     string
+	BlobDir  string
+	HTTPAddr string
+	// MaxBody is the largest HTTP body the gateway accepts.
+	MaxBody int64
+	Node    node.Config
+	Manager dbmanager.Config
+	Log     *slog.Logger
+	// OnReady is called once every service is ready.
+	OnReady func(Ready)
+}
+
+// Ready says where a ready process can be reached.
+type Ready struct {
+	HTTPURL string
+	NATSURL string
+}
+
+// Validate reports a configuration that cannot work.
+func (c Config) Validate() error {
+	var errs []error
+	if len(c.Services) == 0 {
+		errs = append(errs, errors.New("no service to run: name gateway, dispatcher, notifier or node"))
+	}
+	for _, s := range c.Services {
+		if !slices.Contains(AllServices, s) {
+			errs = append(errs, fmt.Errorf("unknown service %q: want gateway, dispatcher, notifier or node", s))
+		}
+	}
+	if c.Data == "" {
+		errs = append(errs, errors.New("a data directory is needed (--data)"))
+	}
+	return errors.Join(errs...)
+}
+
+func (c Config) runs(s string) bool { return slices.Contains(c.Services, s) }
+
+// Run runs the configured services until ctx ends or one fails.
+func Run(ctx context.Context, cfg Config) error {
+	if err := cfg.Validate(); err != nil {
+		return err
+	}
+	cfg.Boot = cfg.Boot.WithDefaults()
+	log := cfg.Log
+	if err := os.MkdirAll(cfg.Data, 0o755); err != nil {
+		return fmt.Errorf("data dir: %w", err)
+	}
+	unlock, err := lockDir(cfg.Data)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+
+	natsURL := cfg.NATSURL
+	var srv *server.Server
+	if natsURL == "" {
+		if cfg.Embedded.StoreDir == "" {
+			cfg.Embedded.StoreDir = filepath.Join(cfg.Data, "nats")
+		}
+		if srv, err = natsboot.StartServer(cfg.Embedded); err != nil {
+			return err
+		}
+		defer func() {
+			srv.Shutdown()
+			srv.WaitForShutdown()
+		}()
+		natsURL = srv.ClientURL()
+	}
+	nc, err := nats.Connect(natsURL, nats.Name("teatree"), nats.MaxReconnects(-1), nats.ReconnectWait(250*time.Millisecond))
+	if err != nil {
+		return fmt.Errorf("connect to nats at %s: %w", natsURL, err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return err
+	}
+	setupCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	if err := natsboot.Setup(setupCtx, js, cfg.Boot); err != nil {
+		return fmt.Errorf("set up streams and buckets: %w", err)
+	}
+	names := cfg.Boot.Names
+	kv := func(bucket string) jetstream.KeyValue {
+		if err != nil {
+			return nil
+		}
+		var b jetstream.KeyValue
+		b, err = js.KeyValue(setupCtx, bucket)
+		return b
+	}
+	models, owners, workers := kv(names.ModelsBucket()), kv(names.OwnersBucket()), kv(names.WorkersBucket())
+	if err != nil {
+		return fmt.Errorf("open buckets: %w", err)
+	}
+	blobDir := cfg.BlobDir
+	if blobDir == "" {
+		blobDir = filepath.Join(cfg.Data, "blobs")
+	}
+	blobs, err := blob.NewDir(blobDir)
+	if err != nil {
+		return err
+	}
+
+	readiness := newReadiness(len(cfg.Services))
+	g, gctx := errgroup.WithContext(ctx)
+	var httpURL string
+	if cfg.runs(Gateway) {
+		ln, err := net.Listen("tcp", cfg.HTTPAddr)
+		if err != nil {
+			return fmt.Errorf("listen on %s: %w", cfg.HTTPAddr, err)
+		}
+		httpURL = "http://" + ln.Addr().String()
+		gw, err := gateway.New(gateway.Config{Addr: cfg.HTTPAddr, Names: names, MaxBody: cfg.MaxBody}, gateway.Deps{
+			NC: nc, JS: js, Models: models, Owners: owners, Blobs: blobs, Log: log.With("service", Gateway),
+			Ready: readiness.err,
+		})
+		if err != nil {
+			ln.Close()
+			return err
+		}
+		g.Go(func() error { return gw.Run(gctx, ln) })
+		readiness.done()
+	}
+	if cfg.runs(Notifier) {
+		n := notifier.New(notifier.Config{Names: names}, notifier.Deps{JS: js, Log: log.With("service", Notifier)})
+		g.Go(func() error { return n.Run(gctx, readiness.done) })
+	}
+	if cfg.runs(Dispatcher) {
+		d := dispatcher.New(dispatcher.Config{Names: names, LeaseTTL: cfg.Boot.LeaseTTL, WorkerTTL: cfg.Boot.WorkerTTL},
+			dispatcher.Deps{JS: js, Models: models, Owners: owners, Workers: workers, Log: log.With("service", Dispatcher)})
+		g.Go(func() error { return d.Run(gctx, readiness.done) })
+	}
+	if cfg.runs(Node) {
+		nodeCfg := cfg.Node
+		nodeCfg.Names, nodeCfg.LeaseTTL, nodeCfg.WorkerTTL, nodeCfg.Manager = names, cfg.Boot.LeaseTTL, cfg.Boot.WorkerTTL, cfg.Manager
+		if nodeCfg.Dir == "" {
+			nodeCfg.Dir = filepath.Join(cfg.Data, "models")
+		}
+		n, err := node.New(nodeCfg, node.Deps{JS: js, Models: models, Owners: owners, Workers: workers, Blobs: blobs, Log: log.With("service", Node)})
+		if err != nil {
+			return err
+		}
+		g.Go(func() error { return n.Run(gctx, readiness.done) })
+	}
+	g.Go(func() error {
+		select {
+		case <-readiness.all:
+			if cfg.OnReady != nil {
+				cfg.OnReady(Ready{HTTPURL: httpURL, NATSURL: natsURL})
+			}
+		case <-gctx.Done():
+		}
+		return nil
+	})
+	err = g.Wait()
+	if ctx.Err() != nil && err == nil {
+		log.Info("stopped")
+	}
+	return err
+}
+
+// readiness counts services that have reported ready.
+type readiness struct {
+	mu   sync.Mutex
+	left int
+	all  chan struct{}
+}
+
+func newReadiness(n int) *readiness { return &readiness{left: n, all: make(chan struct{})} }
+
+func (r *readiness) done() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.left > 0 {
+		r.left--
+		if r.left == 0 {
+			close(r.all)
+		}
+	}
+}
+
+func (r *readiness) err() error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.left > 0 {
+		return fmt.Errorf("%d services not ready yet", r.left)
+	}
+	return nil
+}
+
+// lockDir keeps a second process from using the same data directory: a
+// node resumes the leases of its id, which only one process may hold.
+func lockDir(dir string) (func(), error) {
+	f, err := os.OpenFile(filepath.Join(dir, "LOCK"), os.O_CREATE|os.O_RDWR, 0o644)
+	if err != nil {
+		return nil, fmt.Errorf("lock data dir: %w", err)
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("data dir %s is in use by another teatree process (flock: %v)", dir, err)
+	}
+	return func() { f.Close() }, nil
+}

@@ -1,0 +1,153 @@
+package e2e
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"math/rand/v2"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/stretchr/testify/require"
+)
+
+// TestCrashKill9 kills `teatree up` with SIGKILL at random moments while a
+// client publishes uniquely numbered rows, restarts it, and checks that
+// every acknowledged request was applied exactly once and has exactly one
+// terminal notification, and that the newest snapshot agrees.
+func TestCrashKill9(t *testing.T) {
+	t.Parallel()
+	const total = 3000
+	const publishers = 4
+	s := startServer(t)
+	createModel(t, s, `{"id":"crash","snapshot":{"interval_ms":200}}`)
+	nc, js := s.connect(t)
+	_ = nc
+
+	var next atomic.Int64
+	var acked sync.Map // request id -> stream sequence
+	var wg sync.WaitGroup
+	deadline := time.Now().Add(5 * time.Minute)
+	for range publishers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				n := next.Add(1) - 1
+				if n >= total {
+					return
+				}
+				id := fmt.Sprintf("r-%d", n)
+				msg := nats.NewMsg("tt.mut.crash.append")
+				msg.Header.Set("Nats-Msg-Id", id)
+				msg.Header.Set("Tt-Table", "numbers")
+				msg.Header.Set("Content-Type", "application/x-ndjson")
+				msg.Data = fmt.Appendf(nil, "{\"n\":%d}\n", n)
+				// A client retries with the same id until JetStream acks:
+				// the duplicate window and the model's request table make
+				// the retry safe.
+				for time.Now().Before(deadline) {
+					ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+					ack, err := js.PublishMsg(ctx, msg)
+					cancel()
+					if err == nil {
+						acked.Store(id, ack.Sequence)
+						break
+					}
+					time.Sleep(50 * time.Millisecond)
+				}
+			}
+		}()
+	}
+
+	for kill := range 3 {
+		time.Sleep(time.Duration(300+rand.IntN(700)) * time.Millisecond)
+		t.Logf("kill -9 #%d after %d requests started", kill+1, next.Load())
+		s.kill()
+		s.start()
+	}
+	wg.Wait()
+	count := 0
+	acked.Range(func(_, _ any) bool { count++; return true })
+	require.Equal(t, total, count, "every request must be acknowledged in the end")
+
+	// Every request ends with exactly one terminal notification.
+	seen := map[string]int{}
+	var maxSeq uint64
+	require.Eventually(t, func() bool {
+		seen = readNotifications(t, js, "crash")
+		return len(seen) == total
+	}, 2*time.Minute, 250*time.Millisecond, "notifications for %d of %d requests", len(seen), total)
+	for id, n := range seen {
+		require.Equal(t, 1, n, "request %s has %d terminal notifications", id, n)
+	}
+	for i := range total {
+		id := fmt.Sprintf("r-%d", i)
+		st, _ := waitNotification(t, js, "crash", id)
+		require.Equal(t, "applied", st.Status, "%s: %+v", id, st)
+		seq, _ := acked.Load(id)
+		require.Equal(t, seq.(uint64), st.Seq, id)
+		maxSeq = max(maxSeq, st.Seq)
+	}
+
+	// The newest snapshot holds every number exactly once.
+	var version uint64
+	require.Eventually(t, func() bool {
+		code, body, _ := do(t, http.MethodGet, s.url("/v1/models/crash/snapshots"), "", nil)
+		if code != http.StatusOK {
+			return false
+		}
+		var list struct {
+			Snapshots []struct {
+				Version    uint64 `json:"version"`
+				AppliedSeq uint64 `json:"applied_seq"`
+			} `json:"snapshots"`
+		}
+		require.NoError(t, json.Unmarshal(body, &list))
+		if len(list.Snapshots) == 0 || list.Snapshots[0].AppliedSeq < maxSeq {
+			return false
+		}
+		version = list.Snapshots[0].Version
+		return true
+	}, time.Minute, 100*time.Millisecond)
+	code, file, _ := do(t, http.MethodGet, s.url(fmt.Sprintf("/v1/models/crash/snapshots/%d/model.duckdb", version)), "", nil)
+	require.Equal(t, http.StatusOK, code)
+	path := filepath.Join(t.TempDir(), "model.duckdb")
+	require.NoError(t, os.WriteFile(path, file, 0o644))
+	var rows, distinct, sum int64
+	require.NoError(t, openReadOnly(t, path).QueryRow("SELECT count(*), count(DISTINCT n), sum(n) FROM numbers").Scan(&rows, &distinct, &sum))
+	require.Equal(t, int64(total), rows)
+	require.Equal(t, int64(total), distinct)
+	require.Equal(t, int64(total*(total-1)/2), sum)
+}
+
+// readNotifications counts the request notifications of a model in TT_NTF,
+// by request id.
+func readNotifications(t *testing.T, js jetstream.JetStream, model string) map[string]int {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	cons, err := js.OrderedConsumer(ctx, "TT_NTF", jetstream.OrderedConsumerConfig{FilterSubjects: []string{"tt.ntf." + model + ".req.>"}})
+	require.NoError(t, err)
+	info, err := cons.Info(ctx)
+	require.NoError(t, err)
+	pending := info.NumPending
+	seen := map[string]int{}
+	for pending > 0 {
+		batch, err := cons.Fetch(int(min(pending, 1000)), jetstream.FetchMaxWait(5*time.Second))
+		require.NoError(t, err)
+		for msg := range batch.Messages() {
+			seen[msg.Headers().Get("Tt-Request-Id")]++
+			pending--
+		}
+		require.NoError(t, batch.Error())
+	}
+	return seen
+}
