@@ -28,10 +28,9 @@ func TestCrashKill9(t *testing.T) {
 	const publishers = 4
 	s := startServer(t)
 	createModel(t, s, `{"id":"crash","snapshot":{"interval_ms":200}}`)
-	nc, js := s.connect(t)
-	_ = nc
+	_, js := s.connect(t)
 
-	var next atomic.Int64
+	var next, ackCount atomic.Int64
 	var acked sync.Map // request id -> stream sequence
 	var wg sync.WaitGroup
 	deadline := time.Now().Add(5 * time.Minute)
@@ -54,11 +53,12 @@ func TestCrashKill9(t *testing.T) {
 				// the duplicate window and the model's request table make
 				// the retry safe.
 				for time.Now().Before(deadline) {
-					ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+					ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 					ack, err := js.PublishMsg(ctx, msg)
 					cancel()
 					if err == nil {
 						acked.Store(id, ack.Sequence)
+						ackCount.Add(1)
 						break
 					}
 					time.Sleep(50 * time.Millisecond)
@@ -67,9 +67,12 @@ func TestCrashKill9(t *testing.T) {
 		}()
 	}
 
+	// Kill after a random number of fresh acknowledgements, so that every
+	// kill lands while requests are flowing.
 	for kill := range 3 {
-		time.Sleep(time.Duration(300+rand.IntN(700)) * time.Millisecond)
-		t.Logf("kill -9 #%d after %d requests started", kill+1, next.Load())
+		target := ackCount.Load() + 100 + rand.Int64N(400)
+		require.Eventually(t, func() bool { return ackCount.Load() >= target }, time.Minute, time.Millisecond)
+		t.Logf("kill -9 #%d with %d of %d requests acknowledged", kill+1, ackCount.Load(), total)
 		s.kill()
 		s.start()
 	}
