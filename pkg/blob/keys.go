@@ -35,3 +35,10 @@ func Key(model string, version uint64, file string) string {
 
 // ParquetFile is <table>.parquet.
 func ParquetFile(table string) string { return table + ".parquet" }
+
+// UploadPrefix is uploads/<model>, where bodies too large for one message
+// wait for the model's db-manager.
+func UploadPrefix(model string) string { return "uploads/" + model }
+
+// UploadKey is uploads/<model>/<request id>.
+func UploadKey(model, requestID string) string { return UploadPrefix(model) + "/" + requestID }

@@ -41,6 +41,7 @@ const (
 	HeaderContentType = "Content-Type"
 	HeaderBodyRef     = "Tt-Body-Ref"
 	HeaderNotifyURL   = "Tt-Notify-Url"
+	HeaderTraceparent = "traceparent"
 	HeaderModel       = "Tt-Model"
 	HeaderRequestID   = "Tt-Request-Id"
 	HeaderStatus      = "Tt-Status"

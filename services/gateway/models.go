@@ -113,7 +113,7 @@ func (g *Gateway) deleteModelState(ctx context.Context, model string) error {
 	if err := g.deps.Owners.Delete(ctx, model); err != nil {
 		return wrapNATS("delete model "+model+": lease", err)
 	}
-	for _, prefix := range []string{blob.ModelPrefix(model), uploadPrefix(model)} {
+	for _, prefix := range []string{blob.ModelPrefix(model), blob.UploadPrefix(model)} {
 		if err := g.deps.Blobs.DeleteAll(ctx, prefix); err != nil {
 			return fmt.Errorf("delete model %s: %w", model, err)
 		}

@@ -106,7 +106,7 @@ func TestDeleteModel(t *testing.T) {
 	require.NoError(t, err)
 	_, err = env.blobs.Put(ctx, blob.Key("sales", 1, blob.DuckDBFile), bytes.NewReader([]byte("db")))
 	require.NoError(t, err)
-	_, err = env.blobs.Put(ctx, uploadKey("sales", "r1"), bytes.NewReader([]byte("rows")))
+	_, err = env.blobs.Put(ctx, blob.UploadKey("sales", "r1"), bytes.NewReader([]byte("rows")))
 	require.NoError(t, err)
 
 	r := env.send(t, http.MethodDelete, "/v1/models/sales", nil)
@@ -123,7 +123,7 @@ func TestDeleteModel(t *testing.T) {
 	require.Nil(t, lease)
 	_, err = env.blobs.Get(ctx, blob.Key("sales", 1, blob.DuckDBFile))
 	require.True(t, errors.Is(err, blob.ErrNotFound))
-	_, err = env.blobs.Get(ctx, uploadKey("sales", "r1"))
+	_, err = env.blobs.Get(ctx, blob.UploadKey("sales", "r1"))
 	require.True(t, errors.Is(err, blob.ErrNotFound))
 
 	env.createModel(t, "sales") // the id is free again

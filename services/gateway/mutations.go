@@ -17,17 +17,16 @@ import (
 	"google.golang.org/protobuf/types/known/structpb"
 
 	"github.com/teatree-dev/teatree/pkg/apierr"
+	"github.com/teatree-dev/teatree/pkg/blob"
 	"github.com/teatree-dev/teatree/pkg/catalog"
 	"github.com/teatree-dev/teatree/pkg/subject"
 	"github.com/teatree-dev/teatree/pkg/wire"
 	teatreev1 "github.com/teatree-dev/teatree/proto/teatree/v1"
 )
 
-// HTTP-only request headers; the contract's own are in package subject.
-const (
-	headerIdempotencyKey = "Idempotency-Key"
-	headerTraceparent    = "traceparent"
-)
+// headerIdempotencyKey is the HTTP-only request id header; the contract's
+// own headers are in package subject.
+const headerIdempotencyKey = "Idempotency-Key"
 
 // headerRoom is what a mutation's headers may take of a NATS message; a
 // body that leaves less than this under the server's max payload goes
@@ -141,7 +140,7 @@ func (g *Gateway) mutate(w http.ResponseWriter, r *http.Request, m mutation) {
 		return
 	}
 	msg := newMessage(r, g.cfg.Names.Mut(model, m.op), id, m.header)
-	if err := g.readBody(ctx, w, r, m, msg, uploadKey(model, id)); err != nil {
+	if err := g.readBody(ctx, w, r, m, msg, blob.UploadKey(model, id)); err != nil {
 		g.writeError(w, r, err)
 		return
 	}
@@ -176,7 +175,7 @@ func (g *Gateway) mutate(w http.ResponseWriter, r *http.Request, m mutation) {
 func newMessage(r *http.Request, subj, id string, header nats.Header) *nats.Msg {
 	msg := &nats.Msg{Subject: subj, Header: header}
 	msg.Header.Set(subject.HeaderMsgID, id)
-	for _, h := range []string{subject.HeaderNotifyURL, headerTraceparent} {
+	for _, h := range []string{subject.HeaderNotifyURL, subject.HeaderTraceparent} {
 		if v := r.Header.Get(h); v != "" {
 			msg.Header.Set(h, v)
 		}
@@ -229,13 +228,6 @@ func (g *Gateway) readBody(ctx context.Context, w http.ResponseWriter, r *http.R
 	msg.Header.Set(subject.HeaderBodyRef, upload)
 	return nil
 }
-
-// uploadPrefix is uploads/<model>, where bodies too large for one message
-// wait for the model's db-manager.
-func uploadPrefix(model string) string { return "uploads/" + model }
-
-// uploadKey is uploads/<model>/<request id>.
-func uploadKey(model, requestID string) string { return uploadPrefix(model) + "/" + requestID }
 
 // requestID returns the client's request id, or a new one for a client
 // that sent none.

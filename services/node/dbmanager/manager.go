@@ -232,7 +232,7 @@ func (m *Manager) restore(ctx context.Context, version uint64) error {
 
 // bodyFromRef reads a body uploaded to the blob store ahead of its message.
 func (m *Manager) bodyFromRef(ctx context.Context, ref string) ([]byte, error) {
-	want := "uploads/" + m.cfg.Model + "/"
+	want := blob.UploadPrefix(m.cfg.Model) + "/"
 	if !strings.HasPrefix(ref, want) {
 		return nil, apierr.Errorf(apierr.InvalidArgument, "%s %q: must name an upload under %s", subject.HeaderBodyRef, ref, want)
 	}

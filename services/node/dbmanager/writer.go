@@ -112,6 +112,7 @@ func (w *writer) commit(ctx context.Context, msgs []jetstream.Msg) error {
 	}
 	w.applied = lastSeq
 	w.eventsSeq = w.published
+	w.dropUploads(ctx, reqs)
 	if len(statuses) == 0 {
 		w.published = lastSeq
 		return nil
@@ -121,6 +122,19 @@ func (w *writer) commit(ctx context.Context, msgs []jetstream.Msg) error {
 	}
 	w.published = lastSeq
 	return nil
+}
+
+// dropUploads deletes the uploaded bodies of a committed batch: its
+// outcomes are recorded, so no retry will read them again.
+func (w *writer) dropUploads(ctx context.Context, reqs []*request) {
+	for _, r := range reqs {
+		if r.bodyRef == "" {
+			continue
+		}
+		if err := w.m.deps.Blobs.DeleteAll(ctx, r.bodyRef); err != nil {
+			w.m.log.WarnContext(ctx, "delete upload", "key", r.bodyRef, "err", err)
+		}
+	}
 }
 
 // dropDuplicates removes requests whose id the model has already seen: a
