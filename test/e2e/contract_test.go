@@ -223,4 +223,7 @@ func TestContract(t *testing.T) {
 	var count int64
 	require.NoError(t, db.QueryRow(fmt.Sprintf("SELECT count(*) FROM '%s'", pqPath)).Scan(&count))
 	require.Equal(t, int64(len(want)), count)
+
+	// SIGTERM stops every service cleanly.
+	s.stopCleanly()
 }

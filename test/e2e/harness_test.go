@@ -132,6 +132,21 @@ func (s *server) stop() {
 	}
 }
 
+// stopCleanly sends SIGTERM and requires a clean exit.
+func (s *server) stopCleanly() {
+	s.t.Helper()
+	require.NoError(s.t, s.cmd.Process.Signal(syscall.SIGTERM))
+	done := make(chan error, 1)
+	go func() { done <- s.cmd.Wait() }()
+	select {
+	case err := <-done:
+		require.NoError(s.t, err, "teatree did not exit cleanly on SIGTERM")
+	case <-time.After(30 * time.Second):
+		s.kill()
+		s.t.Fatal("teatree did not stop within 30s of SIGTERM")
+	}
+}
+
 func (s *server) url(path string) string { return "http://" + s.httpAddr + path }
 
 func (s *server) natsURL() string { return "nats://" + s.natsAddr }
