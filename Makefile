@@ -29,8 +29,13 @@ test: lint test-unit test-e2e ## Lint, then run every test (unit, in-process and
 test-unit: ## Unit and in-process tests (embedded JetStream, real DuckDB files)
 	$(GO) test -count=1 -timeout 20m $$($(GO) list ./... | grep -v /test/)
 
-test-e2e: build ## End-to-end and crash tests against the built binary
+test-e2e: build test/node/node_modules ## End-to-end, crash and Node.js client tests against the built binary
 	TEATREE_BIN=$(CURDIR)/bin/teatree $(GO) test -count=1 -timeout 30m ./test/...
+
+# The Node.js client check uses the public npm packages, pinned by the lock file.
+test/node/node_modules: test/node/package.json test/node/package-lock.json
+	cd test/node && npm ci --no-audit --no-fund
+	@touch $@
 
 lint: ## gofmt and go vet
 	@out="$$(gofmt -l $$(git ls-files '*.go'))"; if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
