@@ -45,6 +45,11 @@ func StartServer(cfg ServerConfig) (*server.Server, error) {
 	}
 	if port == 0 {
 		port = server.RANDOM_PORT
+	} else if ln, err := net.Listen("tcp", cfg.Addr); err != nil {
+		// Fail at once, and say what to do, rather than time out below.
+		return nil, fmt.Errorf("nats address %s is not free (is another teatree or NATS server running? pick another with --nats): %w", cfg.Addr, err)
+	} else {
+		ln.Close()
 	}
 	if cfg.MaxPayload == 0 {
 		cfg.MaxPayload = DefaultMaxPayload

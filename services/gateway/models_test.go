@@ -142,3 +142,16 @@ func setAppliedSeq(t *testing.T, env *testEnv, model string, seq uint64) {
 	_, err = env.models.Update(ctx, model, b, rev)
 	require.NoError(t, err)
 }
+
+// setVersion names version as the model's newest in the catalog.
+func setVersion(t *testing.T, env *testEnv, model string, version uint64) {
+	t.Helper()
+	ctx := context.Background()
+	spec, rev, err := catalog.GetModel(ctx, env.models, model)
+	require.NoError(t, err)
+	spec.Version = version
+	b, err := wire.Marshal(spec)
+	require.NoError(t, err)
+	_, err = env.models.Update(ctx, model, b, rev)
+	require.NoError(t, err)
+}

@@ -32,7 +32,8 @@ const (
 func (g *Gateway) listSnapshots(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
 	model := r.PathValue("model")
-	if _, err := g.spec(ctx, model); err != nil {
+	spec, err := g.spec(ctx, model)
+	if err != nil {
 		g.writeError(w, r, err)
 		return
 	}
@@ -43,7 +44,7 @@ func (g *Gateway) listSnapshots(w http.ResponseWriter, r *http.Request) {
 	}
 	var versions []uint64
 	for _, name := range names {
-		if v, ok := blob.ParseVersionDir(name); ok {
+		if v, ok := blob.ParseVersionDir(name); ok && v <= spec.GetVersion() {
 			versions = append(versions, v)
 		}
 	}
@@ -128,13 +129,15 @@ func (g *Gateway) getSnapshotFile(w http.ResponseWriter, r *http.Request) {
 
 // version resolves a {version} path segment: a number, or latest for the
 // newest version in the catalog.
+// A version is published once the catalog names it: a folder beyond that
+// is a publication cut short, which the next one overwrites.
 func (g *Gateway) version(ctx context.Context, model, s string) (uint64, error) {
+	var v uint64
 	if s != "latest" {
-		v, err := strconv.ParseUint(s, 10, 64)
-		if err != nil || v == 0 {
+		var err error
+		if v, err = strconv.ParseUint(s, 10, 64); err != nil || v == 0 {
 			return 0, apierr.Errorf(apierr.InvalidArgument, "version %q: want a number from 1, or latest", s)
 		}
-		return v, nil
 	}
 	spec, err := g.spec(ctx, model)
 	if err != nil {
@@ -143,7 +146,13 @@ func (g *Gateway) version(ctx context.Context, model, s string) (uint64, error) 
 	if spec.GetVersion() == 0 {
 		return 0, apierr.Errorf(apierr.NotFound, "model %s has no published version yet", model)
 	}
-	return spec.GetVersion(), nil
+	if v > spec.GetVersion() {
+		return 0, apierr.Errorf(apierr.NotFound, "model %s has no version %d yet (newest: %d)", model, v, spec.GetVersion())
+	}
+	if v == 0 {
+		v = spec.GetVersion()
+	}
+	return v, nil
 }
 
 // manifest reads and decodes a version's manifest; blob.ErrNotFound when

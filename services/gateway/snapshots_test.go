@@ -64,6 +64,8 @@ func TestListSnapshots(t *testing.T) {
 	putVersion(t, env, "sales", 1, true)
 	putVersion(t, env, "sales", 2, false) // still uploading
 	putVersion(t, env, "sales", 10, true)
+	putVersion(t, env, "sales", 11, true) // cut short before the catalog named it
+	setVersion(t, env, "sales", 10)
 
 	r := env.send(t, http.MethodGet, "/v1/models/sales/snapshots", nil)
 	require.Equal(t, http.StatusOK, r.status, "body %s", r.body)
@@ -73,6 +75,8 @@ func TestListSnapshots(t *testing.T) {
 	require.EqualValues(t, 10, list.GetSnapshots()[0].GetVersion(), "newest first, in number order")
 	require.EqualValues(t, 1, list.GetSnapshots()[1].GetVersion())
 	require.Equal(t, "orders.parquet", list.GetSnapshots()[0].GetTables()[0].GetParquet().GetPath())
+
+	requireError(t, env.send(t, http.MethodGet, "/v1/models/sales/snapshots/11/model.duckdb", nil), http.StatusNotFound, "not_found")
 
 	r = env.send(t, http.MethodGet, "/v1/models/crm/snapshots", nil)
 	require.Equal(t, http.StatusOK, r.status)

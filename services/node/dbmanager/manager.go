@@ -125,6 +125,11 @@ func (m *Manager) Run(ctx context.Context) error {
 		return err
 	}
 	w := &writer{m: m, st: st, applied: applied, eventsSeq: eventsSeq}
+	if applied > m.cfg.Spec.GetAppliedSeq() {
+		// The file is ahead of the newest version, after a crash or a lost
+		// publication: publish it without waiting for another mutation.
+		w.changed, w.allTables = 1, true
+	}
 	if err := w.replayOutcomes(ctx); err != nil {
 		return err
 	}

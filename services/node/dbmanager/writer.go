@@ -2,7 +2,6 @@ package dbmanager
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -376,5 +375,3 @@ func deref(s *string) string {
 	}
 	return *s
 }
-
-var errStaleLease = errors.New("lease lost: another node holds the model")
