@@ -20,7 +20,7 @@ func TestBadInput(t *testing.T) {
 	s := startServer(t, "--max-body", "1048576")
 	_, js := s.connect(t)
 	createModel(t, s, `{"id":"shop"}`)
-	seq := publish(t, js, "tt.mut.shop.append", "seed", map[string]string{"Tt-Table": "items", "Content-Type": "text/csv"}, []byte("id,name\n1,a\n2,b\n"))
+	publish(t, js, "tt.mut.shop.append", "seed", map[string]string{"Tt-Table": "items", "Content-Type": "text/csv"}, []byte("id,name\n1,a\n2,b\n"))
 	st, _ := waitNotification(t, js, "shop", "seed")
 	require.Equal(t, "applied", st.Status, "%+v", st)
 
@@ -130,7 +130,7 @@ func TestBadInput(t *testing.T) {
 
 	// Nothing else changed: the table holds the seed rows, and a good
 	// request after all that still applies.
-	seq = publish(t, js, "tt.mut.shop.sql", "count", sqlHdr, []byte(`{"sql":"insert into items select count(*) + 100, 'count' from items"}`))
+	publish(t, js, "tt.mut.shop.sql", "count", sqlHdr, []byte(`{"sql":"insert into items select count(*) + 100, 'count' from items"}`))
 	st, _ = waitNotification(t, js, "shop", "count")
 	require.Equal(t, "applied", st.Status, "%+v", st)
 	code, body, _ := do(t, http.MethodPost, s.url("/v1/models/shop/sql?wait=applied"), "application/json",
@@ -138,7 +138,6 @@ func TestBadInput(t *testing.T) {
 	require.Equal(t, http.StatusOK, code, string(body))
 	require.NoError(t, json.Unmarshal(body, &st))
 	require.Equal(t, int64(1), *st.RowsAffected, "the table must hold exactly the 2 seed rows before the count row: %s", body)
-	_ = seq
 }
 
 func itoa(n uint64) string {
