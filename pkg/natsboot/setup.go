@@ -24,6 +24,8 @@ type Config struct {
 	LeaseTTL time.Duration
 	// WorkerTTL is how long a node's heartbeat outlives the node.
 	WorkerTTL time.Duration
+	// ResultTTL is how long a stored query result can be paged through.
+	ResultTTL time.Duration
 }
 
 // Defaults of Config.
@@ -32,6 +34,7 @@ const (
 	DefaultNotificationMaxAge = 24 * time.Hour
 	DefaultLeaseTTL           = 10 * time.Second
 	DefaultWorkerTTL          = 10 * time.Second
+	DefaultResultTTL          = time.Hour
 	// derivedDuplicateWindow covers a notifier or db-manager that retries
 	// derived messages after a crash and a restart.
 	derivedDuplicateWindow = 30 * time.Minute
@@ -56,6 +59,9 @@ func (c Config) WithDefaults() Config {
 	}
 	if c.WorkerTTL == 0 {
 		c.WorkerTTL = DefaultWorkerTTL
+	}
+	if c.ResultTTL == 0 {
+		c.ResultTTL = DefaultResultTTL
 	}
 	return c
 }
@@ -142,6 +148,12 @@ func Setup(ctx context.Context, js jetstream.JetStream, cfg Config) error {
 		Storage:     jetstream.FileStorage,
 		Replicas:    cfg.Replicas,
 		TTL:         cfg.WorkerTTL,
+	}, {
+		Bucket:      n.ResultsBucket(),
+		Description: "pages of stored query results",
+		Storage:     jetstream.FileStorage,
+		Replicas:    cfg.Replicas,
+		TTL:         cfg.ResultTTL,
 	}}
 	for _, kc := range buckets {
 		if _, err := js.CreateOrUpdateKeyValue(ctx, kc); err != nil {

@@ -100,6 +100,7 @@ func (n Names) NtfStream() string  { return n.upper + "_NTF" }
 func (n Names) ModelsBucket() string  { return n.prefix + "_models" }
 func (n Names) OwnersBucket() string  { return n.prefix + "_owners" }
 func (n Names) WorkersBucket() string { return n.prefix + "_workers" }
+func (n Names) ResultsBucket() string { return n.prefix + "_results" }
 
 // Mut is tt.mut.<model>.<op>.
 func (n Names) Mut(model, op string) string { return n.prefix + ".mut." + model + "." + op }
@@ -152,6 +153,38 @@ func (n Names) NtfAll() string { return n.prefix + ".ntf.>" }
 
 // Query is tt.query.<model>.
 func (n Names) Query(model string) string { return n.prefix + ".query." + model }
+
+// QueryAll is tt.query.*: every model's queries.
+func (n Names) QueryAll() string { return n.prefix + ".query.*" }
+
+// ParseQuery returns the model of a query subject.
+func (n Names) ParseQuery(subj string) (string, bool) {
+	model, ok := strings.CutPrefix(subj, n.prefix+".query.")
+	return model, ok && model != "" && !strings.Contains(model, ".")
+}
+
+// Result is tt.result.<result id>.<page>.
+func (n Names) Result(resultID string, page int) string {
+	return n.prefix + ".result." + resultID + "." + strconv.Itoa(page)
+}
+
+// ResultAll is tt.result.*.*: every page of every stored result.
+func (n Names) ResultAll() string { return n.prefix + ".result.*.*" }
+
+// ParseResult splits a result subject into result id and page.
+func (n Names) ParseResult(subj string) (id string, page int, ok bool) {
+	rest, found := strings.CutPrefix(subj, n.prefix+".result.")
+	if !found {
+		return "", 0, false
+	}
+	id, p, found := strings.Cut(rest, ".")
+	page, err := strconv.Atoi(p)
+	return id, page, found && err == nil && page >= 1 && id != ""
+}
+
+// SnapshotNow is tt.ctl.<model>.snapshot, internal: a reader that needs a
+// newer version asks the model's db-manager to publish one now.
+func (n Names) SnapshotNow(model string) string { return n.prefix + ".ctl." + model + ".snapshot" }
 
 // API is tt.api.<verb>.
 func (n Names) API(verb string) string { return n.prefix + ".api." + verb }

@@ -1163,6 +1163,106 @@ func (x *Worker) GetSeenAt() string {
 	return ""
 }
 
+// Query is the body of a request on tt.query.<model>, of POST
+// /v1/models/{m}/query, and of a tt.call.duckdb.<model> job.
+type Query struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Sql    string                 `protobuf:"bytes,1,opt,name=sql,proto3" json:"sql,omitempty"`
+	Params []*structpb.Value      `protobuf:"bytes,2,rep,name=params,proto3" json:"params,omitempty"`
+	// json (array of objects), ndjson, csv or arrow (Arrow IPC stream).
+	Format string `protobuf:"bytes,3,opt,name=format,proto3" json:"format,omitempty"`
+	// Rows per page; default 10000.
+	PageRows int64 `protobuf:"varint,4,opt,name=page_rows,json=pageRows,proto3" json:"page_rows,omitempty"`
+	// Answer from a version whose applied_seq is at least this.
+	MinSeq uint64 `protobuf:"varint,5,opt,name=min_seq,json=minSeq,proto3" json:"min_seq,omitempty"`
+	// Pin an exact version; 0 is the newest.
+	Version uint64 `protobuf:"varint,6,opt,name=version,proto3" json:"version,omitempty"`
+	// Deadline of the query in milliseconds; default and ceiling are the
+	// executor's.
+	TimeoutMs     int64 `protobuf:"varint,7,opt,name=timeout_ms,json=timeoutMs,proto3" json:"timeout_ms,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Query) Reset() {
+	*x = Query{}
+	mi := &file_teatree_v1_teatree_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Query) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Query) ProtoMessage() {}
+
+func (x *Query) ProtoReflect() protoreflect.Message {
+	mi := &file_teatree_v1_teatree_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Query.ProtoReflect.Descriptor instead.
+func (*Query) Descriptor() ([]byte, []int) {
+	return file_teatree_v1_teatree_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *Query) GetSql() string {
+	if x != nil {
+		return x.Sql
+	}
+	return ""
+}
+
+func (x *Query) GetParams() []*structpb.Value {
+	if x != nil {
+		return x.Params
+	}
+	return nil
+}
+
+func (x *Query) GetFormat() string {
+	if x != nil {
+		return x.Format
+	}
+	return ""
+}
+
+func (x *Query) GetPageRows() int64 {
+	if x != nil {
+		return x.PageRows
+	}
+	return 0
+}
+
+func (x *Query) GetMinSeq() uint64 {
+	if x != nil {
+		return x.MinSeq
+	}
+	return 0
+}
+
+func (x *Query) GetVersion() uint64 {
+	if x != nil {
+		return x.Version
+	}
+	return 0
+}
+
+func (x *Query) GetTimeoutMs() int64 {
+	if x != nil {
+		return x.TimeoutMs
+	}
+	return 0
+}
+
 var File_teatree_v1_teatree_proto protoreflect.FileDescriptor
 
 const file_teatree_v1_teatree_proto_rawDesc = "" +
@@ -1260,7 +1360,16 @@ const file_teatree_v1_teatree_proto_rawDesc = "" +
 	"\x05slots\x18\x03 \x01(\x05R\x05slots\x12\x1d\n" +
 	"\n" +
 	"free_slots\x18\x04 \x01(\x05R\tfreeSlots\x12\x17\n" +
-	"\aseen_at\x18\x05 \x01(\tR\x06seenAtB;Z9github.com/teatree-dev/teatree/proto/teatree/v1;teatreev1b\x06proto3"
+	"\aseen_at\x18\x05 \x01(\tR\x06seenAt\"\xd0\x01\n" +
+	"\x05Query\x12\x10\n" +
+	"\x03sql\x18\x01 \x01(\tR\x03sql\x12.\n" +
+	"\x06params\x18\x02 \x03(\v2\x16.google.protobuf.ValueR\x06params\x12\x16\n" +
+	"\x06format\x18\x03 \x01(\tR\x06format\x12\x1b\n" +
+	"\tpage_rows\x18\x04 \x01(\x03R\bpageRows\x12\x17\n" +
+	"\amin_seq\x18\x05 \x01(\x04R\x06minSeq\x12\x18\n" +
+	"\aversion\x18\x06 \x01(\x04R\aversion\x12\x1d\n" +
+	"\n" +
+	"timeout_ms\x18\a \x01(\x03R\ttimeoutMsB;Z9github.com/teatree-dev/teatree/proto/teatree/v1;teatreev1b\x06proto3"
 
 var (
 	file_teatree_v1_teatree_proto_rawDescOnce sync.Once
@@ -1274,7 +1383,7 @@ func file_teatree_v1_teatree_proto_rawDescGZIP() []byte {
 	return file_teatree_v1_teatree_proto_rawDescData
 }
 
-var file_teatree_v1_teatree_proto_msgTypes = make([]protoimpl.MessageInfo, 17)
+var file_teatree_v1_teatree_proto_msgTypes = make([]protoimpl.MessageInfo, 18)
 var file_teatree_v1_teatree_proto_goTypes = []any{
 	(*Error)(nil),           // 0: teatree.v1.Error
 	(*ErrorReply)(nil),      // 1: teatree.v1.ErrorReply
@@ -1293,14 +1402,15 @@ var file_teatree_v1_teatree_proto_goTypes = []any{
 	(*Outcomes)(nil),        // 14: teatree.v1.Outcomes
 	(*Lease)(nil),           // 15: teatree.v1.Lease
 	(*Worker)(nil),          // 16: teatree.v1.Worker
-	(*structpb.Value)(nil),  // 17: google.protobuf.Value
-	(*structpb.Struct)(nil), // 18: google.protobuf.Struct
+	(*Query)(nil),           // 17: teatree.v1.Query
+	(*structpb.Value)(nil),  // 18: google.protobuf.Value
+	(*structpb.Struct)(nil), // 19: google.protobuf.Struct
 }
 var file_teatree_v1_teatree_proto_depIdxs = []int32{
 	0,  // 0: teatree.v1.ErrorReply.error:type_name -> teatree.v1.Error
 	0,  // 1: teatree.v1.RequestStatus.error:type_name -> teatree.v1.Error
-	17, // 2: teatree.v1.SqlMutation.params:type_name -> google.protobuf.Value
-	18, // 3: teatree.v1.CallMutation.args:type_name -> google.protobuf.Struct
+	18, // 2: teatree.v1.SqlMutation.params:type_name -> google.protobuf.Value
+	19, // 3: teatree.v1.CallMutation.args:type_name -> google.protobuf.Struct
 	6,  // 4: teatree.v1.ModelSpec.snapshot:type_name -> teatree.v1.SnapshotPolicy
 	9,  // 5: teatree.v1.ModelList.models:type_name -> teatree.v1.ModelInfo
 	7,  // 6: teatree.v1.ModelInfo.spec:type_name -> teatree.v1.ModelSpec
@@ -1309,11 +1419,12 @@ var file_teatree_v1_teatree_proto_depIdxs = []int32{
 	11, // 9: teatree.v1.Manifest.tables:type_name -> teatree.v1.TableManifest
 	12, // 10: teatree.v1.SnapshotList.snapshots:type_name -> teatree.v1.Manifest
 	2,  // 11: teatree.v1.Outcomes.statuses:type_name -> teatree.v1.RequestStatus
-	12, // [12:12] is the sub-list for method output_type
-	12, // [12:12] is the sub-list for method input_type
-	12, // [12:12] is the sub-list for extension type_name
-	12, // [12:12] is the sub-list for extension extendee
-	0,  // [0:12] is the sub-list for field type_name
+	18, // 12: teatree.v1.Query.params:type_name -> google.protobuf.Value
+	13, // [13:13] is the sub-list for method output_type
+	13, // [13:13] is the sub-list for method input_type
+	13, // [13:13] is the sub-list for extension type_name
+	13, // [13:13] is the sub-list for extension extendee
+	0,  // [0:13] is the sub-list for field type_name
 }
 
 func init() { file_teatree_v1_teatree_proto_init() }
@@ -1328,7 +1439,7 @@ func file_teatree_v1_teatree_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_teatree_v1_teatree_proto_rawDesc), len(file_teatree_v1_teatree_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   17,
+			NumMessages:   18,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -1,0 +1,242 @@
+package query_test
+
+import (
+	"bytes"
+	"context"
+	"database/sql"
+	"encoding/csv"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/apache/arrow-go/v18/arrow/ipc"
+	_ "github.com/duckdb/duckdb-go/v2"
+	"github.com/nats-io/nats.go"
+	"github.com/stretchr/testify/require"
+
+	"github.com/teatree-dev/teatree/pkg/blob"
+	"github.com/teatree-dev/teatree/pkg/catalog"
+	"github.com/teatree-dev/teatree/pkg/natsboot/natstest"
+	"github.com/teatree-dev/teatree/pkg/results"
+	"github.com/teatree-dev/teatree/pkg/subject"
+	"github.com/teatree-dev/teatree/pkg/wire"
+	teatreev1 "github.com/teatree-dev/teatree/proto/teatree/v1"
+	"github.com/teatree-dev/teatree/services/node/query"
+)
+
+type env struct {
+	nc      *nats.Conn
+	results *results.Store
+}
+
+// start runs an executor over a model "m" whose version 1 holds table t
+// with rows (i, 'name-i') for i in [0, rows).
+func start(t *testing.T, rows int, cfg query.Config) *env {
+	t.Helper()
+	ctx := context.Background()
+	ne := natstest.Start(t)
+	names := subject.Default()
+	models, err := ne.JS.KeyValue(ctx, names.ModelsBucket())
+	require.NoError(t, err)
+	resKV, err := ne.JS.KeyValue(ctx, names.ResultsBucket())
+	require.NoError(t, err)
+	mut, err := ne.JS.Stream(ctx, names.MutStream())
+	require.NoError(t, err)
+	blobs, err := blob.NewDir(t.TempDir())
+	require.NoError(t, err)
+
+	// Version 1: a DuckDB file as a db-manager would publish it.
+	path := filepath.Join(t.TempDir(), "model.duckdb")
+	db, err := sql.Open("duckdb", path)
+	require.NoError(t, err)
+	_, err = db.Exec(fmt.Sprintf("CREATE TABLE t AS SELECT i::BIGINT AS i, 'name-' || i AS name FROM range(%d) r(i)", rows))
+	require.NoError(t, err)
+	require.NoError(t, db.Close())
+	require.NoError(t, blobs.PutFile(ctx, blob.Key("m", 1, blob.DuckDBFile), path))
+	spec, err := catalog.CreateModel(ctx, models, mut, &teatreev1.ModelSpec{Id: "m"})
+	require.NoError(t, err)
+	spec.Version, spec.AppliedSeq = 1, 10
+	b, err := wire.Marshal(spec)
+	require.NoError(t, err)
+	_, err = models.Put(ctx, "m", b)
+	require.NoError(t, err)
+
+	cfg.Names, cfg.CacheDir = names, t.TempDir()
+	store := results.New(resKV)
+	ex := query.New(cfg, query.Deps{NC: ne.Conn, Models: models, Results: store, Blobs: blobs, Log: slog.New(slog.DiscardHandler)})
+	runCtx, cancel := context.WithCancel(ctx)
+	ready := make(chan struct{})
+	done := make(chan error, 1)
+	go func() { done <- ex.Run(runCtx, func() { close(ready) }) }()
+	t.Cleanup(func() {
+		cancel()
+		require.NoError(t, <-done)
+	})
+	<-ready
+	return &env{nc: ne.Conn, results: store}
+}
+
+func (e *env) query(t *testing.T, body string) *nats.Msg {
+	t.Helper()
+	msg, err := e.nc.Request("tt.query.m", []byte(body), 30*time.Second)
+	require.NoError(t, err)
+	return msg
+}
+
+func requireFailed(t *testing.T, msg *nats.Msg, code string) {
+	t.Helper()
+	require.Equal(t, "failed", msg.Header.Get("Tt-Status"), "body: %s", msg.Data)
+	require.Equal(t, code, msg.Header.Get("Tt-Error-Code"), "body: %s", msg.Data)
+	var e struct {
+		Error struct{ Code, Message string } `json:"error"`
+	}
+	require.NoError(t, json.Unmarshal(msg.Data, &e))
+	require.Equal(t, code, e.Error.Code)
+	require.NotEmpty(t, e.Error.Message)
+}
+
+func TestFormats(t *testing.T) {
+	t.Parallel()
+	e := start(t, 5, query.Config{})
+	const q = `"sql":"select i, name from t where i < $1 order by i","params":[3]`
+
+	msg := e.query(t, `{`+q+`}`)
+	require.Equal(t, "application/json", msg.Header.Get("Content-Type"))
+	require.Equal(t, "1", msg.Header.Get("Tt-Version"))
+	require.Equal(t, "3", msg.Header.Get("Tt-Rows"))
+	require.Equal(t, "1", msg.Header.Get("Tt-Pages"))
+	require.Empty(t, msg.Header.Get("Tt-Result-Id"))
+	require.JSONEq(t, `[{"i":0,"name":"name-0"},{"i":1,"name":"name-1"},{"i":2,"name":"name-2"}]`, string(msg.Data))
+
+	msg = e.query(t, `{`+q+`,"format":"ndjson"}`)
+	require.Equal(t, "application/x-ndjson", msg.Header.Get("Content-Type"))
+	require.Equal(t, "{\"i\":0,\"name\":\"name-0\"}\n{\"i\":1,\"name\":\"name-1\"}\n{\"i\":2,\"name\":\"name-2\"}\n", string(msg.Data))
+
+	msg = e.query(t, `{`+q+`,"format":"csv"}`)
+	require.Equal(t, "text/csv", msg.Header.Get("Content-Type"))
+	recs, err := csv.NewReader(bytes.NewReader(msg.Data)).ReadAll()
+	require.NoError(t, err)
+	require.Equal(t, [][]string{{"i", "name"}, {"0", "name-0"}, {"1", "name-1"}, {"2", "name-2"}}, recs)
+
+	msg = e.query(t, `{`+q+`,"format":"arrow"}`)
+	require.Equal(t, "application/vnd.apache.arrow.stream", msg.Header.Get("Content-Type"))
+	rd, err := ipc.NewReader(bytes.NewReader(msg.Data))
+	require.NoError(t, err)
+	var n int64
+	for rd.Next() {
+		n += rd.RecordBatch().NumRows()
+	}
+	require.NoError(t, rd.Err())
+	require.Equal(t, int64(3), n)
+	rd.Release()
+
+	msg = e.query(t, `{"sql":"select * from t where false"}`)
+	require.Equal(t, "0", msg.Header.Get("Tt-Rows"))
+	require.JSONEq(t, `[]`, string(msg.Data))
+
+	requireFailed(t, e.query(t, `{`+q+`,"format":"xml"}`), "invalid_argument")
+	requireFailed(t, e.query(t, `not json`), "invalid_argument")
+	requireFailed(t, e.query(t, `{"sql":"select * from t","version":2}`), "not_found")
+	requireFailed(t, e.query(t, `{"sql":"select * from t","min_seq":11,"timeout_ms":300}`), "deadline_exceeded")
+}
+
+func TestPages(t *testing.T) {
+	t.Parallel()
+	e := start(t, 25_000, query.Config{})
+	msg := e.query(t, `{"sql":"select i from t order by i","format":"csv","page_rows":10000}`)
+	require.Equal(t, "3", msg.Header.Get("Tt-Pages"))
+	require.Equal(t, "1", msg.Header.Get("Tt-Page"))
+	require.Equal(t, "25000", msg.Header.Get("Tt-Rows"))
+	id := msg.Header.Get("Tt-Result-Id")
+	require.NotEmpty(t, id)
+
+	var got []int
+	pages := [][]byte{msg.Data}
+	for page := 2; page <= 3; page++ {
+		meta, b, err := e.results.Get(context.Background(), id, page)
+		require.NoError(t, err)
+		require.Equal(t, 3, meta.Pages)
+		pages = append(pages, b)
+	}
+	for _, p := range pages {
+		recs, err := csv.NewReader(bytes.NewReader(p)).ReadAll()
+		require.NoError(t, err)
+		require.Equal(t, []string{"i"}, recs[0], "every page has its header")
+		for _, r := range recs[1:] {
+			n, err := strconv.Atoi(r[0])
+			require.NoError(t, err)
+			got = append(got, n)
+		}
+	}
+	require.Len(t, got, 25_000)
+	for i, n := range got {
+		require.Equal(t, i, n)
+	}
+	_, _, err := e.results.Get(context.Background(), id, 4)
+	require.Error(t, err)
+}
+
+// TestPageBytes splits a page that would be larger than a message may be.
+func TestPageBytes(t *testing.T) {
+	t.Parallel()
+	e := start(t, 2000, query.Config{MaxPageBytes: 16 << 10})
+	msg := e.query(t, `{"sql":"select i, repeat('x', 100) as pad from t order by i","format":"ndjson"}`)
+	pages, err := strconv.Atoi(msg.Header.Get("Tt-Pages"))
+	require.NoError(t, err)
+	require.Greater(t, pages, 1)
+	require.LessOrEqual(t, len(msg.Data), 16<<10)
+	total := strings.Count(string(msg.Data), "\n")
+	for p := 2; p <= pages; p++ {
+		_, b, err := e.results.Get(context.Background(), msg.Header.Get("Tt-Result-Id"), p)
+		require.NoError(t, err)
+		require.LessOrEqual(t, len(b), 16<<10)
+		total += strings.Count(string(b), "\n")
+	}
+	require.Equal(t, 2000, total)
+}
+
+// TestHostileSQL: every way out of the version gets a clear error, changes
+// nothing, and the executor answers the next query.
+func TestHostileSQL(t *testing.T) {
+	t.Parallel()
+	e := start(t, 10, query.Config{MemoryLimit: "64MB", Timeout: 5 * time.Second})
+	cases := []struct{ name, sql, code string }{
+		{"read a local file", "select * from read_csv('/etc/passwd')", "permission_denied"},
+		{"read a local file as text", "select * from read_text('/etc/hostname')", "permission_denied"},
+		{"copy to a file", "copy t to '/tmp/stolen.csv'", "permission_denied"},
+		{"attach", "attach '/tmp/other.duckdb' as o", "permission_denied"},
+		{"install", "install httpfs", "permission_denied"},
+		{"load", "load httpfs", "permission_denied"},
+		{"set", "set threads = 8", "permission_denied"},
+		{"reset", "reset memory_limit", "permission_denied"},
+		{"getenv", "select getenv('HOME')", "sql_error"},
+		{"several statements", "select 1; select 2", "invalid_argument"},
+		{"a mutation", "insert into t values (99, 'x')", "permission_denied"},
+		{"a table that does not exist", "select * from nope", "sql_error"},
+		{"past the deadline", `select count(*) from range(100000000000) a`, "deadline_exceeded"},
+		{"past the memory limit", "select list(i) from range(200000000) r(i)", "sql_error"},
+	}
+	for _, c := range cases {
+		body, err := json.Marshal(map[string]any{"sql": c.sql, "timeout_ms": 1000})
+		require.NoError(t, err)
+		msg := e.query(t, string(body))
+		requireFailed(t, msg, c.code)
+		// The executor is still there, and the version unchanged.
+		msg = e.query(t, `{"sql":"select count(*) as n from t"}`)
+		require.JSONEq(t, `[{"n":10}]`, string(msg.Data), "after %s", c.name)
+	}
+}
+
+// TestHardenedSettings opens a version as the executor does and checks the
+// settings from inside.
+func TestHardenedSettings(t *testing.T) {
+	t.Parallel()
+	e := start(t, 1, query.Config{})
+	msg := e.query(t, `{"sql":"select current_setting('enable_external_access') as ext, current_setting('lock_configuration') as locked, current_setting('autoload_known_extensions') as autoload, current_setting('allow_community_extensions') as community, current_setting('allow_persistent_secrets') as secrets"}`)
+	require.JSONEq(t, `[{"ext":false,"locked":true,"autoload":false,"community":false,"secrets":false}]`, string(msg.Data))
+}
