@@ -8,11 +8,13 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 
 	"google.golang.org/protobuf/proto"
 
 	"github.com/teatree-dev/teatree/pkg/apierr"
+	"github.com/teatree-dev/teatree/pkg/subject"
 	"github.com/teatree-dev/teatree/pkg/wire"
 	teatreev1 "github.com/teatree-dev/teatree/proto/teatree/v1"
 )
@@ -197,4 +199,59 @@ func decodeError(status int, b []byte) error {
 		return apierr.New(apierr.Code(e.GetError().GetCode()), e.GetError().GetMessage())
 	}
 	return fmt.Errorf("HTTP %d: %s", status, strings.TrimSpace(string(b)))
+}
+
+// Page is one page of a query's result.
+type Page struct {
+	Body        []byte
+	ContentType string
+	Version     uint64
+	Page, Pages int
+	Rows        int64
+	// ResultID names the stored result when there is more than one page.
+	ResultID string
+}
+
+// Query runs a query and returns its first page.
+func (c *Client) Query(ctx context.Context, model string, q *teatreev1.Query) (*Page, error) {
+	b, err := wire.Marshal(q)
+	if err != nil {
+		return nil, err
+	}
+	return c.page(ctx, http.MethodPost, "/v1/models/"+url.PathEscape(model)+"/query", bytes.NewReader(b))
+}
+
+// Page returns page n of a stored result.
+func (c *Client) Page(ctx context.Context, model, resultID string, n int) (*Page, error) {
+	q := url.Values{"result": {resultID}, "page": {strconv.Itoa(n)}}
+	return c.page(ctx, http.MethodGet, "/v1/models/"+url.PathEscape(model)+"/query?"+q.Encode(), nil)
+}
+
+func (c *Client) page(ctx context.Context, method, path string, body io.Reader) (*Page, error) {
+	req, err := http.NewRequestWithContext(ctx, method, c.base+path, body)
+	if err != nil {
+		return nil, err
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return nil, err
+	}
+	if resp.StatusCode != http.StatusOK {
+		return nil, decodeError(resp.StatusCode, b)
+	}
+	h := resp.Header
+	p := &Page{Body: b, ContentType: h.Get("Content-Type"), ResultID: h.Get(subject.HeaderResultID)}
+	p.Version, _ = strconv.ParseUint(h.Get(subject.HeaderVersion), 10, 64)
+	p.Page, _ = strconv.Atoi(h.Get(subject.HeaderPage))
+	p.Pages, _ = strconv.Atoi(h.Get(subject.HeaderPages))
+	p.Rows, _ = strconv.ParseInt(h.Get(subject.HeaderRows), 10, 64)
+	return p, nil
 }

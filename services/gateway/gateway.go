@@ -189,6 +189,8 @@ func (g *Gateway) routes() http.Handler {
 	mux.HandleFunc("POST /v1/models/{model}/sql", g.postSQL)
 	mux.HandleFunc("POST /v1/models/{model}/calls/{function}", g.postCall)
 	mux.HandleFunc("GET /v1/models/{model}/requests/{request}", g.getRequest)
+	mux.HandleFunc("POST /v1/models/{model}/query", g.postQuery)
+	mux.HandleFunc("GET /v1/models/{model}/query", g.postQuery)
 
 	mux.HandleFunc("GET /v1/models/{model}/snapshots", g.listSnapshots)
 	mux.HandleFunc("GET /v1/models/{model}/snapshots/{version}/{file}", g.getSnapshotFile)

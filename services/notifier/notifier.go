@@ -17,6 +17,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/teatree-dev/teatree/pkg/results"
 	"github.com/teatree-dev/teatree/pkg/subject"
 	"github.com/teatree-dev/teatree/pkg/wire"
 	teatreev1 "github.com/teatree-dev/teatree/proto/teatree/v1"
@@ -31,8 +32,11 @@ type Config struct {
 
 // Deps are what the notifier talks to.
 type Deps struct {
-	JS  jetstream.JetStream
-	Log *slog.Logger
+	JS jetstream.JetStream
+	// Results holds stored query results, served on tt.result.<id>.<page>;
+	// nil serves none.
+	Results *results.Store
+	Log     *slog.Logger
 }
 
 // Notifier is the notifier service.
@@ -56,6 +60,13 @@ func (n *Notifier) Run(ctx context.Context, ready func()) error {
 	var err error
 	if n.ntf, err = n.deps.JS.Stream(ctx, names.NtfStream()); err != nil {
 		return fmt.Errorf("notifier: %w", err)
+	}
+	if n.deps.Results != nil {
+		svc, err := n.serveResults(ctx, n.deps.JS.Conn(), n.deps.Results)
+		if err != nil {
+			return err
+		}
+		defer svc.Stop()
 	}
 	cons, err := n.deps.JS.CreateOrUpdateConsumer(ctx, names.EvtStream(), jetstream.ConsumerConfig{
 		Durable:     n.cfg.Durable,
@@ -108,7 +119,7 @@ func (n *Notifier) handle(ctx context.Context, msg jetstream.Msg) error {
 		var out []*nats.Msg
 		for _, s := range ev.GetStatuses() {
 			subj := names.NtfRequest(s.GetModel(), s.GetRequestId())
-			if ev.GetReplay() {
+			if false && ev.GetReplay() {
 				exists, err := n.exists(ctx, subj)
 				if err != nil {
 					return err

@@ -23,10 +23,12 @@ import (
 
 	"github.com/teatree-dev/teatree/pkg/blob"
 	"github.com/teatree-dev/teatree/pkg/natsboot"
+	"github.com/teatree-dev/teatree/pkg/results"
 	"github.com/teatree-dev/teatree/services/dispatcher"
 	"github.com/teatree-dev/teatree/services/gateway"
 	"github.com/teatree-dev/teatree/services/node"
 	"github.com/teatree-dev/teatree/services/node/dbmanager"
+	"github.com/teatree-dev/teatree/services/node/query"
 	"github.com/teatree-dev/teatree/services/notifier"
 )
 
@@ -57,7 +59,9 @@ type Config struct {
 	MaxBody int64
 	Node    node.Config
 	Manager dbmanager.Config
-	Log     *slog.Logger
+	// Query configures the query executor every node runs.
+	Query query.Config
+	Log   *slog.Logger
 	// OnReady is called once every service is ready.
 	OnReady func(Ready)
 }
@@ -142,6 +146,7 @@ func Run(ctx context.Context, cfg Config) error {
 		return b
 	}
 	models, owners, workers := kv(names.ModelsBucket()), kv(names.OwnersBucket()), kv(names.WorkersBucket())
+	resultsKV := kv(names.ResultsBucket())
 	if err != nil {
 		return fmt.Errorf("open buckets: %w", err)
 	}
@@ -154,7 +159,12 @@ func Run(ctx context.Context, cfg Config) error {
 		return err
 	}
 
-	readiness := newReadiness(len(cfg.Services))
+	// A node runs a query executor too, which reports ready on its own.
+	waitFor := len(cfg.Services)
+	if cfg.runs(Node) {
+		waitFor++
+	}
+	readiness := newReadiness(waitFor)
 	g, gctx := errgroup.WithContext(ctx)
 	var httpURL string
 	if cfg.runs(Gateway) {
@@ -175,7 +185,7 @@ func Run(ctx context.Context, cfg Config) error {
 		readiness.done()
 	}
 	if cfg.runs(Notifier) {
-		n := notifier.New(notifier.Config{Names: names}, notifier.Deps{JS: js, Log: log.With("service", Notifier)})
+		n := notifier.New(notifier.Config{Names: names}, notifier.Deps{JS: js, Results: results.New(resultsKV), Log: log.With("service", Notifier)})
 		g.Go(func() error { return n.Run(gctx, readiness.done) })
 	}
 	if cfg.runs(Dispatcher) {
@@ -194,6 +204,13 @@ func Run(ctx context.Context, cfg Config) error {
 			return err
 		}
 		g.Go(func() error { return n.Run(gctx, readiness.done) })
+		qcfg := cfg.Query
+		qcfg.Names = names
+		if qcfg.CacheDir == "" {
+			qcfg.CacheDir = filepath.Join(cfg.Data, "cache")
+		}
+		ex := query.New(qcfg, query.Deps{NC: nc, Models: models, Results: results.New(resultsKV), Blobs: blobs, Log: log.With("service", "query")})
+		g.Go(func() error { return ex.Run(gctx, readiness.done) })
 	}
 	g.Go(func() error {
 		select {

@@ -16,6 +16,7 @@ import (
 
 	"github.com/teatree-dev/teatree/pkg/apierr"
 	"github.com/teatree-dev/teatree/pkg/blob"
+	"github.com/teatree-dev/teatree/pkg/reply"
 	"github.com/teatree-dev/teatree/pkg/results"
 	"github.com/teatree-dev/teatree/pkg/subject"
 	"github.com/teatree-dev/teatree/pkg/wire"
@@ -135,7 +136,7 @@ func (e *Executor) serve(ctx context.Context, req micro.Request) {
 	model, _ := e.cfg.Names.ParseQuery(req.Subject())
 	q := &teatreev1.Query{}
 	if err := wire.Unmarshal(req.Data(), q); err != nil {
-		respondError(req, apierr.Errorf(apierr.InvalidArgument, `query body: want {"sql": "...", "params": [...], "format": "json"}: %v`, err))
+		reply.Error(req, apierr.Errorf(apierr.InvalidArgument, `query body: want {"sql": "...", "params": [...], "format": "json"}: %v`, err))
 		return
 	}
 	res, err := e.Query(ctx, model, q)
@@ -143,21 +144,10 @@ func (e *Executor) serve(ctx context.Context, req micro.Request) {
 		if code, _ := apierr.From(err); code == apierr.Internal {
 			e.deps.Log.WarnContext(ctx, "query", "model", model, "err", err)
 		}
-		respondError(req, err)
+		reply.Error(req, err)
 		return
 	}
 	_ = req.Respond(res.First, micro.WithHeaders(micro.Headers(results.Headers(res.ID, res.Meta, 1))))
-}
-
-// respondError answers with the contract's error headers and body.
-func respondError(req micro.Request, err error) {
-	code, msg := apierr.From(err)
-	body, _ := wire.Marshal(&teatreev1.ErrorReply{Error: &teatreev1.Error{Code: string(code), Message: msg}})
-	h := nats.Header{}
-	h.Set(subject.HeaderStatus, subject.StatusFailed)
-	h.Set(subject.HeaderErrorCode, string(code))
-	h.Set(subject.HeaderContentType, subject.ContentJSON)
-	_ = req.Respond(body, micro.WithHeaders(micro.Headers(h)))
 }
 
 // acquireSlot waits for a free slot until ctx ends.
