@@ -120,6 +120,9 @@ type Gateway struct {
 	log     *slog.Logger
 	streams *streams
 	handler http.Handler
+	// closing ends long-lived responses (event streams) when the server
+	// shuts down, which would otherwise wait for them.
+	closing chan struct{}
 }
 
 // New returns a gateway for cfg, with defaults applied.
@@ -135,7 +138,7 @@ func New(cfg Config, deps Deps) (*Gateway, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	g := &Gateway{cfg: cfg, deps: deps, log: log, streams: newStreams(deps.JS)}
+	g := &Gateway{cfg: cfg, deps: deps, log: log, streams: newStreams(deps.JS), closing: make(chan struct{})}
 	g.handler = g.logRequests(g.routes())
 	return g, nil
 }
@@ -158,6 +161,7 @@ func (g *Gateway) Run(ctx context.Context, ln net.Listener) error {
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       2 * time.Minute,
 	}
+	srv.RegisterOnShutdown(func() { close(g.closing) })
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()
 	g.log.InfoContext(ctx, "gateway listening", "addr", ln.Addr().String())
@@ -189,6 +193,7 @@ func (g *Gateway) routes() http.Handler {
 	mux.HandleFunc("POST /v1/models/{model}/sql", g.postSQL)
 	mux.HandleFunc("POST /v1/models/{model}/calls/{function}", g.postCall)
 	mux.HandleFunc("GET /v1/models/{model}/requests/{request}", g.getRequest)
+	mux.HandleFunc("GET /v1/models/{model}/events", g.getEvents)
 	mux.HandleFunc("POST /v1/models/{model}/query", g.postQuery)
 	mux.HandleFunc("GET /v1/models/{model}/query", g.postQuery)
 
