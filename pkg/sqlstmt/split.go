@@ -26,16 +26,22 @@ func Split(text string) []Statement {
 	var cur strings.Builder
 	numbers := map[int]int{} // request parameter -> statement parameter
 	var params []int
+	// code is whether the statement has more than comments and blanks:
+	// DuckDB refuses an empty one with an error that is not the request's.
+	code := false
 	flush := func() {
-		if s := strings.TrimSpace(cur.String()); s != "" {
+		if s := strings.TrimSpace(cur.String()); s != "" && code {
 			out = append(out, Statement{Text: s, Params: params})
 		}
 		cur.Reset()
-		numbers, params = map[int]int{}, nil
+		numbers, params, code = map[int]int{}, nil, false
 	}
 	for i := 0; i < len(text); i++ {
 		c := text[i]
 		end := i
+		if !strings.ContainsRune(" \t\n\r\f\v;", rune(c)) && !strings.HasPrefix(text[i:], "--") && !strings.HasPrefix(text[i:], "/*") {
+			code = true
+		}
 		switch {
 		case c == '\'' || c == '"':
 			end = skipQuoted(text, i, c)

@@ -23,6 +23,9 @@ func TestSplitStatements(t *testing.T) {
 			[]Statement{{Text: "update t set a = $1 where b = $2", Params: []int{1, 3}}, {Text: "delete from t where c = $1 or d = $1", Params: []int{2}}}},
 		{"select '$1', $2", []Statement{{Text: "select '$1', $1", Params: []int{2}}}},
 		{"select 'unterminated;", []Statement{{Text: "select 'unterminated;"}}},
+		// Comments alone are no statement: DuckDB would call them an empty query.
+		{"-- only a comment", nil},
+		{"select 1; /* c */ ; -- d\n", []Statement{{Text: "select 1"}}},
 	}
 	for _, c := range cases {
 		require.Equal(t, c.want, Split(c.in), c.in)
