@@ -155,7 +155,9 @@ func (d *Dispatcher) onLease(e jetstream.KeyValueEntry) {
 	if e.Operation() == jetstream.KeyValuePut {
 		d.owners[e.Key()] = e.Created()
 	} else {
-		delete(d.owners, e.Key())
+		// A released or revoked lease is stale at once: the next reconcile
+		// places the model if it has mutations waiting.
+		d.owners[e.Key()] = time.Time{}
 	}
 }
 
@@ -310,39 +312,62 @@ func (d *Dispatcher) reconcile(ctx context.Context, all bool) {
 		for m, at := range d.owners {
 			if time.Since(at) >= d.cfg.LeaseTTL {
 				models = append(models, m)
-				delete(d.owners, m)
 			}
 		}
 		d.mu.Unlock()
 	}
 	for _, m := range models {
-		if err := d.reconcileModel(ctx, m); err != nil && ctx.Err() == nil {
+		settled, err := d.reconcileModel(ctx, m)
+		if err != nil && ctx.Err() == nil {
 			d.deps.Log.WarnContext(ctx, "reconcile", "model", m, "err", err)
 		}
+		// A stale lease stays listed until its model is settled, so that
+		// the next tick looks at it again; a fresh one is the watcher's.
+		d.mu.Lock()
+		at, ok := d.owners[m]
+		switch {
+		case settled && ok && time.Since(at) >= d.cfg.LeaseTTL:
+			delete(d.owners, m)
+		case !settled && !ok:
+			d.owners[m] = time.Time{}
+		}
+		d.mu.Unlock()
 	}
 }
 
-func (d *Dispatcher) reconcileModel(ctx context.Context, model string) error {
+// reconcileModel places model if it has mutations waiting and no live
+// lease. It reports whether the model is settled: placed, or with nothing
+// to place.
+func (d *Dispatcher) reconcileModel(ctx context.Context, model string) (bool, error) {
 	if d.hasOwner(model) {
-		return nil
+		return true, nil
 	}
 	spec, _, err := catalog.GetModel(ctx, d.deps.Models, model)
+	var ae *apierr.Error
+	if errors.As(err, &ae) && ae.Code == apierr.NotFound {
+		return true, nil
+	}
 	if err != nil || spec.GetCreatedSeq() == catalog.PendingSeq {
-		return err
+		return false, err
 	}
 	last, err := d.mut.GetLastMsgForSubject(ctx, d.cfg.Names.MutModel(model))
 	if errors.Is(err, jetstream.ErrMsgNotFound) {
-		return nil
+		return true, nil
 	}
 	if err != nil {
-		return err
+		return false, err
 	}
 	if last.Sequence <= max(spec.GetAppliedSeq(), spec.GetCreatedSeq()) {
-		return nil
+		return true, nil
+	}
+	// The server removes an expired lease a little after its TTL; until
+	// it has, a grant fails, so look again at the next tick.
+	if l, _, err := catalog.GetLease(ctx, d.deps.Owners, model); err != nil || l != nil {
+		return false, err
 	}
 	err = d.place(ctx, spec)
 	if errors.Is(err, errNoNode) {
-		return nil // the next mutation or reconcile tries again
+		return false, nil // a node may join before the next tick
 	}
-	return err
+	return err == nil, err
 }

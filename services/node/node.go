@@ -167,8 +167,11 @@ func (n *Node) onLease(ctx context.Context, e jetstream.KeyValueEntry) {
 	if h := n.models[model]; h != nil {
 		if h.lease.GetEpoch() == l.GetEpoch() {
 			h.rev = max(h.rev, e.Revision())
+			return
 		}
-		return
+		// The old lease ended and this node was granted a new one before
+		// it noticed: nobody else would renew the new lease.
+		n.stopLocked(model, h)
 	}
 	mctx, cancel := context.WithCancel(ctx)
 	h := &hosted{lease: l, rev: e.Revision(), cancel: cancel, done: make(chan struct{})}

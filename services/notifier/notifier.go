@@ -119,7 +119,7 @@ func (n *Notifier) handle(ctx context.Context, msg jetstream.Msg) error {
 		var out []*nats.Msg
 		for _, s := range ev.GetStatuses() {
 			subj := names.NtfRequest(s.GetModel(), s.GetRequestId())
-			if false && ev.GetReplay() {
+			if ev.GetReplay() {
 				exists, err := n.exists(ctx, subj)
 				if err != nil {
 					return err

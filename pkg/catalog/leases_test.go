@@ -1,0 +1,150 @@
+package catalog_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/stretchr/testify/require"
+
+	"github.com/teatree-dev/teatree/pkg/catalog"
+	"github.com/teatree-dev/teatree/pkg/natsboot"
+	"github.com/teatree-dev/teatree/pkg/natsboot/natstest"
+	"github.com/teatree-dev/teatree/pkg/subject"
+	teatreev1 "github.com/teatree-dev/teatree/proto/teatree/v1"
+)
+
+// ownersKV is a JetStream server's tt_owners bucket, with leases that
+// outlive their last write by leaseTTL.
+func ownersKV(t *testing.T, leaseTTL time.Duration) jetstream.KeyValue {
+	t.Helper()
+	ctx := context.Background()
+	env := natstest.Start(t)
+	require.NoError(t, natsboot.Setup(ctx, env.JS, natsboot.Config{LeaseTTL: leaseTTL}))
+	kv, err := env.JS.KeyValue(ctx, subject.Default().OwnersBucket())
+	require.NoError(t, err)
+	return kv
+}
+
+func TestGrantEpochIsTheGrantRevision(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	kv := ownersKV(t, time.Minute)
+	w, err := kv.Watch(ctx, "sales", jetstream.UpdatesOnly())
+	require.NoError(t, err)
+	defer w.Stop()
+
+	epoch, rev, err := catalog.Grant(ctx, kv, "sales", "node-a")
+	require.NoError(t, err)
+	require.NotZero(t, epoch)
+	require.Greater(t, rev, epoch)
+	select {
+	case e := <-w.Updates():
+		require.NotNil(t, e)
+		require.Equal(t, epoch, e.Revision(), "the epoch is the revision of the grant's first write")
+	case <-time.After(10 * time.Second):
+		t.Fatal("no write seen")
+	}
+	lease, lrev, err := catalog.GetLease(ctx, kv, "sales")
+	require.NoError(t, err)
+	require.Equal(t, "node-a", lease.GetNode())
+	require.Equal(t, epoch, lease.GetEpoch())
+	require.Equal(t, rev, lrev)
+
+	_, _, err = catalog.Grant(ctx, kv, "sales", "node-b")
+	require.ErrorIs(t, err, catalog.ErrLeaseHeld)
+	lease, _, err = catalog.GetLease(ctx, kv, "sales")
+	require.NoError(t, err)
+	require.Equal(t, "node-a", lease.GetNode(), "a refused grant changes nothing")
+
+	// The next holder's epoch is larger, whichever model came between.
+	_, _, err = catalog.Grant(ctx, kv, "other", "node-a")
+	require.NoError(t, err)
+	require.NoError(t, catalog.Release(ctx, kv, "sales", rev))
+	epoch2, _, err := catalog.Grant(ctx, kv, "sales", "node-b")
+	require.NoError(t, err)
+	require.Greater(t, epoch2, epoch)
+}
+
+func TestRenewFromTheCurrentRevisionOnly(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	kv := ownersKV(t, time.Minute)
+	epoch, rev, err := catalog.Grant(ctx, kv, "sales", "node-a")
+	require.NoError(t, err)
+	lease := &teatreev1.Lease{Node: "node-a", Epoch: epoch}
+
+	next, err := catalog.Renew(ctx, kv, "sales", lease, rev)
+	require.NoError(t, err)
+	require.Greater(t, next, rev)
+	got, _, err := catalog.GetLease(ctx, kv, "sales")
+	require.NoError(t, err)
+	require.Equal(t, epoch, got.GetEpoch(), "renewal keeps the epoch")
+
+	_, err = catalog.Renew(ctx, kv, "sales", lease, rev)
+	require.ErrorIs(t, err, catalog.ErrLeaseLost, "renewing from a stale revision")
+
+	// Revoked: the key is deleted.
+	require.NoError(t, kv.Delete(ctx, "sales"))
+	_, err = catalog.Renew(ctx, kv, "sales", lease, next)
+	require.ErrorIs(t, err, catalog.ErrLeaseLost, "renewing a revoked lease")
+	_, err = catalog.Renew(ctx, kv, "never-granted", lease, next)
+	require.ErrorIs(t, err, catalog.ErrLeaseLost, "renewing a lease that never existed")
+}
+
+func TestFence(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	kv := ownersKV(t, time.Minute)
+	epoch, _, err := catalog.Grant(ctx, kv, "sales", "node-a")
+	require.NoError(t, err)
+
+	require.NoError(t, catalog.Fence(ctx, kv, "sales", "node-a", epoch))
+	require.ErrorIs(t, catalog.Fence(ctx, kv, "sales", "node-b", epoch), catalog.ErrLeaseLost)
+	require.ErrorIs(t, catalog.Fence(ctx, kv, "sales", "node-a", epoch-1), catalog.ErrLeaseLost)
+	require.ErrorIs(t, catalog.Fence(ctx, kv, "sales", "node-a", epoch+1), catalog.ErrLeaseLost)
+	require.ErrorIs(t, catalog.Fence(ctx, kv, "none", "node-a", epoch), catalog.ErrLeaseLost)
+}
+
+func TestReleaseOnlyTheHoldersRevision(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	kv := ownersKV(t, time.Minute)
+	epoch, rev, err := catalog.Grant(ctx, kv, "sales", "node-a")
+	require.NoError(t, err)
+	next, err := catalog.Renew(ctx, kv, "sales", &teatreev1.Lease{Node: "node-a", Epoch: epoch}, rev)
+	require.NoError(t, err)
+
+	require.Error(t, catalog.Release(ctx, kv, "sales", rev), "a stale revision cannot release")
+	lease, _, err := catalog.GetLease(ctx, kv, "sales")
+	require.NoError(t, err)
+	require.NotNil(t, lease)
+
+	require.NoError(t, catalog.Release(ctx, kv, "sales", next))
+	lease, _, err = catalog.GetLease(ctx, kv, "sales")
+	require.NoError(t, err)
+	require.Nil(t, lease)
+	require.ErrorIs(t, catalog.Fence(ctx, kv, "sales", "node-a", epoch), catalog.ErrLeaseLost)
+}
+
+func TestLeaseExpiresAfterTheTTL(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	kv := ownersKV(t, time.Second)
+	epoch, rev, err := catalog.Grant(ctx, kv, "sales", "node-a")
+	require.NoError(t, err)
+	lease := &teatreev1.Lease{Node: "node-a", Epoch: epoch}
+
+	require.Eventually(t, func() bool {
+		l, _, err := catalog.GetLease(ctx, kv, "sales")
+		return err == nil && l == nil
+	}, 10*time.Second, 50*time.Millisecond, "the lease expires without renewal")
+	require.ErrorIs(t, catalog.Fence(ctx, kv, "sales", "node-a", epoch), catalog.ErrLeaseLost)
+
+	epoch2, _, err := catalog.Grant(ctx, kv, "sales", "node-b")
+	require.NoError(t, err, "an expired lease can be granted again")
+	require.Greater(t, epoch2, epoch)
+	_, err = catalog.Renew(ctx, kv, "sales", lease, rev)
+	require.ErrorIs(t, err, catalog.ErrLeaseLost, "the old holder cannot renew")
+}

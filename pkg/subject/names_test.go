@@ -1,0 +1,73 @@
+package subject_test
+
+import (
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/teatree-dev/teatree/pkg/subject"
+)
+
+func TestNewRejectsBadPrefixes(t *testing.T) {
+	t.Parallel()
+	for _, p := range []string{"TT", "Tt", "a.b", "tt.", ".tt", "a*", ">", "a b", "a/b", "a:b", "tt\n"} {
+		_, err := subject.New(p)
+		require.Error(t, err, "prefix %q", p)
+	}
+}
+
+func TestNewBuildsNamesFromThePrefix(t *testing.T) {
+	t.Parallel()
+	n, err := subject.New("")
+	require.NoError(t, err)
+	require.Equal(t, subject.Default(), n)
+	require.Equal(t, "tt", n.Prefix())
+	require.Equal(t, "TT_MUT", n.MutStream())
+	require.Equal(t, "tt_owners", n.OwnersBucket())
+	require.Equal(t, "tt.mut.sales.append", n.Mut("sales", subject.OpAppend))
+	require.Equal(t, "tt.ntf.sales.req.r1", n.NtfRequest("sales", "r1"))
+	require.Equal(t, "tt.ntf.sales.snap.7", n.NtfSnapshot("sales", 7))
+
+	n, err = subject.New("my-app")
+	require.NoError(t, err)
+	require.Equal(t, "my-app", n.Prefix())
+	require.Equal(t, "MY_APP_MUT", n.MutStream())
+	require.Equal(t, "MY_APP_NTF", n.NtfStream())
+	require.Equal(t, "my-app_models", n.ModelsBucket())
+	require.Equal(t, "my-app.mut.>", n.MutAll())
+	require.Equal(t, "my-app.evt.m.outcomes", n.Evt("m", subject.EventOutcomes))
+}
+
+func TestParseMut(t *testing.T) {
+	t.Parallel()
+	tt := subject.Default()
+	app, err := subject.New("app")
+	require.NoError(t, err)
+	cases := []struct {
+		names     subject.Names
+		subj      string
+		model, op string
+		ok        bool
+	}{
+		{tt, "tt.mut.sales.append", "sales", "append", true},
+		{tt, "tt.mut.Bad_Model.sql", "Bad_Model", "sql", true}, // tokens come back unchecked
+		{tt, "tt.mut.sales.nope", "sales", "nope", true},
+		{app, "app.mut.m.sql", "m", "sql", true},
+		{tt, "tt.mut.sales", "", "", false},
+		{tt, "tt.mut.sales.", "", "", false},
+		{tt, "tt.mut..append", "", "", false},
+		{tt, "tt.mut.sales.append.more", "", "", false},
+		{tt, "tt.evt.sales.outcomes", "", "", false},
+		{tt, "ttx.mut.sales.append", "", "", false},
+		{tt, "tt.mut", "", "", false},
+		{app, "tt.mut.sales.append", "", "", false},
+	}
+	for _, c := range cases {
+		model, op, ok := c.names.ParseMut(c.subj)
+		require.Equal(t, c.ok, ok, "%s", c.subj)
+		if c.ok {
+			require.Equal(t, c.model, model, "%s", c.subj)
+			require.Equal(t, c.op, op, "%s", c.subj)
+		}
+	}
+}

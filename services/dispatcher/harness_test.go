@@ -1,0 +1,192 @@
+package dispatcher_test
+
+import (
+	"bytes"
+	"context"
+	"log/slog"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/stretchr/testify/require"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/teatree-dev/teatree/pkg/catalog"
+	"github.com/teatree-dev/teatree/pkg/natsboot"
+	"github.com/teatree-dev/teatree/pkg/natsboot/natstest"
+	"github.com/teatree-dev/teatree/pkg/subject"
+	"github.com/teatree-dev/teatree/pkg/wire"
+	teatreev1 "github.com/teatree-dev/teatree/proto/teatree/v1"
+	"github.com/teatree-dev/teatree/services/dispatcher"
+)
+
+// harness is an embedded JetStream server with teatree's streams and
+// buckets, and at most one dispatcher running on it.
+type harness struct {
+	t       *testing.T
+	boot    natsboot.Config
+	js      jetstream.JetStream
+	names   subject.Names
+	models  jetstream.KeyValue
+	owners  jetstream.KeyValue
+	workers jetstream.KeyValue
+	mut     jetstream.Stream
+	evt     jetstream.Stream
+	logs    *logBuffer
+}
+
+func newHarness(t *testing.T, boot natsboot.Config) *harness {
+	t.Helper()
+	ctx := context.Background()
+	env := natstest.Start(t)
+	boot = boot.WithDefaults()
+	require.NoError(t, natsboot.Setup(ctx, env.JS, boot))
+	h := &harness{t: t, boot: boot, js: env.JS, names: boot.Names, logs: &logBuffer{}}
+	var err error
+	h.models, err = env.JS.KeyValue(ctx, h.names.ModelsBucket())
+	require.NoError(t, err)
+	h.owners, err = env.JS.KeyValue(ctx, h.names.OwnersBucket())
+	require.NoError(t, err)
+	h.workers, err = env.JS.KeyValue(ctx, h.names.WorkersBucket())
+	require.NoError(t, err)
+	h.mut, err = env.JS.Stream(ctx, h.names.MutStream())
+	require.NoError(t, err)
+	h.evt, err = env.JS.Stream(ctx, h.names.EvtStream())
+	require.NoError(t, err)
+	return h
+}
+
+// run starts a dispatcher and waits until it is ready; it stops at the
+// end of the test, and must stop cleanly.
+func (h *harness) run(cfg dispatcher.Config) {
+	h.t.Helper()
+	cfg.Names, cfg.LeaseTTL, cfg.WorkerTTL = h.names, h.boot.LeaseTTL, h.boot.WorkerTTL
+	d := dispatcher.New(cfg, dispatcher.Deps{JS: h.js, Models: h.models, Owners: h.owners, Workers: h.workers,
+		Log: slog.New(slog.NewTextHandler(h.logs, nil))})
+	ctx, cancel := context.WithCancel(context.Background())
+	ready, done := make(chan struct{}), make(chan error, 1)
+	go func() { done <- d.Run(ctx, func() { close(ready) }) }()
+	h.t.Cleanup(func() {
+		cancel()
+		select {
+		case err := <-done:
+			require.NoError(h.t, err)
+		case <-time.After(10 * time.Second):
+			h.t.Error("dispatcher did not stop")
+		}
+	})
+	select {
+	case <-ready:
+	case err := <-done:
+		h.t.Fatalf("dispatcher stopped before ready: %v", err)
+	case <-time.After(10 * time.Second):
+		h.t.Fatal("dispatcher not ready")
+	}
+}
+
+func (h *harness) createModel(id string, capabilities ...string) *teatreev1.ModelSpec {
+	h.t.Helper()
+	spec, err := catalog.CreateModel(context.Background(), h.models, h.mut, &teatreev1.ModelSpec{Id: id, Capabilities: capabilities})
+	require.NoError(h.t, err)
+	return spec
+}
+
+// publish publishes a mutation on subj with requestID ("" for none) and
+// returns its stream sequence.
+func (h *harness) publish(subj, requestID string) uint64 {
+	h.t.Helper()
+	m := nats.NewMsg(subj)
+	m.Data = []byte(`{"sql":"create table t (x int)"}`)
+	m.Header.Set(subject.HeaderContentType, subject.ContentJSON)
+	if requestID != "" {
+		m.Header.Set(subject.HeaderMsgID, requestID)
+	}
+	ack, err := h.js.PublishMsg(context.Background(), m)
+	require.NoError(h.t, err)
+	return ack.Sequence
+}
+
+// heartbeat writes a node's heartbeat as a node would.
+func (h *harness) heartbeat(node string, freeSlots int32, capabilities ...string) {
+	h.t.Helper()
+	b, err := wire.Marshal(&teatreev1.Worker{Node: node, Capabilities: capabilities, Slots: max(freeSlots, 1),
+		FreeSlots: freeSlots, SeenAt: time.Now().UTC().Format(time.RFC3339Nano)})
+	require.NoError(h.t, err)
+	_, err = h.workers.Put(context.Background(), node, b)
+	require.NoError(h.t, err)
+}
+
+// outcome waits for the newest outcomes event of model in TT_EVT.
+func (h *harness) outcome(model string) (*teatreev1.Outcomes, *jetstream.RawStreamMsg) {
+	h.t.Helper()
+	var raw *jetstream.RawStreamMsg
+	require.Eventually(h.t, func() bool {
+		var err error
+		raw, err = h.evt.GetLastMsgForSubject(context.Background(), h.names.Evt(model, subject.EventOutcomes))
+		return err == nil
+	}, 15*time.Second, 20*time.Millisecond, "no outcomes event for %s; logs:\n%s", model, h.logs)
+	ev := &teatreev1.Outcomes{}
+	require.NoError(h.t, proto.Unmarshal(raw.Data, ev))
+	return ev, raw
+}
+
+// noOutcome asserts that model has no outcomes event.
+func (h *harness) noOutcome(model string) {
+	h.t.Helper()
+	_, err := h.evt.GetLastMsgForSubject(context.Background(), h.names.Evt(model, subject.EventOutcomes))
+	require.ErrorIs(h.t, err, jetstream.ErrMsgNotFound)
+}
+
+// lease returns model's lease, nil when there is none.
+func (h *harness) lease(model string) *teatreev1.Lease {
+	h.t.Helper()
+	l, _, err := catalog.GetLease(context.Background(), h.owners, model)
+	require.NoError(h.t, err)
+	return l
+}
+
+// waitLease waits until model's lease names node.
+func (h *harness) waitLease(model, node string) *teatreev1.Lease {
+	h.t.Helper()
+	var l *teatreev1.Lease
+	require.Eventually(h.t, func() bool {
+		var err error
+		l, _, err = catalog.GetLease(context.Background(), h.owners, model)
+		return err == nil && l.GetNode() == node
+	}, 15*time.Second, 20*time.Millisecond, "model %s not placed on %s; logs:\n%s", model, node, h.logs)
+	return l
+}
+
+// handled waits until the dispatcher has acknowledged every message up
+// to seq.
+func (h *harness) handled(seq uint64) {
+	h.t.Helper()
+	require.Eventually(h.t, func() bool {
+		c, err := h.js.Consumer(context.Background(), h.names.MutStream(), "dispatcher")
+		if err != nil {
+			return false
+		}
+		info, err := c.Info(context.Background())
+		return err == nil && info.AckFloor.Stream >= seq
+	}, 15*time.Second, 20*time.Millisecond, "message %d not handled; logs:\n%s", seq, h.logs)
+}
+
+// logBuffer collects a service's log, safe for concurrent writers.
+type logBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (l *logBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.buf.Write(p)
+}
+
+func (l *logBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.buf.String()
+}

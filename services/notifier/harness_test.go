@@ -1,0 +1,121 @@
+package notifier_test
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/stretchr/testify/require"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/teatree-dev/teatree/pkg/natsboot/natstest"
+	"github.com/teatree-dev/teatree/pkg/subject"
+	teatreev1 "github.com/teatree-dev/teatree/proto/teatree/v1"
+	"github.com/teatree-dev/teatree/services/notifier"
+)
+
+// harness is a notifier running on an embedded JetStream server.
+type harness struct {
+	t     *testing.T
+	js    jetstream.JetStream
+	names subject.Names
+	ntf   jetstream.Stream
+}
+
+func start(t *testing.T) *harness {
+	t.Helper()
+	ctx := context.Background()
+	env := natstest.Start(t)
+	h := &harness{t: t, js: env.JS, names: subject.Default()}
+	var err error
+	h.ntf, err = env.JS.Stream(ctx, h.names.NtfStream())
+	require.NoError(t, err)
+
+	n := notifier.New(notifier.Config{Names: h.names}, notifier.Deps{JS: env.JS, Log: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	rctx, cancel := context.WithCancel(ctx)
+	ready, done := make(chan struct{}), make(chan error, 1)
+	go func() { done <- n.Run(rctx, func() { close(ready) }) }()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case err := <-done:
+			require.NoError(t, err)
+		case <-time.After(10 * time.Second):
+			t.Error("notifier did not stop")
+		}
+	})
+	select {
+	case <-ready:
+	case err := <-done:
+		t.Fatalf("notifier stopped before ready: %v", err)
+	case <-time.After(10 * time.Second):
+		t.Fatal("notifier not ready")
+	}
+	return h
+}
+
+// publishEvent publishes a raw event with msgID ("" for none) and returns
+// its sequence in TT_EVT.
+func (h *harness) publishEvent(subj string, data []byte, msgID string) uint64 {
+	h.t.Helper()
+	m := nats.NewMsg(subj)
+	m.Data = data
+	if msgID != "" {
+		m.Header.Set(subject.HeaderMsgID, msgID)
+	}
+	ack, err := h.js.PublishMsg(context.Background(), m)
+	require.NoError(h.t, err)
+	require.False(h.t, ack.Duplicate)
+	return ack.Sequence
+}
+
+// publishOutcomes publishes an outcomes event for ev's model.
+func (h *harness) publishOutcomes(ev *teatreev1.Outcomes, msgID string) uint64 {
+	h.t.Helper()
+	b, err := proto.Marshal(ev)
+	require.NoError(h.t, err)
+	return h.publishEvent(h.names.Evt(ev.GetModel(), subject.EventOutcomes), b, msgID)
+}
+
+// processed waits until the notifier has acknowledged every event up to
+// seq.
+func (h *harness) processed(seq uint64) {
+	h.t.Helper()
+	require.Eventually(h.t, func() bool {
+		c, err := h.js.Consumer(context.Background(), h.names.EvtStream(), "notifier")
+		if err != nil {
+			return false
+		}
+		info, err := c.Info(context.Background())
+		return err == nil && info.AckFloor.Stream >= seq
+	}, 15*time.Second, 20*time.Millisecond, "event %d not processed", seq)
+}
+
+// notification waits for the newest notification on subj.
+func (h *harness) notification(subj string) *jetstream.RawStreamMsg {
+	h.t.Helper()
+	var raw *jetstream.RawStreamMsg
+	require.Eventually(h.t, func() bool {
+		var err error
+		raw, err = h.ntf.GetLastMsgForSubject(context.Background(), subj)
+		return err == nil
+	}, 15*time.Second, 20*time.Millisecond, "no notification on %s", subj)
+	return raw
+}
+
+// count returns how many notifications TT_NTF holds on subjects matching
+// filter.
+func (h *harness) count(filter string) uint64 {
+	h.t.Helper()
+	info, err := h.ntf.Info(context.Background(), jetstream.WithSubjectFilter(filter))
+	require.NoError(h.t, err)
+	var n uint64
+	for _, c := range info.State.Subjects {
+		n += c
+	}
+	return n
+}
