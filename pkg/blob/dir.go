@@ -42,7 +42,7 @@ func (d *Dir) Root() string { return d.root }
 
 func (d *Dir) path(key string) (string, error) {
 	clean := path.Clean(key)
-	if key == "" || clean != key || strings.HasPrefix(key, "/") || strings.HasPrefix(key, "../") || key == ".." {
+	if key == "" || key == "." || clean != key || strings.HasPrefix(key, "/") || strings.HasPrefix(key, "../") || key == ".." {
 		return "", fmt.Errorf("blob key %q: not a clean relative key", key)
 	}
 	return filepath.Join(d.root, filepath.FromSlash(key)), nil

@@ -21,7 +21,8 @@ func VersionDir(version uint64) string { return "v" + strconv.FormatUint(version
 
 // ParseVersionDir returns the version of a folder named v<version>.
 func ParseVersionDir(name string) (uint64, bool) {
-	if len(name) < 2 || name[0] != 'v' {
+	// Only the form VersionDir writes: no sign, no leading zero.
+	if len(name) < 2 || name[0] != 'v' || name[1] < '1' || name[1] > '9' {
 		return 0, false
 	}
 	v, err := strconv.ParseUint(name[1:], 10, 64)

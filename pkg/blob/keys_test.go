@@ -27,6 +27,7 @@ func TestUncleanKeysAreRejected(t *testing.T) {
 
 	bad := []string{
 		"",
+		".",
 		"..",
 		"../outside",
 		"models/../../outside",
@@ -86,7 +87,7 @@ func TestParseVersionDir(t *testing.T) {
 		require.Equal(t, v, got)
 	}
 	for _, name := range []string{
-		"", "v", "v0", "1", "x1", "V1", "v-1", "v+1", "v1a", "v 1", "v1.5", ".v1",
+		"", "v", "v0", "1", "x1", "V1", "v-1", "v+1", "v1a", "v 1", "v1.5", ".v1", "v01", "v007",
 		"v18446744073709551616", // one past the largest uint64
 	} {
 		_, ok := blob.ParseVersionDir(name)

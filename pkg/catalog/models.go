@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -53,7 +54,7 @@ func ValidateSpec(spec *teatreev1.ModelSpec) error {
 		return err
 	}
 	if len(spec.Capabilities) == 0 {
-		spec.Capabilities = DefaultCapabilities
+		spec.Capabilities = slices.Clone(DefaultCapabilities)
 	}
 	for _, c := range spec.GetCapabilities() {
 		if err := subject.ValidateCapability(c); err != nil {

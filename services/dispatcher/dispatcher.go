@@ -19,6 +19,7 @@ import (
 
 	"github.com/teatree-dev/teatree/pkg/apierr"
 	"github.com/teatree-dev/teatree/pkg/catalog"
+	"github.com/teatree-dev/teatree/pkg/natsboot"
 	"github.com/teatree-dev/teatree/pkg/subject"
 	"github.com/teatree-dev/teatree/pkg/wire"
 	teatreev1 "github.com/teatree-dev/teatree/proto/teatree/v1"
@@ -69,6 +70,15 @@ func New(cfg Config, deps Deps) *Dispatcher {
 	}
 	if cfg.PlacementGrace == 0 {
 		cfg.PlacementGrace = 30 * time.Second
+	}
+	if cfg.Names == (subject.Names{}) {
+		cfg.Names = subject.Default()
+	}
+	if cfg.LeaseTTL <= 0 {
+		cfg.LeaseTTL = natsboot.DefaultLeaseTTL
+	}
+	if cfg.WorkerTTL <= 0 {
+		cfg.WorkerTTL = natsboot.DefaultWorkerTTL
 	}
 	return &Dispatcher{cfg: cfg, deps: deps, owners: map[string]time.Time{}, workers: map[string]workerSeen{}}
 }
