@@ -31,6 +31,7 @@ const (
 const (
 	EventOutcomes = "outcomes"
 	EventSnapshot = "snapshot"
+	EventResult   = "result"
 )
 
 // Header names of the contract.
@@ -126,6 +127,23 @@ func (n Names) ParseMut(subj string) (model, op string, ok bool) {
 	return model, op, true
 }
 
+// Capabilities of the contract's own executors.
+const CapabilityDuckDB = "duckdb"
+
+// Call is tt.call.<capability>.<model>.
+func (n Names) Call(capability, model string) string {
+	return n.prefix + ".call." + capability + "." + model
+}
+
+// CallCapability is tt.call.<capability>.>: every job of one capability.
+func (n Names) CallCapability(capability string) string { return n.prefix + ".call." + capability + ".>" }
+
+// ParseCall returns the model of a tt.call.<capability>.<model> subject.
+func (n Names) ParseCall(subj, capability string) (string, bool) {
+	model, ok := strings.CutPrefix(subj, n.prefix+".call."+capability+".")
+	return model, ok && model != "" && !strings.Contains(model, ".")
+}
+
 // CallAll is tt.call.>.
 func (n Names) CallAll() string { return n.prefix + ".call.>" }
 
@@ -202,6 +220,9 @@ func OutcomesMsgID(model string, lastSeq uint64) string {
 func RequestNtfMsgID(model, requestID string, page int) string {
 	return "req-" + model + "-" + requestID + "-" + strconv.Itoa(page)
 }
+
+// ResultMsgID names the outcome event of a durable query job.
+func ResultMsgID(model, requestID string) string { return "res-" + model + "-" + requestID }
 
 // SnapshotMsgID names a version's event and notification.
 func SnapshotMsgID(model string, version uint64) string {

@@ -13,6 +13,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/teatree-dev/teatree/pkg/natsboot/natstest"
+	"github.com/teatree-dev/teatree/pkg/results"
 	"github.com/teatree-dev/teatree/pkg/subject"
 	teatreev1 "github.com/teatree-dev/teatree/proto/teatree/v1"
 	"github.com/teatree-dev/teatree/services/notifier"
@@ -20,10 +21,11 @@ import (
 
 // harness is a notifier running on an embedded JetStream server.
 type harness struct {
-	t     *testing.T
-	js    jetstream.JetStream
-	names subject.Names
-	ntf   jetstream.Stream
+	t       *testing.T
+	js      jetstream.JetStream
+	names   subject.Names
+	ntf     jetstream.Stream
+	results *results.Store
 }
 
 func start(t *testing.T) *harness {
@@ -35,7 +37,10 @@ func start(t *testing.T) *harness {
 	h.ntf, err = env.JS.Stream(ctx, h.names.NtfStream())
 	require.NoError(t, err)
 
-	n := notifier.New(notifier.Config{Names: h.names}, notifier.Deps{JS: env.JS, Log: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	resKV, err := env.JS.KeyValue(ctx, h.names.ResultsBucket())
+	require.NoError(t, err)
+	h.results = results.New(resKV)
+	n := notifier.New(notifier.Config{Names: h.names}, notifier.Deps{JS: env.JS, Results: h.results, Log: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	rctx, cancel := context.WithCancel(ctx)
 	ready, done := make(chan struct{}), make(chan error, 1)
 	go func() { done <- n.Run(rctx, func() { close(ready) }) }()

@@ -128,20 +128,10 @@ func (n *Notifier) handle(ctx context.Context, msg jetstream.Msg) error {
 					continue
 				}
 			}
-			body, err := wire.Marshal(s)
+			m, err := n.statusMsg(s)
 			if err != nil {
 				return err
 			}
-			m := nats.NewMsg(subj)
-			m.Data = body
-			m.Header.Set(subject.HeaderMsgID, subject.RequestNtfMsgID(s.GetModel(), s.GetRequestId(), 1))
-			m.Header.Set(subject.HeaderModel, s.GetModel())
-			m.Header.Set(subject.HeaderRequestID, s.GetRequestId())
-			m.Header.Set(subject.HeaderStatus, s.GetStatus())
-			m.Header.Set(subject.HeaderSeq, strconv.FormatUint(s.GetSeq(), 10))
-			m.Header.Set(subject.HeaderPage, "1")
-			m.Header.Set(subject.HeaderPages, "1")
-			m.Header.Set(subject.HeaderContentType, subject.ContentJSON)
 			out = append(out, m)
 		}
 		return n.publishAll(ctx, out)
@@ -161,10 +151,38 @@ func (n *Notifier) handle(ctx context.Context, msg jetstream.Msg) error {
 		m.Header.Set(subject.HeaderPages, "1")
 		m.Header.Set(subject.HeaderContentType, subject.ContentJSON)
 		return n.publishAll(ctx, []*nats.Msg{m})
+	case subject.EventResult:
+		var out teatreev1.QueryOutcome
+		if err := proto.Unmarshal(msg.Data(), &out); err != nil {
+			n.deps.Log.ErrorContext(ctx, "drop malformed result event", "err", err)
+			return nil
+		}
+		return n.publishResult(ctx, &out)
 	default:
 		n.deps.Log.WarnContext(ctx, "drop event of unknown kind", "subject", msg.Subject())
 		return nil
 	}
+}
+
+// statusMsg is the terminal status notification of a request.
+func (n *Notifier) statusMsg(s *teatreev1.RequestStatus) (*nats.Msg, error) {
+	body, err := wire.Marshal(s)
+	if err != nil {
+		return nil, err
+	}
+	m := nats.NewMsg(n.cfg.Names.NtfRequest(s.GetModel(), s.GetRequestId()))
+	m.Data = body
+	m.Header.Set(subject.HeaderMsgID, subject.RequestNtfMsgID(s.GetModel(), s.GetRequestId(), 1))
+	m.Header.Set(subject.HeaderModel, s.GetModel())
+	m.Header.Set(subject.HeaderRequestID, s.GetRequestId())
+	m.Header.Set(subject.HeaderStatus, s.GetStatus())
+	if s.GetSeq() > 0 {
+		m.Header.Set(subject.HeaderSeq, strconv.FormatUint(s.GetSeq(), 10))
+	}
+	m.Header.Set(subject.HeaderPage, "1")
+	m.Header.Set(subject.HeaderPages, "1")
+	m.Header.Set(subject.HeaderContentType, subject.ContentJSON)
+	return m, nil
 }
 
 // exists reports whether a notification was already published on subj:

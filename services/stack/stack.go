@@ -209,7 +209,7 @@ func Run(ctx context.Context, cfg Config) error {
 		if qcfg.CacheDir == "" {
 			qcfg.CacheDir = filepath.Join(cfg.Data, "cache")
 		}
-		ex := query.New(qcfg, query.Deps{NC: nc, Models: models, Results: results.New(resultsKV), Blobs: blobs, Log: log.With("service", "query")})
+		ex := query.New(qcfg, query.Deps{NC: nc, JS: js, Models: models, Results: results.New(resultsKV), Blobs: blobs, Log: log.With("service", "query")})
 		g.Go(func() error { return ex.Run(gctx, readiness.done) })
 	}
 	g.Go(func() error {

@@ -1263,6 +1263,110 @@ func (x *Query) GetTimeoutMs() int64 {
 	return 0
 }
 
+// QueryOutcome is the internal event tt.evt.<model>.result: a durable
+// query job has finished. Its pages are in the result store under
+// result_id; the notifier publishes them as the request's notifications.
+type QueryOutcome struct {
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	Model       string                 `protobuf:"bytes,1,opt,name=model,proto3" json:"model,omitempty"`
+	RequestId   string                 `protobuf:"bytes,2,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	ResultId    string                 `protobuf:"bytes,3,opt,name=result_id,json=resultId,proto3" json:"result_id,omitempty"`
+	Pages       int32                  `protobuf:"varint,4,opt,name=pages,proto3" json:"pages,omitempty"`
+	Rows        int64                  `protobuf:"varint,5,opt,name=rows,proto3" json:"rows,omitempty"`
+	Version     uint64                 `protobuf:"varint,6,opt,name=version,proto3" json:"version,omitempty"`
+	ContentType string                 `protobuf:"bytes,7,opt,name=content_type,json=contentType,proto3" json:"content_type,omitempty"`
+	// Set when the query failed: one failed status notification instead.
+	Error         *Error `protobuf:"bytes,8,opt,name=error,proto3" json:"error,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *QueryOutcome) Reset() {
+	*x = QueryOutcome{}
+	mi := &file_teatree_v1_teatree_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *QueryOutcome) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*QueryOutcome) ProtoMessage() {}
+
+func (x *QueryOutcome) ProtoReflect() protoreflect.Message {
+	mi := &file_teatree_v1_teatree_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use QueryOutcome.ProtoReflect.Descriptor instead.
+func (*QueryOutcome) Descriptor() ([]byte, []int) {
+	return file_teatree_v1_teatree_proto_rawDescGZIP(), []int{18}
+}
+
+func (x *QueryOutcome) GetModel() string {
+	if x != nil {
+		return x.Model
+	}
+	return ""
+}
+
+func (x *QueryOutcome) GetRequestId() string {
+	if x != nil {
+		return x.RequestId
+	}
+	return ""
+}
+
+func (x *QueryOutcome) GetResultId() string {
+	if x != nil {
+		return x.ResultId
+	}
+	return ""
+}
+
+func (x *QueryOutcome) GetPages() int32 {
+	if x != nil {
+		return x.Pages
+	}
+	return 0
+}
+
+func (x *QueryOutcome) GetRows() int64 {
+	if x != nil {
+		return x.Rows
+	}
+	return 0
+}
+
+func (x *QueryOutcome) GetVersion() uint64 {
+	if x != nil {
+		return x.Version
+	}
+	return 0
+}
+
+func (x *QueryOutcome) GetContentType() string {
+	if x != nil {
+		return x.ContentType
+	}
+	return ""
+}
+
+func (x *QueryOutcome) GetError() *Error {
+	if x != nil {
+		return x.Error
+	}
+	return nil
+}
+
 var File_teatree_v1_teatree_proto protoreflect.FileDescriptor
 
 const file_teatree_v1_teatree_proto_rawDesc = "" +
@@ -1369,7 +1473,17 @@ const file_teatree_v1_teatree_proto_rawDesc = "" +
 	"\amin_seq\x18\x05 \x01(\x04R\x06minSeq\x12\x18\n" +
 	"\aversion\x18\x06 \x01(\x04R\aversion\x12\x1d\n" +
 	"\n" +
-	"timeout_ms\x18\a \x01(\x03R\ttimeoutMsB;Z9github.com/teatree-dev/teatree/proto/teatree/v1;teatreev1b\x06proto3"
+	"timeout_ms\x18\a \x01(\x03R\ttimeoutMs\"\xf0\x01\n" +
+	"\fQueryOutcome\x12\x14\n" +
+	"\x05model\x18\x01 \x01(\tR\x05model\x12\x1d\n" +
+	"\n" +
+	"request_id\x18\x02 \x01(\tR\trequestId\x12\x1b\n" +
+	"\tresult_id\x18\x03 \x01(\tR\bresultId\x12\x14\n" +
+	"\x05pages\x18\x04 \x01(\x05R\x05pages\x12\x12\n" +
+	"\x04rows\x18\x05 \x01(\x03R\x04rows\x12\x18\n" +
+	"\aversion\x18\x06 \x01(\x04R\aversion\x12!\n" +
+	"\fcontent_type\x18\a \x01(\tR\vcontentType\x12'\n" +
+	"\x05error\x18\b \x01(\v2\x11.teatree.v1.ErrorR\x05errorB;Z9github.com/teatree-dev/teatree/proto/teatree/v1;teatreev1b\x06proto3"
 
 var (
 	file_teatree_v1_teatree_proto_rawDescOnce sync.Once
@@ -1383,7 +1497,7 @@ func file_teatree_v1_teatree_proto_rawDescGZIP() []byte {
 	return file_teatree_v1_teatree_proto_rawDescData
 }
 
-var file_teatree_v1_teatree_proto_msgTypes = make([]protoimpl.MessageInfo, 18)
+var file_teatree_v1_teatree_proto_msgTypes = make([]protoimpl.MessageInfo, 19)
 var file_teatree_v1_teatree_proto_goTypes = []any{
 	(*Error)(nil),           // 0: teatree.v1.Error
 	(*ErrorReply)(nil),      // 1: teatree.v1.ErrorReply
@@ -1403,14 +1517,15 @@ var file_teatree_v1_teatree_proto_goTypes = []any{
 	(*Lease)(nil),           // 15: teatree.v1.Lease
 	(*Worker)(nil),          // 16: teatree.v1.Worker
 	(*Query)(nil),           // 17: teatree.v1.Query
-	(*structpb.Value)(nil),  // 18: google.protobuf.Value
-	(*structpb.Struct)(nil), // 19: google.protobuf.Struct
+	(*QueryOutcome)(nil),    // 18: teatree.v1.QueryOutcome
+	(*structpb.Value)(nil),  // 19: google.protobuf.Value
+	(*structpb.Struct)(nil), // 20: google.protobuf.Struct
 }
 var file_teatree_v1_teatree_proto_depIdxs = []int32{
 	0,  // 0: teatree.v1.ErrorReply.error:type_name -> teatree.v1.Error
 	0,  // 1: teatree.v1.RequestStatus.error:type_name -> teatree.v1.Error
-	18, // 2: teatree.v1.SqlMutation.params:type_name -> google.protobuf.Value
-	19, // 3: teatree.v1.CallMutation.args:type_name -> google.protobuf.Struct
+	19, // 2: teatree.v1.SqlMutation.params:type_name -> google.protobuf.Value
+	20, // 3: teatree.v1.CallMutation.args:type_name -> google.protobuf.Struct
 	6,  // 4: teatree.v1.ModelSpec.snapshot:type_name -> teatree.v1.SnapshotPolicy
 	9,  // 5: teatree.v1.ModelList.models:type_name -> teatree.v1.ModelInfo
 	7,  // 6: teatree.v1.ModelInfo.spec:type_name -> teatree.v1.ModelSpec
@@ -1419,12 +1534,13 @@ var file_teatree_v1_teatree_proto_depIdxs = []int32{
 	11, // 9: teatree.v1.Manifest.tables:type_name -> teatree.v1.TableManifest
 	12, // 10: teatree.v1.SnapshotList.snapshots:type_name -> teatree.v1.Manifest
 	2,  // 11: teatree.v1.Outcomes.statuses:type_name -> teatree.v1.RequestStatus
-	18, // 12: teatree.v1.Query.params:type_name -> google.protobuf.Value
-	13, // [13:13] is the sub-list for method output_type
-	13, // [13:13] is the sub-list for method input_type
-	13, // [13:13] is the sub-list for extension type_name
-	13, // [13:13] is the sub-list for extension extendee
-	0,  // [0:13] is the sub-list for field type_name
+	19, // 12: teatree.v1.Query.params:type_name -> google.protobuf.Value
+	0,  // 13: teatree.v1.QueryOutcome.error:type_name -> teatree.v1.Error
+	14, // [14:14] is the sub-list for method output_type
+	14, // [14:14] is the sub-list for method input_type
+	14, // [14:14] is the sub-list for extension type_name
+	14, // [14:14] is the sub-list for extension extendee
+	0,  // [0:14] is the sub-list for field type_name
 }
 
 func init() { file_teatree_v1_teatree_proto_init() }
@@ -1439,7 +1555,7 @@ func file_teatree_v1_teatree_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_teatree_v1_teatree_proto_rawDesc), len(file_teatree_v1_teatree_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   18,
+			NumMessages:   19,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -81,6 +81,7 @@ type Blobs interface {
 // Deps are what an executor talks to.
 type Deps struct {
 	NC      *nats.Conn
+	JS      jetstream.JetStream
 	Models  jetstream.KeyValue
 	Results *results.Store
 	Blobs   Blobs
@@ -119,6 +120,9 @@ func (e *Executor) Run(ctx context.Context, ready func()) error {
 		return fmt.Errorf("query endpoint: %w", err)
 	}
 	defer e.versions.closeAll()
+	jobsDone := make(chan error, 1)
+	go func() { jobsDone <- e.runJobs(ctx) }()
+	defer func() { <-jobsDone }()
 	ready()
 	tick := time.NewTicker(e.cfg.IdleClose / 2)
 	defer tick.Stop()

@@ -17,6 +17,7 @@ import (
 	"github.com/apache/arrow-go/v18/arrow/ipc"
 	_ "github.com/duckdb/duckdb-go/v2"
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/stretchr/testify/require"
 
 	"github.com/teatree-dev/teatree/pkg/blob"
@@ -31,6 +32,7 @@ import (
 
 type env struct {
 	nc      *nats.Conn
+	js      jetstream.JetStream
 	results *results.Store
 }
 
@@ -68,7 +70,7 @@ func start(t *testing.T, rows int, cfg query.Config) *env {
 
 	cfg.Names, cfg.CacheDir = names, t.TempDir()
 	store := results.New(resKV)
-	ex := query.New(cfg, query.Deps{NC: ne.Conn, Models: models, Results: store, Blobs: blobs, Log: slog.New(slog.DiscardHandler)})
+	ex := query.New(cfg, query.Deps{NC: ne.Conn, JS: ne.JS, Models: models, Results: store, Blobs: blobs, Log: slog.New(slog.DiscardHandler)})
 	runCtx, cancel := context.WithCancel(ctx)
 	ready := make(chan struct{})
 	done := make(chan error, 1)
@@ -78,7 +80,7 @@ func start(t *testing.T, rows int, cfg query.Config) *env {
 		require.NoError(t, <-done)
 	})
 	<-ready
-	return &env{nc: ne.Conn, results: store}
+	return &env{nc: ne.Conn, js: ne.JS, results: store}
 }
 
 func (e *env) query(t *testing.T, body string) *nats.Msg {

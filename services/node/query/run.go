@@ -31,8 +31,20 @@ type Result struct {
 	First []byte
 }
 
-// Query runs one read statement on a version of model.
+// Query runs one read statement on a version of model, once a slot is
+// free; pages after the first are stored.
 func (e *Executor) Query(ctx context.Context, model string, q *teatreev1.Query) (*Result, error) {
+	freeSlot, err := e.acquireSlot(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer freeSlot()
+	return e.run(ctx, model, q, false)
+}
+
+// run runs a query in a slot its caller holds. With storeAll, every page is
+// stored, the first too, even when it is the only one.
+func (e *Executor) run(ctx context.Context, model string, q *teatreev1.Query, storeAll bool) (*Result, error) {
 	if err := subject.ValidateModel(model); err != nil {
 		return nil, err
 	}
@@ -69,11 +81,6 @@ func (e *Executor) Query(ctx context.Context, model string, q *teatreev1.Query) 
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 
-	freeSlot, err := e.acquireSlot(ctx)
-	if err != nil {
-		return nil, err
-	}
-	defer freeSlot()
 	v, err := e.resolve(ctx, model, q)
 	if err != nil {
 		return nil, err
@@ -88,7 +95,7 @@ func (e *Executor) Query(ctx context.Context, model string, q *teatreev1.Query) 
 		return nil, deadline(ctx, err)
 	}
 	defer conn.Close()
-	p := &pager{e: e, ctx: ctx, id: nuid.Next(), format: format, pageRows: pageRows,
+	p := &pager{e: e, ctx: ctx, id: nuid.Next(), format: format, pageRows: pageRows, storeAll: storeAll,
 		meta: results.Meta{Model: model, Version: v, ContentType: ct}}
 	err = conn.Raw(func(dc any) error { return p.run(dc.(*duckdb.Conn), stmts[0].Text, args) })
 	if err != nil {
@@ -161,6 +168,7 @@ type pager struct {
 	format   string
 	pageRows int64
 	meta     results.Meta
+	storeAll bool
 	schema   *arrow.Schema
 	cur      []arrow.RecordBatch
 	curRows  int64
@@ -256,9 +264,9 @@ func (p *pager) emit(recs []arrow.RecordBatch, rows int64) error {
 }
 
 // finish stores the first page and the result's description when there
-// is more than one page.
+// is more than one page, or when every page is to be stored.
 func (p *pager) finish() (*Result, error) {
-	if p.meta.Pages > 1 {
+	if p.meta.Pages > 1 || p.storeAll {
 		if err := p.e.deps.Results.PutPage(p.ctx, p.id, 1, p.first); err != nil {
 			return nil, err
 		}

@@ -1,0 +1,58 @@
+package notifier
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/teatree-dev/teatree/pkg/results"
+	"github.com/teatree-dev/teatree/pkg/subject"
+	teatreev1 "github.com/teatree-dev/teatree/proto/teatree/v1"
+)
+
+// pagesInFlight bounds how many result pages are published before their
+// acknowledgements are awaited, so a large result is never all in memory.
+const pagesInFlight = 16
+
+// publishResult publishes a durable query's outcome on
+// tt.ntf.<model>.req.<request id>: each page of its result as one message,
+// in order, with Tt-Page and Tt-Pages (the last page ends it); or, when it
+// failed, one failed status notification.
+func (n *Notifier) publishResult(ctx context.Context, out *teatreev1.QueryOutcome) error {
+	if out.GetError() != nil {
+		m, err := n.statusMsg(&teatreev1.RequestStatus{
+			RequestId: out.GetRequestId(), Model: out.GetModel(), Op: "query", Status: subject.StatusFailed,
+			AppliedAt: time.Now().UTC().Format(time.RFC3339Nano), Error: out.GetError(),
+		})
+		if err != nil {
+			return err
+		}
+		return n.publishAll(ctx, []*nats.Msg{m})
+	}
+	if n.deps.Results == nil {
+		return errors.New("this notifier has no result store to read the pages from")
+	}
+	subj := n.cfg.Names.NtfRequest(out.GetModel(), out.GetRequestId())
+	var batch []*nats.Msg
+	for page := 1; page <= int(out.GetPages()); page++ {
+		meta, body, err := n.deps.Results.Get(ctx, out.GetResultId(), page)
+		if err != nil {
+			return err
+		}
+		m := nats.NewMsg(subj)
+		m.Data = body
+		m.Header = results.Headers(out.GetResultId(), meta, page)
+		m.Header.Set(subject.HeaderRequestID, out.GetRequestId())
+		m.Header.Set(subject.HeaderMsgID, subject.RequestNtfMsgID(out.GetModel(), out.GetRequestId(), page))
+		batch = append(batch, m)
+		if len(batch) == pagesInFlight || page == int(out.GetPages()) {
+			if err := n.publishAll(ctx, batch); err != nil {
+				return err
+			}
+			batch = batch[:0]
+		}
+	}
+	return nil
+}
