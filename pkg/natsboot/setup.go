@@ -154,6 +154,12 @@ func Setup(ctx context.Context, js jetstream.JetStream, cfg Config) error {
 		Storage:     jetstream.FileStorage,
 		Replicas:    cfg.Replicas,
 		TTL:         cfg.ResultTTL,
+	}, {
+		Bucket:      n.DeliveriesBucket(),
+		Description: "what became of each webhook delivery",
+		Storage:     jetstream.FileStorage,
+		Replicas:    cfg.Replicas,
+		TTL:         cfg.NotificationMaxAge,
 	}}
 	for _, kc := range buckets {
 		if _, err := js.CreateOrUpdateKeyValue(ctx, kc); err != nil {

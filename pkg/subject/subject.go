@@ -43,6 +43,7 @@ const (
 	HeaderBodyRef     = "Tt-Body-Ref"
 	HeaderNotifyURL   = "Tt-Notify-Url"
 	HeaderTraceparent = "traceparent"
+	HeaderSignature   = "Tt-Signature"
 	HeaderModel       = "Tt-Model"
 	HeaderRequestID   = "Tt-Request-Id"
 	HeaderStatus      = "Tt-Status"
@@ -98,10 +99,11 @@ func (n Names) EvtStream() string  { return n.upper + "_EVT" }
 func (n Names) NtfStream() string  { return n.upper + "_NTF" }
 
 // KV bucket names.
-func (n Names) ModelsBucket() string  { return n.prefix + "_models" }
-func (n Names) OwnersBucket() string  { return n.prefix + "_owners" }
-func (n Names) WorkersBucket() string { return n.prefix + "_workers" }
-func (n Names) ResultsBucket() string { return n.prefix + "_results" }
+func (n Names) ModelsBucket() string     { return n.prefix + "_models" }
+func (n Names) OwnersBucket() string     { return n.prefix + "_owners" }
+func (n Names) WorkersBucket() string    { return n.prefix + "_workers" }
+func (n Names) ResultsBucket() string    { return n.prefix + "_results" }
+func (n Names) DeliveriesBucket() string { return n.prefix + "_deliveries" }
 
 // Mut is tt.mut.<model>.<op>.
 func (n Names) Mut(model, op string) string { return n.prefix + ".mut." + model + "." + op }
@@ -136,7 +138,9 @@ func (n Names) Call(capability, model string) string {
 }
 
 // CallCapability is tt.call.<capability>.>: every job of one capability.
-func (n Names) CallCapability(capability string) string { return n.prefix + ".call." + capability + ".>" }
+func (n Names) CallCapability(capability string) string {
+	return n.prefix + ".call." + capability + ".>"
+}
 
 // ParseCall returns the model of a tt.call.<capability>.<model> subject.
 func (n Names) ParseCall(subj, capability string) (string, bool) {

@@ -26,9 +26,17 @@ type harness struct {
 	names   subject.Names
 	ntf     jetstream.Stream
 	results *results.Store
+	// models and deliveries are tt_models and tt_deliveries.
+	models, deliveries jetstream.KeyValue
 }
 
 func start(t *testing.T) *harness {
+	t.Helper()
+	return startWith(t, notifier.WebhookConfig{})
+}
+
+// startWith starts a notifier that delivers webhooks with hooks.
+func startWith(t *testing.T, hooks notifier.WebhookConfig) *harness {
 	t.Helper()
 	ctx := context.Background()
 	env := natstest.Start(t)
@@ -40,7 +48,12 @@ func start(t *testing.T) *harness {
 	resKV, err := env.JS.KeyValue(ctx, h.names.ResultsBucket())
 	require.NoError(t, err)
 	h.results = results.New(resKV)
-	n := notifier.New(notifier.Config{Names: h.names}, notifier.Deps{JS: env.JS, Results: h.results, Log: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	h.models, err = env.JS.KeyValue(ctx, h.names.ModelsBucket())
+	require.NoError(t, err)
+	h.deliveries, err = env.JS.KeyValue(ctx, h.names.DeliveriesBucket())
+	require.NoError(t, err)
+	n := notifier.New(notifier.Config{Names: h.names, Webhooks: hooks}, notifier.Deps{JS: env.JS, Results: h.results,
+		Models: h.models, Deliveries: h.deliveries, Log: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	rctx, cancel := context.WithCancel(ctx)
 	ready, done := make(chan struct{}), make(chan error, 1)
 	go func() { done <- n.Run(rctx, func() { close(ready) }) }()

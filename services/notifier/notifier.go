@@ -28,6 +28,8 @@ type Config struct {
 	Names subject.Names
 	// Durable is the consumer name on TT_EVT shared by all notifiers.
 	Durable string
+	// Webhooks configures webhook delivery.
+	Webhooks WebhookConfig
 }
 
 // Deps are what the notifier talks to.
@@ -36,7 +38,11 @@ type Deps struct {
 	// Results holds stored query results, served on tt.result.<id>.<page>;
 	// nil serves none.
 	Results *results.Store
-	Log     *slog.Logger
+	// Models (tt_models) and Deliveries (tt_deliveries) let the notifier
+	// deliver webhooks; with either nil it delivers none.
+	Models     jetstream.KeyValue
+	Deliveries jetstream.KeyValue
+	Log        *slog.Logger
 }
 
 // Notifier is the notifier service.
@@ -67,6 +73,16 @@ func (n *Notifier) Run(ctx context.Context, ready func()) error {
 			return err
 		}
 		defer svc.Stop()
+	}
+	if n.deps.Models != nil && n.deps.Deliveries != nil {
+		hooks := make(chan struct{})
+		go func() {
+			defer close(hooks)
+			if err := n.runWebhooks(ctx); err != nil {
+				n.deps.Log.ErrorContext(ctx, "webhooks stopped", "err", err)
+			}
+		}()
+		defer func() { <-hooks }()
 	}
 	cons, err := n.deps.JS.CreateOrUpdateConsumer(ctx, names.EvtStream(), jetstream.ConsumerConfig{
 		Durable:     n.cfg.Durable,
@@ -131,6 +147,9 @@ func (n *Notifier) handle(ctx context.Context, msg jetstream.Msg) error {
 			m, err := n.statusMsg(s)
 			if err != nil {
 				return err
+			}
+			if u := ev.GetNotifyUrls()[s.GetRequestId()]; u != "" {
+				m.Header.Set(subject.HeaderNotifyURL, u)
 			}
 			out = append(out, m)
 		}

@@ -29,6 +29,9 @@ func (n *Notifier) publishResult(ctx context.Context, out *teatreev1.QueryOutcom
 		if err != nil {
 			return err
 		}
+		if u := out.GetNotifyUrl(); u != "" {
+			m.Header.Set(subject.HeaderNotifyURL, u)
+		}
 		return n.publishAll(ctx, []*nats.Msg{m})
 	}
 	if n.deps.Results == nil {
@@ -46,6 +49,9 @@ func (n *Notifier) publishResult(ctx context.Context, out *teatreev1.QueryOutcom
 		m.Header = results.Headers(out.GetResultId(), meta, page)
 		m.Header.Set(subject.HeaderRequestID, out.GetRequestId())
 		m.Header.Set(subject.HeaderMsgID, subject.RequestNtfMsgID(out.GetModel(), out.GetRequestId(), page))
+		if u := out.GetNotifyUrl(); u != "" {
+			m.Header.Set(subject.HeaderNotifyURL, u)
+		}
 		batch = append(batch, m)
 		if len(batch) == pagesInFlight || page == int(out.GetPages()) {
 			if err := n.publishAll(ctx, batch); err != nil {

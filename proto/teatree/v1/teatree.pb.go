@@ -479,9 +479,11 @@ type ModelSpec struct {
 	// its subjects belong to no model and are never applied. Set by the server.
 	CreatedSeq uint64 `protobuf:"varint,6,opt,name=created_seq,json=createdSeq,proto3" json:"created_seq,omitempty"`
 	// The newest published version and what it holds. Set by the server.
-	Version       uint64 `protobuf:"varint,7,opt,name=version,proto3" json:"version,omitempty"`
-	AppliedSeq    uint64 `protobuf:"varint,8,opt,name=applied_seq,json=appliedSeq,proto3" json:"applied_seq,omitempty"`
-	LeaseEpoch    uint64 `protobuf:"varint,9,opt,name=lease_epoch,json=leaseEpoch,proto3" json:"lease_epoch,omitempty"`
+	Version    uint64 `protobuf:"varint,7,opt,name=version,proto3" json:"version,omitempty"`
+	AppliedSeq uint64 `protobuf:"varint,8,opt,name=applied_seq,json=appliedSeq,proto3" json:"applied_seq,omitempty"`
+	LeaseEpoch uint64 `protobuf:"varint,9,opt,name=lease_epoch,json=leaseEpoch,proto3" json:"lease_epoch,omitempty"`
+	// Every notification of the model is POSTed here too (webhook).
+	WebhookUrl    string `protobuf:"bytes,10,opt,name=webhook_url,json=webhookUrl,proto3" json:"webhook_url,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -577,6 +579,13 @@ func (x *ModelSpec) GetLeaseEpoch() uint64 {
 		return x.LeaseEpoch
 	}
 	return 0
+}
+
+func (x *ModelSpec) GetWebhookUrl() string {
+	if x != nil {
+		return x.WebhookUrl
+	}
+	return ""
 }
 
 // ModelList answers GET /v1/models.
@@ -973,7 +982,9 @@ type Outcomes struct {
 	Statuses []*RequestStatus       `protobuf:"bytes,2,rep,name=statuses,proto3" json:"statuses,omitempty"`
 	// Set when a db-manager re-emits outcomes after a restart: the notifier
 	// then checks for an existing notification before publishing.
-	Replay        bool `protobuf:"varint,3,opt,name=replay,proto3" json:"replay,omitempty"`
+	Replay bool `protobuf:"varint,3,opt,name=replay,proto3" json:"replay,omitempty"`
+	// Webhook targets the requests asked for with Tt-Notify-Url, by request id.
+	NotifyUrls    map[string]string `protobuf:"bytes,4,rep,name=notify_urls,json=notifyUrls,proto3" json:"notify_urls,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1027,6 +1038,13 @@ func (x *Outcomes) GetReplay() bool {
 		return x.Replay
 	}
 	return false
+}
+
+func (x *Outcomes) GetNotifyUrls() map[string]string {
+	if x != nil {
+		return x.NotifyUrls
+	}
+	return nil
 }
 
 // Lease is the value of tt_owners.<model>: who holds the model's single
@@ -1276,7 +1294,9 @@ type QueryOutcome struct {
 	Version     uint64                 `protobuf:"varint,6,opt,name=version,proto3" json:"version,omitempty"`
 	ContentType string                 `protobuf:"bytes,7,opt,name=content_type,json=contentType,proto3" json:"content_type,omitempty"`
 	// Set when the query failed: one failed status notification instead.
-	Error         *Error `protobuf:"bytes,8,opt,name=error,proto3" json:"error,omitempty"`
+	Error *Error `protobuf:"bytes,8,opt,name=error,proto3" json:"error,omitempty"`
+	// The job's Tt-Notify-Url, if any.
+	NotifyUrl     string `protobuf:"bytes,9,opt,name=notify_url,json=notifyUrl,proto3" json:"notify_url,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1367,6 +1387,117 @@ func (x *QueryOutcome) GetError() *Error {
 	return nil
 }
 
+func (x *QueryOutcome) GetNotifyUrl() string {
+	if x != nil {
+		return x.NotifyUrl
+	}
+	return ""
+}
+
+// Delivery records what became of one webhook delivery, in the
+// tt_deliveries bucket under <model>.<notification seq>.<target hash>.
+type Delivery struct {
+	state           protoimpl.MessageState `protogen:"open.v1"`
+	Model           string                 `protobuf:"bytes,1,opt,name=model,proto3" json:"model,omitempty"`
+	RequestId       string                 `protobuf:"bytes,2,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	NotificationSeq uint64                 `protobuf:"varint,3,opt,name=notification_seq,json=notificationSeq,proto3" json:"notification_seq,omitempty"`
+	Url             string                 `protobuf:"bytes,4,opt,name=url,proto3" json:"url,omitempty"`
+	// delivered or failed.
+	Status    string `protobuf:"bytes,5,opt,name=status,proto3" json:"status,omitempty"`
+	Attempts  int32  `protobuf:"varint,6,opt,name=attempts,proto3" json:"attempts,omitempty"`
+	LastError string `protobuf:"bytes,7,opt,name=last_error,json=lastError,proto3" json:"last_error,omitempty"`
+	// RFC 3339, UTC.
+	UpdatedAt     string `protobuf:"bytes,8,opt,name=updated_at,json=updatedAt,proto3" json:"updated_at,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Delivery) Reset() {
+	*x = Delivery{}
+	mi := &file_teatree_v1_teatree_proto_msgTypes[19]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Delivery) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Delivery) ProtoMessage() {}
+
+func (x *Delivery) ProtoReflect() protoreflect.Message {
+	mi := &file_teatree_v1_teatree_proto_msgTypes[19]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Delivery.ProtoReflect.Descriptor instead.
+func (*Delivery) Descriptor() ([]byte, []int) {
+	return file_teatree_v1_teatree_proto_rawDescGZIP(), []int{19}
+}
+
+func (x *Delivery) GetModel() string {
+	if x != nil {
+		return x.Model
+	}
+	return ""
+}
+
+func (x *Delivery) GetRequestId() string {
+	if x != nil {
+		return x.RequestId
+	}
+	return ""
+}
+
+func (x *Delivery) GetNotificationSeq() uint64 {
+	if x != nil {
+		return x.NotificationSeq
+	}
+	return 0
+}
+
+func (x *Delivery) GetUrl() string {
+	if x != nil {
+		return x.Url
+	}
+	return ""
+}
+
+func (x *Delivery) GetStatus() string {
+	if x != nil {
+		return x.Status
+	}
+	return ""
+}
+
+func (x *Delivery) GetAttempts() int32 {
+	if x != nil {
+		return x.Attempts
+	}
+	return 0
+}
+
+func (x *Delivery) GetLastError() string {
+	if x != nil {
+		return x.LastError
+	}
+	return ""
+}
+
+func (x *Delivery) GetUpdatedAt() string {
+	if x != nil {
+		return x.UpdatedAt
+	}
+	return ""
+}
+
 var File_teatree_v1_teatree_proto protoreflect.FileDescriptor
 
 const file_teatree_v1_teatree_proto_rawDesc = "" +
@@ -1406,7 +1537,7 @@ const file_teatree_v1_teatree_proto_rawDesc = "" +
 	"\vinterval_ms\x18\x01 \x01(\x03R\n" +
 	"intervalMs\x12'\n" +
 	"\x0fevery_mutations\x18\x02 \x01(\x03R\x0eeveryMutations\x12\x12\n" +
-	"\x04keep\x18\x03 \x01(\x05R\x04keep\"\xbf\x02\n" +
+	"\x04keep\x18\x03 \x01(\x05R\x04keep\"\xe0\x02\n" +
 	"\tModelSpec\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\"\n" +
 	"\fcapabilities\x18\x02 \x03(\tR\fcapabilities\x126\n" +
@@ -1420,7 +1551,10 @@ const file_teatree_v1_teatree_proto_rawDesc = "" +
 	"\vapplied_seq\x18\b \x01(\x04R\n" +
 	"appliedSeq\x12\x1f\n" +
 	"\vlease_epoch\x18\t \x01(\x04R\n" +
-	"leaseEpoch\":\n" +
+	"leaseEpoch\x12\x1f\n" +
+	"\vwebhook_url\x18\n" +
+	" \x01(\tR\n" +
+	"webhookUrl\":\n" +
 	"\tModelList\x12-\n" +
 	"\x06models\x18\x01 \x03(\v2\x15.teatree.v1.ModelInfoR\x06models\"\x9a\x01\n" +
 	"\tModelInfo\x12)\n" +
@@ -1450,11 +1584,16 @@ const file_teatree_v1_teatree_proto_rawDesc = "" +
 	"\x06duckdb\x18\x06 \x01(\v2\x13.teatree.v1.FileRefR\x06duckdb\x121\n" +
 	"\x06tables\x18\a \x03(\v2\x19.teatree.v1.TableManifestR\x06tables\"B\n" +
 	"\fSnapshotList\x122\n" +
-	"\tsnapshots\x18\x01 \x03(\v2\x14.teatree.v1.ManifestR\tsnapshots\"o\n" +
+	"\tsnapshots\x18\x01 \x03(\v2\x14.teatree.v1.ManifestR\tsnapshots\"\xf5\x01\n" +
 	"\bOutcomes\x12\x14\n" +
 	"\x05model\x18\x01 \x01(\tR\x05model\x125\n" +
 	"\bstatuses\x18\x02 \x03(\v2\x19.teatree.v1.RequestStatusR\bstatuses\x12\x16\n" +
-	"\x06replay\x18\x03 \x01(\bR\x06replay\"1\n" +
+	"\x06replay\x18\x03 \x01(\bR\x06replay\x12E\n" +
+	"\vnotify_urls\x18\x04 \x03(\v2$.teatree.v1.Outcomes.NotifyUrlsEntryR\n" +
+	"notifyUrls\x1a=\n" +
+	"\x0fNotifyUrlsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"1\n" +
 	"\x05Lease\x12\x12\n" +
 	"\x04node\x18\x01 \x01(\tR\x04node\x12\x14\n" +
 	"\x05epoch\x18\x02 \x01(\x04R\x05epoch\"\x8e\x01\n" +
@@ -1473,7 +1612,7 @@ const file_teatree_v1_teatree_proto_rawDesc = "" +
 	"\amin_seq\x18\x05 \x01(\x04R\x06minSeq\x12\x18\n" +
 	"\aversion\x18\x06 \x01(\x04R\aversion\x12\x1d\n" +
 	"\n" +
-	"timeout_ms\x18\a \x01(\x03R\ttimeoutMs\"\xf0\x01\n" +
+	"timeout_ms\x18\a \x01(\x03R\ttimeoutMs\"\x8f\x02\n" +
 	"\fQueryOutcome\x12\x14\n" +
 	"\x05model\x18\x01 \x01(\tR\x05model\x12\x1d\n" +
 	"\n" +
@@ -1483,7 +1622,21 @@ const file_teatree_v1_teatree_proto_rawDesc = "" +
 	"\x04rows\x18\x05 \x01(\x03R\x04rows\x12\x18\n" +
 	"\aversion\x18\x06 \x01(\x04R\aversion\x12!\n" +
 	"\fcontent_type\x18\a \x01(\tR\vcontentType\x12'\n" +
-	"\x05error\x18\b \x01(\v2\x11.teatree.v1.ErrorR\x05errorB;Z9github.com/teatree-dev/teatree/proto/teatree/v1;teatreev1b\x06proto3"
+	"\x05error\x18\b \x01(\v2\x11.teatree.v1.ErrorR\x05error\x12\x1d\n" +
+	"\n" +
+	"notify_url\x18\t \x01(\tR\tnotifyUrl\"\xee\x01\n" +
+	"\bDelivery\x12\x14\n" +
+	"\x05model\x18\x01 \x01(\tR\x05model\x12\x1d\n" +
+	"\n" +
+	"request_id\x18\x02 \x01(\tR\trequestId\x12)\n" +
+	"\x10notification_seq\x18\x03 \x01(\x04R\x0fnotificationSeq\x12\x10\n" +
+	"\x03url\x18\x04 \x01(\tR\x03url\x12\x16\n" +
+	"\x06status\x18\x05 \x01(\tR\x06status\x12\x1a\n" +
+	"\battempts\x18\x06 \x01(\x05R\battempts\x12\x1d\n" +
+	"\n" +
+	"last_error\x18\a \x01(\tR\tlastError\x12\x1d\n" +
+	"\n" +
+	"updated_at\x18\b \x01(\tR\tupdatedAtB;Z9github.com/teatree-dev/teatree/proto/teatree/v1;teatreev1b\x06proto3"
 
 var (
 	file_teatree_v1_teatree_proto_rawDescOnce sync.Once
@@ -1497,7 +1650,7 @@ func file_teatree_v1_teatree_proto_rawDescGZIP() []byte {
 	return file_teatree_v1_teatree_proto_rawDescData
 }
 
-var file_teatree_v1_teatree_proto_msgTypes = make([]protoimpl.MessageInfo, 19)
+var file_teatree_v1_teatree_proto_msgTypes = make([]protoimpl.MessageInfo, 21)
 var file_teatree_v1_teatree_proto_goTypes = []any{
 	(*Error)(nil),           // 0: teatree.v1.Error
 	(*ErrorReply)(nil),      // 1: teatree.v1.ErrorReply
@@ -1518,14 +1671,16 @@ var file_teatree_v1_teatree_proto_goTypes = []any{
 	(*Worker)(nil),          // 16: teatree.v1.Worker
 	(*Query)(nil),           // 17: teatree.v1.Query
 	(*QueryOutcome)(nil),    // 18: teatree.v1.QueryOutcome
-	(*structpb.Value)(nil),  // 19: google.protobuf.Value
-	(*structpb.Struct)(nil), // 20: google.protobuf.Struct
+	(*Delivery)(nil),        // 19: teatree.v1.Delivery
+	nil,                     // 20: teatree.v1.Outcomes.NotifyUrlsEntry
+	(*structpb.Value)(nil),  // 21: google.protobuf.Value
+	(*structpb.Struct)(nil), // 22: google.protobuf.Struct
 }
 var file_teatree_v1_teatree_proto_depIdxs = []int32{
 	0,  // 0: teatree.v1.ErrorReply.error:type_name -> teatree.v1.Error
 	0,  // 1: teatree.v1.RequestStatus.error:type_name -> teatree.v1.Error
-	19, // 2: teatree.v1.SqlMutation.params:type_name -> google.protobuf.Value
-	20, // 3: teatree.v1.CallMutation.args:type_name -> google.protobuf.Struct
+	21, // 2: teatree.v1.SqlMutation.params:type_name -> google.protobuf.Value
+	22, // 3: teatree.v1.CallMutation.args:type_name -> google.protobuf.Struct
 	6,  // 4: teatree.v1.ModelSpec.snapshot:type_name -> teatree.v1.SnapshotPolicy
 	9,  // 5: teatree.v1.ModelList.models:type_name -> teatree.v1.ModelInfo
 	7,  // 6: teatree.v1.ModelInfo.spec:type_name -> teatree.v1.ModelSpec
@@ -1534,13 +1689,14 @@ var file_teatree_v1_teatree_proto_depIdxs = []int32{
 	11, // 9: teatree.v1.Manifest.tables:type_name -> teatree.v1.TableManifest
 	12, // 10: teatree.v1.SnapshotList.snapshots:type_name -> teatree.v1.Manifest
 	2,  // 11: teatree.v1.Outcomes.statuses:type_name -> teatree.v1.RequestStatus
-	19, // 12: teatree.v1.Query.params:type_name -> google.protobuf.Value
-	0,  // 13: teatree.v1.QueryOutcome.error:type_name -> teatree.v1.Error
-	14, // [14:14] is the sub-list for method output_type
-	14, // [14:14] is the sub-list for method input_type
-	14, // [14:14] is the sub-list for extension type_name
-	14, // [14:14] is the sub-list for extension extendee
-	0,  // [0:14] is the sub-list for field type_name
+	20, // 12: teatree.v1.Outcomes.notify_urls:type_name -> teatree.v1.Outcomes.NotifyUrlsEntry
+	21, // 13: teatree.v1.Query.params:type_name -> google.protobuf.Value
+	0,  // 14: teatree.v1.QueryOutcome.error:type_name -> teatree.v1.Error
+	15, // [15:15] is the sub-list for method output_type
+	15, // [15:15] is the sub-list for method input_type
+	15, // [15:15] is the sub-list for extension type_name
+	15, // [15:15] is the sub-list for extension extendee
+	0,  // [0:15] is the sub-list for field type_name
 }
 
 func init() { file_teatree_v1_teatree_proto_init() }
@@ -1555,7 +1711,7 @@ func file_teatree_v1_teatree_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_teatree_v1_teatree_proto_rawDesc), len(file_teatree_v1_teatree_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   19,
+			NumMessages:   21,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

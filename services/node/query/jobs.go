@@ -90,7 +90,7 @@ func (e *Executor) job(ctx context.Context, msg jetstream.Msg) {
 	if subject.ValidateRequest(id) != nil {
 		id = subject.SeqRequestID(meta.Sequence.Stream)
 	}
-	out := &teatreev1.QueryOutcome{Model: model, RequestId: id}
+	out := &teatreev1.QueryOutcome{Model: model, RequestId: id, NotifyUrl: msg.Headers().Get(subject.HeaderNotifyURL)}
 	q := &teatreev1.Query{}
 	if err := subject.ValidateModel(model); err != nil {
 		setError(out, err)
