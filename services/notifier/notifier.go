@@ -75,13 +75,12 @@ func (n *Notifier) Run(ctx context.Context, ready func()) error {
 		defer svc.Stop()
 	}
 	if n.deps.Models != nil && n.deps.Deliveries != nil {
+		run, err := n.startWebhooks(ctx)
+		if err != nil {
+			return err
+		}
 		hooks := make(chan struct{})
-		go func() {
-			defer close(hooks)
-			if err := n.runWebhooks(ctx); err != nil {
-				n.deps.Log.ErrorContext(ctx, "webhooks stopped", "err", err)
-			}
-		}()
+		go func() { defer close(hooks); run() }()
 		defer func() { <-hooks }()
 	}
 	cons, err := n.deps.JS.CreateOrUpdateConsumer(ctx, names.EvtStream(), jetstream.ConsumerConfig{

@@ -75,7 +75,10 @@ type webhooks struct {
 	n         *Notifier
 }
 
-func (n *Notifier) runWebhooks(ctx context.Context) error {
+// startWebhooks creates the webhook consumer and loads the models'
+// webhooks before it returns, so that no notification published after the
+// notifier is ready is missed; run delivers until ctx ends.
+func (n *Notifier) startWebhooks(ctx context.Context) (run func(), err error) {
 	w := &webhooks{
 		cfg: n.cfg.Webhooks.withDefaults(), names: n.cfg.Names, deliveries: n.deps.Deliveries,
 		modelURLs: map[string]string{}, n: n,
@@ -87,7 +90,13 @@ func (n *Notifier) runWebhooks(ctx context.Context) error {
 	}
 	specs, err := n.deps.Models.WatchAll(ctx)
 	if err != nil {
-		return fmt.Errorf("watch models: %w", err)
+		return nil, fmt.Errorf("watch models: %w", err)
+	}
+	for e := range specs.Updates() {
+		if e == nil {
+			break // the models that exist are in
+		}
+		w.onSpec(e)
 	}
 	go func() {
 		defer specs.Stop()
@@ -107,25 +116,27 @@ func (n *Notifier) runWebhooks(ctx context.Context) error {
 		FilterSubject: w.names.NtfAll(),
 	})
 	if err != nil {
-		return fmt.Errorf("webhook consumer: %w", err)
+		return nil, fmt.Errorf("webhook consumer: %w", err)
 	}
-	sem := make(chan struct{}, 32)
-	var wg sync.WaitGroup
-	cc, err := cons.Consume(func(msg jetstream.Msg) {
-		sem <- struct{}{}
-		wg.Add(1)
-		go func() {
-			defer func() { <-sem; wg.Done() }()
-			w.deliver(ctx, msg)
-		}()
-	})
-	if err != nil {
-		return fmt.Errorf("webhook consume: %w", err)
-	}
-	<-ctx.Done()
-	cc.Stop()
-	wg.Wait()
-	return nil
+	return func() {
+		sem := make(chan struct{}, 32)
+		var wg sync.WaitGroup
+		cc, err := cons.Consume(func(msg jetstream.Msg) {
+			sem <- struct{}{}
+			wg.Add(1)
+			go func() {
+				defer func() { <-sem; wg.Done() }()
+				w.deliver(ctx, msg)
+			}()
+		})
+		if err != nil {
+			n.deps.Log.ErrorContext(ctx, "webhooks stopped", "err", err)
+			return
+		}
+		<-ctx.Done()
+		cc.Stop()
+		wg.Wait()
+	}, nil
 }
 
 func (w *webhooks) onSpec(e jetstream.KeyValueEntry) {
