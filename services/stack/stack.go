@@ -61,7 +61,9 @@ type Config struct {
 	Manager dbmanager.Config
 	// Query configures the query executor every node runs.
 	Query query.Config
-	Log   *slog.Logger
+	// Webhooks configures the notifier's webhook delivery.
+	Webhooks notifier.WebhookConfig
+	Log      *slog.Logger
 	// OnReady is called once every service is ready.
 	OnReady func(Ready)
 }
@@ -146,7 +148,7 @@ func Run(ctx context.Context, cfg Config) error {
 		return b
 	}
 	models, owners, workers := kv(names.ModelsBucket()), kv(names.OwnersBucket()), kv(names.WorkersBucket())
-	resultsKV := kv(names.ResultsBucket())
+	resultsKV, deliveries := kv(names.ResultsBucket()), kv(names.DeliveriesBucket())
 	if err != nil {
 		return fmt.Errorf("open buckets: %w", err)
 	}
@@ -185,7 +187,9 @@ func Run(ctx context.Context, cfg Config) error {
 		readiness.done()
 	}
 	if cfg.runs(Notifier) {
-		n := notifier.New(notifier.Config{Names: names}, notifier.Deps{JS: js, Results: results.New(resultsKV), Log: log.With("service", Notifier)})
+		n := notifier.New(notifier.Config{Names: names, Webhooks: cfg.Webhooks}, notifier.Deps{
+			JS: js, Results: results.New(resultsKV), Models: models, Deliveries: deliveries, Log: log.With("service", Notifier),
+		})
 		g.Go(func() error { return n.Run(gctx, readiness.done) })
 	}
 	if cfg.runs(Dispatcher) {

@@ -13,6 +13,7 @@ import (
 	"github.com/teatree-dev/teatree/pkg/natsboot"
 	"github.com/teatree-dev/teatree/pkg/subject"
 	"github.com/teatree-dev/teatree/services/node"
+	"github.com/teatree-dev/teatree/services/notifier"
 	"github.com/teatree-dev/teatree/services/stack"
 )
 
@@ -20,7 +21,8 @@ import (
 type serverFlags struct {
 	data, httpAddr, prefix, logLevel string
 	nodeID, memoryLimit              string
-	capabilities                     []string
+	capabilities, webhookAllow       []string
+	webhookSecret                    string
 	slots, maxBatch, replicas        int
 	maxBody                          int64
 	leaseTTL                         time.Duration
@@ -40,6 +42,8 @@ func (f *serverFlags) register(cmd *cobra.Command) {
 	fl.StringVar(&f.memoryLimit, "model-memory", "1GB", "DuckDB memory limit of each model's read-write connection")
 	fl.IntVar(&f.replicas, "replicas", 1, "replicas of every stream and bucket (3 in a cluster)")
 	fl.DurationVar(&f.leaseTTL, "lease-ttl", natsboot.DefaultLeaseTTL, "how long a model's lease outlives its node")
+	fl.StringSliceVar(&f.webhookAllow, "webhook-allow", nil, "hosts (host or host:port) webhooks may be delivered to; none by default")
+	fl.StringVar(&f.webhookSecret, "webhook-secret", os.Getenv("TEATREE_WEBHOOK_SECRET"), "key of the HMAC-SHA256 signature of webhook deliveries (or set TEATREE_WEBHOOK_SECRET)")
 }
 
 func (f *serverFlags) config(services []string) (stack.Config, error) {
@@ -55,6 +59,7 @@ func (f *serverFlags) config(services []string) (stack.Config, error) {
 		Boot:     natsboot.Config{Names: names, Replicas: f.replicas, LeaseTTL: f.leaseTTL},
 		Node:     node.Config{ID: f.nodeID, Capabilities: f.capabilities, Slots: f.slots},
 		Log:      newLogger(f.logLevel),
+		Webhooks: notifier.WebhookConfig{Allow: f.webhookAllow, Secret: f.webhookSecret},
 	}
 	cfg.Manager.MaxBatchMessages = f.maxBatch
 	cfg.Manager.MemoryLimit = f.memoryLimit
