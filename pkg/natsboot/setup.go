@@ -26,6 +26,8 @@ type Config struct {
 	WorkerTTL time.Duration
 	// ResultTTL is how long a stored query result can be paged through.
 	ResultTTL time.Duration
+	// PinTTL is how long a version pin lasts unless it is renewed.
+	PinTTL time.Duration
 }
 
 // Defaults of Config.
@@ -35,6 +37,7 @@ const (
 	DefaultLeaseTTL           = 10 * time.Second
 	DefaultWorkerTTL          = 10 * time.Second
 	DefaultResultTTL          = time.Hour
+	DefaultPinTTL             = 2 * time.Minute
 	// derivedDuplicateWindow covers a notifier or db-manager that retries
 	// derived messages after a crash and a restart.
 	derivedDuplicateWindow = 30 * time.Minute
@@ -62,6 +65,9 @@ func (c Config) WithDefaults() Config {
 	}
 	if c.ResultTTL == 0 {
 		c.ResultTTL = DefaultResultTTL
+	}
+	if c.PinTTL == 0 {
+		c.PinTTL = DefaultPinTTL
 	}
 	return c
 }
@@ -160,6 +166,12 @@ func Setup(ctx context.Context, js jetstream.JetStream, cfg Config) error {
 		Storage:     jetstream.FileStorage,
 		Replicas:    cfg.Replicas,
 		TTL:         cfg.NotificationMaxAge,
+	}, {
+		Bucket:      n.PinsBucket(),
+		Description: "versions pinned by readers, kept from garbage collection",
+		Storage:     jetstream.FileStorage,
+		Replicas:    cfg.Replicas,
+		TTL:         cfg.PinTTL,
 	}}
 	for _, kc := range buckets {
 		if _, err := js.CreateOrUpdateKeyValue(ctx, kc); err != nil {

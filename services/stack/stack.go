@@ -148,7 +148,7 @@ func Run(ctx context.Context, cfg Config) error {
 		return b
 	}
 	models, owners, workers := kv(names.ModelsBucket()), kv(names.OwnersBucket()), kv(names.WorkersBucket())
-	resultsKV, deliveries := kv(names.ResultsBucket()), kv(names.DeliveriesBucket())
+	resultsKV, deliveries, pins := kv(names.ResultsBucket()), kv(names.DeliveriesBucket()), kv(names.PinsBucket())
 	if err != nil {
 		return fmt.Errorf("open buckets: %w", err)
 	}
@@ -213,7 +213,7 @@ func Run(ctx context.Context, cfg Config) error {
 		if qcfg.CacheDir == "" {
 			qcfg.CacheDir = filepath.Join(cfg.Data, "cache")
 		}
-		ex := query.New(qcfg, query.Deps{NC: nc, JS: js, Models: models, Results: results.New(resultsKV), Blobs: blobs, Log: log.With("service", "query")})
+		ex := query.New(qcfg, query.Deps{NC: nc, JS: js, Models: models, Pins: pins, Results: results.New(resultsKV), Blobs: blobs, Log: log.With("service", "query")})
 		g.Go(func() error { return ex.Run(gctx, readiness.done) })
 	}
 	g.Go(func() error {

@@ -68,6 +68,7 @@ func (c Config) WithDefaults() Config {
 		c.MaxPageBytes = 4 << 20
 	}
 	if c.IdleClose <= 0 {
+		// Also the pace of pin renewals: well within tt_pins' TTL.
 		c.IdleClose = 30 * time.Second
 	}
 	return c
@@ -85,7 +86,9 @@ type Deps struct {
 	Models  jetstream.KeyValue
 	Results *results.Store
 	Blobs   Blobs
-	Log     *slog.Logger
+	// Pins is tt_pins: the executor pins the versions it has open.
+	Pins jetstream.KeyValue
+	Log  *slog.Logger
 }
 
 // Executor is a node's query executor.
@@ -99,7 +102,7 @@ type Executor struct {
 // New returns an executor; Run starts it.
 func New(cfg Config, deps Deps) *Executor {
 	cfg = cfg.WithDefaults()
-	return &Executor{cfg: cfg, deps: deps, versions: newVersions(cfg, deps.Blobs), slots: make(chan struct{}, cfg.Slots)}
+	return &Executor{cfg: cfg, deps: deps, versions: newVersions(cfg, deps), slots: make(chan struct{}, cfg.Slots)}
 }
 
 // Run serves queries until ctx ends.
@@ -132,6 +135,7 @@ func (e *Executor) Run(ctx context.Context, ready func()) error {
 			return nil
 		case <-tick.C:
 			e.versions.collect()
+			e.versions.renewPins(ctx)
 		}
 	}
 }

@@ -34,6 +34,7 @@ type env struct {
 	nc      *nats.Conn
 	js      jetstream.JetStream
 	results *results.Store
+	pins    jetstream.KeyValue
 }
 
 // start runs an executor over a model "m" whose version 1 holds table t
@@ -70,7 +71,9 @@ func start(t *testing.T, rows int, cfg query.Config) *env {
 
 	cfg.Names, cfg.CacheDir = names, t.TempDir()
 	store := results.New(resKV)
-	ex := query.New(cfg, query.Deps{NC: ne.Conn, JS: ne.JS, Models: models, Results: store, Blobs: blobs, Log: slog.New(slog.DiscardHandler)})
+	pins, err := ne.JS.KeyValue(ctx, names.PinsBucket())
+	require.NoError(t, err)
+	ex := query.New(cfg, query.Deps{NC: ne.Conn, JS: ne.JS, Models: models, Pins: pins, Results: store, Blobs: blobs, Log: slog.New(slog.DiscardHandler)})
 	runCtx, cancel := context.WithCancel(ctx)
 	ready := make(chan struct{})
 	done := make(chan error, 1)
@@ -80,7 +83,7 @@ func start(t *testing.T, rows int, cfg query.Config) *env {
 		require.NoError(t, <-done)
 	})
 	<-ready
-	return &env{nc: ne.Conn, js: ne.JS, results: store}
+	return &env{nc: ne.Conn, js: ne.JS, results: store, pins: pins}
 }
 
 func (e *env) query(t *testing.T, body string) *nats.Msg {
@@ -241,4 +244,24 @@ func TestHardenedSettings(t *testing.T) {
 	e := start(t, 1, query.Config{})
 	msg := e.query(t, `{"sql":"select current_setting('enable_external_access') as ext, current_setting('lock_configuration') as locked, current_setting('autoload_known_extensions') as autoload, current_setting('allow_community_extensions') as community, current_setting('allow_persistent_secrets') as secrets"}`)
 	require.JSONEq(t, `[{"ext":false,"locked":true,"autoload":false,"community":false,"secrets":false}]`, string(msg.Data))
+}
+
+// TestPinsOpenVersions: a version stays pinned while the executor has it
+// open, and is unpinned once idle.
+func TestPinsOpenVersions(t *testing.T) {
+	t.Parallel()
+	e := start(t, 3, query.Config{IdleClose: 300 * time.Millisecond})
+	pinned := func() bool {
+		p, err := catalog.Pinned(context.Background(), e.pins, "m", 1)
+		require.NoError(t, err)
+		return p
+	}
+	require.False(t, pinned())
+	msg := e.query(t, `{"sql":"select count(*) as n from t"}`)
+	require.JSONEq(t, `[{"n":3}]`, string(msg.Data))
+	require.True(t, pinned())
+	require.Eventually(t, func() bool { return !pinned() }, 10*time.Second, 50*time.Millisecond)
+	// Closed and unpinned, it opens again on demand.
+	msg = e.query(t, `{"sql":"select count(*) as n from t"}`)
+	require.JSONEq(t, `[{"n":3}]`, string(msg.Data))
 }

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -14,14 +15,17 @@ import (
 	"time"
 
 	"github.com/duckdb/duckdb-go/v2"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/teatree-dev/teatree/pkg/apierr"
 	"github.com/teatree-dev/teatree/pkg/blob"
+	"github.com/teatree-dev/teatree/pkg/catalog"
 )
 
 // version is one snapshot version opened read-only, shared by every query
 // that reads it.
 type version struct {
+	versionKey
 	db   *sql.DB
 	path string
 	// ready closes once db is open (or err is set).
@@ -29,6 +33,8 @@ type version struct {
 	err      error
 	refs     int
 	lastUsed time.Time
+	// pin keeps the version from garbage collection while it is open.
+	pin string
 }
 
 type versionKey struct {
@@ -41,12 +47,14 @@ type versionKey struct {
 type versions struct {
 	cfg   Config
 	blobs Blobs
+	pins  jetstream.KeyValue
+	log   *slog.Logger
 	mu    sync.Mutex
 	open  map[versionKey]*version
 }
 
-func newVersions(cfg Config, blobs Blobs) *versions {
-	return &versions{cfg: cfg, blobs: blobs, open: map[versionKey]*version{}}
+func newVersions(cfg Config, deps Deps) *versions {
+	return &versions{cfg: cfg, blobs: deps.Blobs, pins: deps.Pins, log: deps.Log, open: map[versionKey]*version{}}
 }
 
 // acquire returns the version opened, for one query; release gives it back.
@@ -55,7 +63,7 @@ func (vs *versions) acquire(ctx context.Context, model string, v uint64) (*versi
 	vs.mu.Lock()
 	ver := vs.open[k]
 	if ver == nil {
-		ver = &version{ready: make(chan struct{})}
+		ver = &version{versionKey: k, ready: make(chan struct{})}
 		vs.open[k] = ver
 		go vs.load(k, ver)
 	}
@@ -90,6 +98,11 @@ func (vs *versions) load(k versionKey, ver *version) {
 	defer close(ver.ready)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
+	// Pin first: a version collected between the catalog read and the
+	// fetch would be gone.
+	if ver.pin, ver.err = catalog.Pin(ctx, vs.pins, k.model, k.version); ver.err != nil {
+		return
+	}
 	dir := filepath.Join(vs.cfg.CacheDir, k.model, blob.VersionDir(k.version))
 	ver.path = filepath.Join(dir, blob.DuckDBFile)
 	if _, err := os.Stat(ver.path); err != nil {
@@ -179,10 +192,43 @@ func (vs *versions) collect() {
 	}
 	vs.mu.Unlock()
 	for _, v := range idle {
-		if v.db != nil {
-			v.db.Close()
+		vs.close(v)
+	}
+}
+
+// close closes a version no query uses and gives up its pin.
+func (vs *versions) close(v *version) {
+	if v.db != nil {
+		v.db.Close()
+	}
+	os.RemoveAll(filepath.Dir(v.path))
+	if v.pin != "" {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := catalog.Unpin(ctx, vs.pins, v.model, v.version, v.pin); err != nil {
+			vs.log.Warn("unpin version", "model", v.model, "version", v.version, "err", err)
 		}
-		os.RemoveAll(filepath.Dir(v.path))
+	}
+}
+
+// renewPins renews the pin of every open version.
+func (vs *versions) renewPins(ctx context.Context) {
+	vs.mu.Lock()
+	var open []*version
+	for _, v := range vs.open {
+		select {
+		case <-v.ready:
+			if v.pin != "" {
+				open = append(open, v)
+			}
+		default:
+		}
+	}
+	vs.mu.Unlock()
+	for _, v := range open {
+		if err := catalog.RenewPin(ctx, vs.pins, v.model, v.version, v.pin); err != nil {
+			vs.log.WarnContext(ctx, "renew pin", "model", v.model, "version", v.version, "err", err)
+		}
 	}
 }
 
@@ -191,9 +237,7 @@ func (vs *versions) closeAll() {
 	defer vs.mu.Unlock()
 	for k, v := range vs.open {
 		<-v.ready
-		if v.db != nil {
-			v.db.Close()
-		}
+		vs.close(v)
 		delete(vs.open, k)
 	}
 }
