@@ -255,3 +255,24 @@ func (c *Client) page(ctx context.Context, method, path string, body io.Reader) 
 	p.Rows, _ = strconv.ParseInt(h.Get(subject.HeaderRows), 10, 64)
 	return p, nil
 }
+
+// Pin keeps a version ("latest" or a number) from garbage collection until
+// Unpin or the pin's TTL; RenewPin extends it.
+func (c *Client) Pin(ctx context.Context, model, version string) (*teatreev1.VersionPin, error) {
+	out := &teatreev1.VersionPin{}
+	return out, c.call(ctx, http.MethodPost, "/v1/models/"+url.PathEscape(model)+"/snapshots/"+url.PathEscape(version)+"/pins", nil, out)
+}
+
+// RenewPin extends a pin.
+func (c *Client) RenewPin(ctx context.Context, p *teatreev1.VersionPin) error {
+	return c.call(ctx, http.MethodPut, pinPath(p), nil, nil)
+}
+
+// Unpin removes a pin.
+func (c *Client) Unpin(ctx context.Context, p *teatreev1.VersionPin) error {
+	return c.call(ctx, http.MethodDelete, pinPath(p), nil, nil)
+}
+
+func pinPath(p *teatreev1.VersionPin) string {
+	return "/v1/models/" + url.PathEscape(p.GetModel()) + "/snapshots/" + strconv.FormatUint(p.GetVersion(), 10) + "/pins/" + url.PathEscape(p.GetPinId())
+}

@@ -84,7 +84,9 @@ type Deps struct {
 	JS     jetstream.JetStream
 	Models jetstream.KeyValue // tt_models
 	Owners jetstream.KeyValue // tt_owners
-	Blobs  *blob.Dir
+	// Pins is tt_pins; nil refuses pins with unavailable.
+	Pins  jetstream.KeyValue
+	Blobs *blob.Dir
 	// Log receives a Debug line per request and the internal errors; nil
 	// discards them.
 	Log *slog.Logger
@@ -199,6 +201,9 @@ func (g *Gateway) routes() http.Handler {
 
 	mux.HandleFunc("GET /v1/models/{model}/snapshots", g.listSnapshots)
 	mux.HandleFunc("GET /v1/models/{model}/snapshots/{version}/{file}", g.getSnapshotFile)
+	mux.HandleFunc("POST /v1/models/{model}/snapshots/{version}/pins", g.postPin)
+	mux.HandleFunc("PUT /v1/models/{model}/snapshots/{version}/pins/{pin}", g.putPin)
+	mux.HandleFunc("DELETE /v1/models/{model}/snapshots/{version}/pins/{pin}", g.deletePin)
 	return routeErrors(mux)
 }
 

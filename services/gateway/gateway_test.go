@@ -29,6 +29,7 @@ type testEnv struct {
 	names  subject.Names
 	models jetstream.KeyValue
 	owners jetstream.KeyValue
+	pins   jetstream.KeyValue
 	blobs  *blob.Dir
 	mut    jetstream.Stream
 	ntf    jetstream.Stream
@@ -51,8 +52,10 @@ func start(t *testing.T, configure ...func(*Config, *Deps)) *testEnv {
 	require.NoError(t, err)
 	env.blobs, err = blob.NewDir(t.TempDir())
 	require.NoError(t, err)
+	env.pins, err = js.KeyValue(ctx, env.names.PinsBucket())
+	require.NoError(t, err)
 	cfg := Config{Names: env.names}
-	deps := Deps{NC: env.nats.Conn, JS: js, Models: env.models, Owners: env.owners, Blobs: env.blobs}
+	deps := Deps{NC: env.nats.Conn, JS: js, Models: env.models, Owners: env.owners, Pins: env.pins, Blobs: env.blobs}
 	for _, c := range configure {
 		c(&cfg, &deps)
 	}

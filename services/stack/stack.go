@@ -176,7 +176,7 @@ func Run(ctx context.Context, cfg Config) error {
 		}
 		httpURL = "http://" + ln.Addr().String()
 		gw, err := gateway.New(gateway.Config{Addr: cfg.HTTPAddr, Names: names, MaxBody: cfg.MaxBody}, gateway.Deps{
-			NC: nc, JS: js, Models: models, Owners: owners, Blobs: blobs, Log: log.With("service", Gateway),
+			NC: nc, JS: js, Models: models, Owners: owners, Pins: pins, Blobs: blobs, Log: log.With("service", Gateway),
 			Ready: readiness.err,
 		})
 		if err != nil {

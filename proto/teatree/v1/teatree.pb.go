@@ -1498,6 +1498,78 @@ func (x *Delivery) GetUpdatedAt() string {
 	return ""
 }
 
+// VersionPin answers POST /v1/models/{m}/snapshots/{v}/pins: the version is
+// kept from garbage collection until the pin is deleted or expires;
+// PUT .../pins/{pin_id} renews it.
+type VersionPin struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Model   string                 `protobuf:"bytes,1,opt,name=model,proto3" json:"model,omitempty"`
+	Version uint64                 `protobuf:"varint,2,opt,name=version,proto3" json:"version,omitempty"`
+	PinId   string                 `protobuf:"bytes,3,opt,name=pin_id,json=pinId,proto3" json:"pin_id,omitempty"`
+	// How long the pin lasts unless renewed.
+	TtlMs         int64 `protobuf:"varint,4,opt,name=ttl_ms,json=ttlMs,proto3" json:"ttl_ms,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *VersionPin) Reset() {
+	*x = VersionPin{}
+	mi := &file_teatree_v1_teatree_proto_msgTypes[20]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *VersionPin) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*VersionPin) ProtoMessage() {}
+
+func (x *VersionPin) ProtoReflect() protoreflect.Message {
+	mi := &file_teatree_v1_teatree_proto_msgTypes[20]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use VersionPin.ProtoReflect.Descriptor instead.
+func (*VersionPin) Descriptor() ([]byte, []int) {
+	return file_teatree_v1_teatree_proto_rawDescGZIP(), []int{20}
+}
+
+func (x *VersionPin) GetModel() string {
+	if x != nil {
+		return x.Model
+	}
+	return ""
+}
+
+func (x *VersionPin) GetVersion() uint64 {
+	if x != nil {
+		return x.Version
+	}
+	return 0
+}
+
+func (x *VersionPin) GetPinId() string {
+	if x != nil {
+		return x.PinId
+	}
+	return ""
+}
+
+func (x *VersionPin) GetTtlMs() int64 {
+	if x != nil {
+		return x.TtlMs
+	}
+	return 0
+}
+
 var File_teatree_v1_teatree_proto protoreflect.FileDescriptor
 
 const file_teatree_v1_teatree_proto_rawDesc = "" +
@@ -1636,7 +1708,13 @@ const file_teatree_v1_teatree_proto_rawDesc = "" +
 	"\n" +
 	"last_error\x18\a \x01(\tR\tlastError\x12\x1d\n" +
 	"\n" +
-	"updated_at\x18\b \x01(\tR\tupdatedAtB;Z9github.com/teatree-dev/teatree/proto/teatree/v1;teatreev1b\x06proto3"
+	"updated_at\x18\b \x01(\tR\tupdatedAt\"j\n" +
+	"\n" +
+	"VersionPin\x12\x14\n" +
+	"\x05model\x18\x01 \x01(\tR\x05model\x12\x18\n" +
+	"\aversion\x18\x02 \x01(\x04R\aversion\x12\x15\n" +
+	"\x06pin_id\x18\x03 \x01(\tR\x05pinId\x12\x15\n" +
+	"\x06ttl_ms\x18\x04 \x01(\x03R\x05ttlMsB;Z9github.com/teatree-dev/teatree/proto/teatree/v1;teatreev1b\x06proto3"
 
 var (
 	file_teatree_v1_teatree_proto_rawDescOnce sync.Once
@@ -1650,7 +1728,7 @@ func file_teatree_v1_teatree_proto_rawDescGZIP() []byte {
 	return file_teatree_v1_teatree_proto_rawDescData
 }
 
-var file_teatree_v1_teatree_proto_msgTypes = make([]protoimpl.MessageInfo, 21)
+var file_teatree_v1_teatree_proto_msgTypes = make([]protoimpl.MessageInfo, 22)
 var file_teatree_v1_teatree_proto_goTypes = []any{
 	(*Error)(nil),           // 0: teatree.v1.Error
 	(*ErrorReply)(nil),      // 1: teatree.v1.ErrorReply
@@ -1672,15 +1750,16 @@ var file_teatree_v1_teatree_proto_goTypes = []any{
 	(*Query)(nil),           // 17: teatree.v1.Query
 	(*QueryOutcome)(nil),    // 18: teatree.v1.QueryOutcome
 	(*Delivery)(nil),        // 19: teatree.v1.Delivery
-	nil,                     // 20: teatree.v1.Outcomes.NotifyUrlsEntry
-	(*structpb.Value)(nil),  // 21: google.protobuf.Value
-	(*structpb.Struct)(nil), // 22: google.protobuf.Struct
+	(*VersionPin)(nil),      // 20: teatree.v1.VersionPin
+	nil,                     // 21: teatree.v1.Outcomes.NotifyUrlsEntry
+	(*structpb.Value)(nil),  // 22: google.protobuf.Value
+	(*structpb.Struct)(nil), // 23: google.protobuf.Struct
 }
 var file_teatree_v1_teatree_proto_depIdxs = []int32{
 	0,  // 0: teatree.v1.ErrorReply.error:type_name -> teatree.v1.Error
 	0,  // 1: teatree.v1.RequestStatus.error:type_name -> teatree.v1.Error
-	21, // 2: teatree.v1.SqlMutation.params:type_name -> google.protobuf.Value
-	22, // 3: teatree.v1.CallMutation.args:type_name -> google.protobuf.Struct
+	22, // 2: teatree.v1.SqlMutation.params:type_name -> google.protobuf.Value
+	23, // 3: teatree.v1.CallMutation.args:type_name -> google.protobuf.Struct
 	6,  // 4: teatree.v1.ModelSpec.snapshot:type_name -> teatree.v1.SnapshotPolicy
 	9,  // 5: teatree.v1.ModelList.models:type_name -> teatree.v1.ModelInfo
 	7,  // 6: teatree.v1.ModelInfo.spec:type_name -> teatree.v1.ModelSpec
@@ -1689,8 +1768,8 @@ var file_teatree_v1_teatree_proto_depIdxs = []int32{
 	11, // 9: teatree.v1.Manifest.tables:type_name -> teatree.v1.TableManifest
 	12, // 10: teatree.v1.SnapshotList.snapshots:type_name -> teatree.v1.Manifest
 	2,  // 11: teatree.v1.Outcomes.statuses:type_name -> teatree.v1.RequestStatus
-	20, // 12: teatree.v1.Outcomes.notify_urls:type_name -> teatree.v1.Outcomes.NotifyUrlsEntry
-	21, // 13: teatree.v1.Query.params:type_name -> google.protobuf.Value
+	21, // 12: teatree.v1.Outcomes.notify_urls:type_name -> teatree.v1.Outcomes.NotifyUrlsEntry
+	22, // 13: teatree.v1.Query.params:type_name -> google.protobuf.Value
 	0,  // 14: teatree.v1.QueryOutcome.error:type_name -> teatree.v1.Error
 	15, // [15:15] is the sub-list for method output_type
 	15, // [15:15] is the sub-list for method input_type
@@ -1711,7 +1790,7 @@ func file_teatree_v1_teatree_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_teatree_v1_teatree_proto_rawDesc), len(file_teatree_v1_teatree_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   21,
+			NumMessages:   22,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

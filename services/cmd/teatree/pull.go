@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"time"
 
 	"github.com/schollz/progressbar/v3"
 	"github.com/spf13/cobra"
@@ -37,12 +38,20 @@ DuckDB 1.5 client:  duckdb -readonly ./sales/model.duckdb`,
 				out = model
 			}
 			c := clientOf(cmd)
-			man, err := fetchManifest(cmd.Context(), c, model, version)
+			// Pin the version while it downloads, so it is not collected
+			// half way; every file then comes from that one version.
+			pin, err := c.Pin(cmd.Context(), model, version)
+			if err != nil {
+				return fmt.Errorf("pin %s version %s: %w", model, version, err)
+			}
+			defer c.Unpin(context.WithoutCancel(cmd.Context()), pin)
+			stopRenew := renewPin(cmd.Context(), c, pin)
+			defer stopRenew()
+			v := strconv.FormatUint(pin.GetVersion(), 10)
+			man, err := fetchManifest(cmd.Context(), c, model, v)
 			if err != nil {
 				return err
 			}
-			// Pin the version the manifest names, so every file comes from it.
-			v := strconv.FormatUint(man.GetVersion(), 10)
 			if err := os.MkdirAll(out, 0o755); err != nil {
 				return err
 			}
@@ -76,6 +85,24 @@ DuckDB 1.5 client:  duckdb -readonly ./sales/model.duckdb`,
 	cmd.Flags().BoolVar(&quiet, "quiet", false, "no progress bar")
 	addServerFlag(cmd)
 	return cmd
+}
+
+// renewPin renews a pin at a third of its TTL until stop is called.
+func renewPin(ctx context.Context, c *client.Client, pin *teatreev1.VersionPin) (stop func()) {
+	ctx, cancel := context.WithCancel(ctx)
+	go func() {
+		tick := time.NewTicker(max(time.Duration(pin.GetTtlMs())*time.Millisecond/3, time.Second))
+		defer tick.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-tick.C:
+				_ = c.RenewPin(ctx, pin)
+			}
+		}
+	}()
+	return cancel
 }
 
 func fetchManifest(ctx context.Context, c *client.Client, model, version string) (*teatreev1.Manifest, error) {
