@@ -24,6 +24,7 @@ import (
 	"github.com/teatree-dev/teatree/pkg/blob"
 	"github.com/teatree-dev/teatree/pkg/natsboot"
 	"github.com/teatree-dev/teatree/pkg/results"
+	"github.com/teatree-dev/teatree/pkg/subject"
 	"github.com/teatree-dev/teatree/services/dispatcher"
 	"github.com/teatree-dev/teatree/services/gateway"
 	"github.com/teatree-dev/teatree/services/node"
@@ -139,18 +140,9 @@ func Run(ctx context.Context, cfg Config) error {
 		return fmt.Errorf("set up streams and buckets: %w", err)
 	}
 	names := cfg.Boot.Names
-	kv := func(bucket string) jetstream.KeyValue {
-		if err != nil {
-			return nil
-		}
-		var b jetstream.KeyValue
-		b, err = js.KeyValue(setupCtx, bucket)
-		return b
-	}
-	models, owners, workers := kv(names.ModelsBucket()), kv(names.OwnersBucket()), kv(names.WorkersBucket())
-	resultsKV, deliveries, pins := kv(names.ResultsBucket()), kv(names.DeliveriesBucket()), kv(names.PinsBucket())
+	kv, err := openBuckets(setupCtx, js, names)
 	if err != nil {
-		return fmt.Errorf("open buckets: %w", err)
+		return err
 	}
 	blobDir := cfg.BlobDir
 	if blobDir == "" {
@@ -176,7 +168,7 @@ func Run(ctx context.Context, cfg Config) error {
 		}
 		httpURL = "http://" + ln.Addr().String()
 		gw, err := gateway.New(gateway.Config{Addr: cfg.HTTPAddr, Names: names, MaxBody: cfg.MaxBody}, gateway.Deps{
-			NC: nc, JS: js, Models: models, Owners: owners, Pins: pins, Blobs: blobs, Log: log.With("service", Gateway),
+			NC: nc, JS: js, Models: kv.models, Owners: kv.owners, Pins: kv.pins, Blobs: blobs, Log: log.With("service", Gateway),
 			Ready: readiness.err,
 		})
 		if err != nil {
@@ -188,13 +180,13 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	if cfg.runs(Notifier) {
 		n := notifier.New(notifier.Config{Names: names, Webhooks: cfg.Webhooks}, notifier.Deps{
-			JS: js, Results: results.New(resultsKV), Models: models, Deliveries: deliveries, Log: log.With("service", Notifier),
+			JS: js, Results: results.New(kv.results), Models: kv.models, Deliveries: kv.deliveries, Log: log.With("service", Notifier),
 		})
 		g.Go(func() error { return n.Run(gctx, readiness.done) })
 	}
 	if cfg.runs(Dispatcher) {
 		d := dispatcher.New(dispatcher.Config{Names: names, LeaseTTL: cfg.Boot.LeaseTTL, WorkerTTL: cfg.Boot.WorkerTTL},
-			dispatcher.Deps{JS: js, Models: models, Owners: owners, Workers: workers, Log: log.With("service", Dispatcher)})
+			dispatcher.Deps{JS: js, Models: kv.models, Owners: kv.owners, Workers: kv.workers, Log: log.With("service", Dispatcher)})
 		g.Go(func() error { return d.Run(gctx, readiness.done) })
 	}
 	if cfg.runs(Node) {
@@ -203,7 +195,7 @@ func Run(ctx context.Context, cfg Config) error {
 		if nodeCfg.Dir == "" {
 			nodeCfg.Dir = filepath.Join(cfg.Data, "models")
 		}
-		n, err := node.New(nodeCfg, node.Deps{JS: js, Models: models, Owners: owners, Workers: workers, Blobs: blobs, Log: log.With("service", Node)})
+		n, err := node.New(nodeCfg, node.Deps{JS: js, Models: kv.models, Owners: kv.owners, Workers: kv.workers, Blobs: blobs, Log: log.With("service", Node)})
 		if err != nil {
 			return err
 		}
@@ -213,7 +205,7 @@ func Run(ctx context.Context, cfg Config) error {
 		if qcfg.CacheDir == "" {
 			qcfg.CacheDir = filepath.Join(cfg.Data, "cache")
 		}
-		ex := query.New(qcfg, query.Deps{NC: nc, JS: js, Models: models, Pins: pins, Results: results.New(resultsKV), Blobs: blobs, Log: log.With("service", "query")})
+		ex := query.New(qcfg, query.Deps{NC: nc, JS: js, Models: kv.models, Pins: kv.pins, Results: results.New(kv.results), Blobs: blobs, Log: log.With("service", "query")})
 		g.Go(func() error { return ex.Run(gctx, readiness.done) })
 	}
 	g.Go(func() error {
@@ -231,6 +223,29 @@ func Run(ctx context.Context, cfg Config) error {
 		log.Info("stopped")
 	}
 	return err
+}
+
+// buckets are the KV buckets of the control state.
+type buckets struct {
+	models, owners, workers, results, deliveries, pins jetstream.KeyValue
+}
+
+func openBuckets(ctx context.Context, js jetstream.JetStream, names subject.Names) (*buckets, error) {
+	b := &buckets{}
+	for _, o := range []struct {
+		kv   *jetstream.KeyValue
+		name string
+	}{
+		{&b.models, names.ModelsBucket()}, {&b.owners, names.OwnersBucket()}, {&b.workers, names.WorkersBucket()},
+		{&b.results, names.ResultsBucket()}, {&b.deliveries, names.DeliveriesBucket()}, {&b.pins, names.PinsBucket()},
+	} {
+		kv, err := js.KeyValue(ctx, o.name)
+		if err != nil {
+			return nil, fmt.Errorf("open bucket %s: %w", o.name, err)
+		}
+		*o.kv = kv
+	}
+	return b, nil
 }
 
 // readiness counts services that have reported ready.
