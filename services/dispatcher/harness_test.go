@@ -1,10 +1,8 @@
 package dispatcher_test
 
 import (
-	"bytes"
 	"context"
 	"log/slog"
-	"sync"
 	"testing"
 	"time"
 
@@ -34,7 +32,7 @@ type harness struct {
 	workers jetstream.KeyValue
 	mut     jetstream.Stream
 	evt     jetstream.Stream
-	logs    *logBuffer
+	logs    *natstest.LogBuffer
 }
 
 func newHarness(t *testing.T, boot natsboot.Config) *harness {
@@ -43,7 +41,7 @@ func newHarness(t *testing.T, boot natsboot.Config) *harness {
 	env := natstest.Start(t)
 	boot = boot.WithDefaults()
 	require.NoError(t, natsboot.Setup(ctx, env.JS, boot))
-	h := &harness{t: t, boot: boot, js: env.JS, names: boot.Names, logs: &logBuffer{}}
+	h := &harness{t: t, boot: boot, js: env.JS, names: boot.Names, logs: &natstest.LogBuffer{}}
 	var err error
 	h.models, err = env.JS.KeyValue(ctx, h.names.ModelsBucket())
 	require.NoError(t, err)
@@ -163,30 +161,5 @@ func (h *harness) waitLease(model, node string) *teatreev1.Lease {
 // to seq.
 func (h *harness) handled(seq uint64) {
 	h.t.Helper()
-	require.Eventually(h.t, func() bool {
-		c, err := h.js.Consumer(context.Background(), h.names.MutStream(), "dispatcher")
-		if err != nil {
-			return false
-		}
-		info, err := c.Info(context.Background())
-		return err == nil && info.AckFloor.Stream >= seq
-	}, 15*time.Second, 20*time.Millisecond, "message %d not handled; logs:\n%s", seq, h.logs)
-}
-
-// logBuffer collects a service's log, safe for concurrent writers.
-type logBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (l *logBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.Write(p)
-}
-
-func (l *logBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.String()
+	natstest.WaitAcked(h.t, h.js, h.names.MutStream(), "dispatcher", seq, "message %d not handled; logs:\n%s", seq, h.logs)
 }

@@ -1,7 +1,6 @@
 package node_test
 
 import (
-	"bytes"
 	"context"
 	"log/slog"
 	"sync"
@@ -39,7 +38,7 @@ type harness struct {
 	evt     jetstream.Stream
 	blobs   *blob.Dir
 	dir     string
-	logs    *logBuffer
+	logs    *natstest.LogBuffer
 }
 
 func newHarness(t *testing.T) *harness {
@@ -48,7 +47,7 @@ func newHarness(t *testing.T) *harness {
 	env := natstest.Start(t)
 	boot := natsboot.Config{LeaseTTL: leaseTTL}.WithDefaults()
 	require.NoError(t, natsboot.Setup(ctx, env.JS, boot))
-	h := &harness{t: t, js: env.JS, names: boot.Names, dir: t.TempDir(), logs: &logBuffer{}}
+	h := &harness{t: t, js: env.JS, names: boot.Names, dir: t.TempDir(), logs: &natstest.LogBuffer{}}
 	var err error
 	h.models, err = env.JS.KeyValue(ctx, h.names.ModelsBucket())
 	require.NoError(t, err)
@@ -155,22 +154,4 @@ func (h *harness) outcome(model, requestID string) *teatreev1.RequestStatus {
 		return s != nil
 	}, 30*time.Second, 20*time.Millisecond, "no outcome for %s/%s; logs:\n%s", model, requestID, h.logs)
 	return s
-}
-
-// logBuffer collects a service's log, safe for concurrent writers.
-type logBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (l *logBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.Write(p)
-}
-
-func (l *logBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.String()
 }

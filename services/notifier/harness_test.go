@@ -103,14 +103,7 @@ func (h *harness) publishOutcomes(ev *teatreev1.Outcomes, msgID string) uint64 {
 // seq.
 func (h *harness) processed(seq uint64) {
 	h.t.Helper()
-	require.Eventually(h.t, func() bool {
-		c, err := h.js.Consumer(context.Background(), h.names.EvtStream(), "notifier")
-		if err != nil {
-			return false
-		}
-		info, err := c.Info(context.Background())
-		return err == nil && info.AckFloor.Stream >= seq
-	}, 15*time.Second, 20*time.Millisecond, "event %d not processed", seq)
+	natstest.WaitAcked(h.t, h.js, h.names.EvtStream(), "notifier", seq, "event %d not processed", seq)
 }
 
 // notification waits for the newest notification on subj.

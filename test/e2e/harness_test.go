@@ -15,7 +15,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -23,6 +22,8 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/stretchr/testify/require"
+
+	"github.com/teatree-dev/teatree/pkg/natsboot/natstest"
 )
 
 var binary string
@@ -53,24 +54,7 @@ type server struct {
 	httpAddr string
 	natsAddr string
 	cmd      *exec.Cmd
-	logs     *syncBuffer
-}
-
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
+	logs     *natstest.LogBuffer
 }
 
 func freeAddr(t *testing.T) string {
@@ -85,7 +69,7 @@ func freeAddr(t *testing.T) string {
 // directory, and waits until it is ready.
 func startServer(t *testing.T, extra ...string) *server {
 	t.Helper()
-	s := &server{t: t, data: t.TempDir(), httpAddr: freeAddr(t), natsAddr: freeAddr(t), logs: &syncBuffer{}}
+	s := &server{t: t, data: t.TempDir(), httpAddr: freeAddr(t), natsAddr: freeAddr(t), logs: &natstest.LogBuffer{}}
 	s.start(extra...)
 	t.Cleanup(func() {
 		s.stop()

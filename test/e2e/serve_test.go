@@ -10,6 +10,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/teatree-dev/teatree/pkg/natsboot"
+	"github.com/teatree-dev/teatree/pkg/natsboot/natstest"
 )
 
 // TestServeSeparately runs the services as separate `teatree serve`
@@ -24,7 +25,7 @@ func TestServeSeparately(t *testing.T) {
 	httpAddr := freeAddr(t)
 
 	spawn := func(args ...string) *server {
-		s := &server{t: t, httpAddr: httpAddr, logs: &syncBuffer{}}
+		s := &server{t: t, httpAddr: httpAddr, logs: &natstest.LogBuffer{}}
 		s.cmd = exec.Command(binary, append([]string{"serve", "--nats", ns.ClientURL(), "--blobs", blobs, "--lease-ttl", "3s"}, args...)...)
 		s.cmd.Stdout, s.cmd.Stderr = s.logs, s.logs
 		require.NoError(t, s.cmd.Start())

@@ -3,7 +3,9 @@
 package natstest
 
 import (
+	"bytes"
 	"context"
+	"sync"
 	"testing"
 	"time"
 
@@ -38,4 +40,36 @@ func Start(t testing.TB) *Env {
 	defer cancel()
 	require.NoError(t, natsboot.Setup(ctx, js, natsboot.Config{}))
 	return &Env{Server: s, Conn: nc, JS: js, URL: s.ClientURL()}
+}
+
+// WaitAcked waits until the durable consumer of stream has acknowledged
+// every message up to seq.
+func WaitAcked(t testing.TB, js jetstream.JetStream, stream, durable string, seq uint64, msgAndArgs ...any) {
+	t.Helper()
+	require.Eventually(t, func() bool {
+		c, err := js.Consumer(context.Background(), stream, durable)
+		if err != nil {
+			return false
+		}
+		info, err := c.Info(context.Background())
+		return err == nil && info.AckFloor.Stream >= seq
+	}, 15*time.Second, 20*time.Millisecond, msgAndArgs...)
+}
+
+// LogBuffer collects a service's log, safe for concurrent writers.
+type LogBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (l *LogBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.buf.Write(p)
+}
+
+func (l *LogBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.buf.String()
 }
