@@ -69,27 +69,40 @@ func (m *Manager) apply(ctx context.Context, st *store, r *request) (applyResult
 	case subject.OpAppend, subject.OpUpsert:
 		return m.applyRows(ctx, st, r)
 	case subject.OpSQL:
-		return applySQL(ctx, st, r.body)
+		body, err := m.requestBody(ctx, r)
+		if err != nil {
+			return applyResult{}, err
+		}
+		return applySQL(ctx, st, body)
 	default: // call: parseRequest admits nothing else
+		body, err := m.requestBody(ctx, r)
+		if err != nil {
+			return applyResult{}, err
+		}
 		var c teatreev1.CallMutation
-		if err := protojson.Unmarshal(r.body, &c); err != nil {
+		if err := protojson.Unmarshal(body, &c); err != nil {
 			return applyResult{}, apierr.Errorf(apierr.InvalidArgument, "call body: %v", err)
 		}
 		return applyResult{}, apierr.Errorf(apierr.NotFound, "function %q is not registered on model %s", c.Function, m.cfg.Model)
 	}
 }
 
+// requestBody is the request's body: in the message, or uploaded ahead of
+// it when too large for one (any op: the gateway uploads large sql bodies).
+func (m *Manager) requestBody(ctx context.Context, r *request) ([]byte, error) {
+	if r.bodyRef == "" {
+		return r.body, nil
+	}
+	return m.bodyFromRef(ctx, r.bodyRef)
+}
+
 type column struct{ name, typ string }
 
 func (m *Manager) applyRows(ctx context.Context, st *store, r *request) (applyResult, error) {
 	if r.decoded == nil {
-		body := r.body
-		if r.bodyRef != "" {
-			b, err := m.bodyFromRef(ctx, r.bodyRef)
-			if err != nil {
-				return applyResult{}, err
-			}
-			body = b
+		body, err := m.requestBody(ctx, r)
+		if err != nil {
+			return applyResult{}, err
 		}
 		d, err := decode(body, r.contentType, m.spoolDir(), r.seq)
 		if err != nil {
@@ -262,6 +275,15 @@ func applySQL(ctx context.Context, st *store, body []byte) (applyResult, error) 
 	}
 	if strings.Contains(strings.ToLower(m.GetSql()), subject.ReservedPrefix) {
 		return applyResult{}, apierr.Errorf(apierr.PermissionDenied, "names starting with %s are reserved for teatree", subject.ReservedPrefix)
+	}
+	for _, s := range stmts {
+		n, err := duckdbStatements(s.text)
+		if err != nil {
+			return applyResult{}, nodeError{err}
+		}
+		if n > 1 {
+			return applyResult{}, apierr.Errorf(apierr.InvalidArgument, "statement %.60q: DuckDB reads %d statements in it (quotes, comments or $ that split differently); write it plainly", s.text, n)
+		}
 	}
 	params := make([]driver.NamedValue, len(m.GetParams()))
 	for i, p := range m.GetParams() {

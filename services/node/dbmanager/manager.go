@@ -113,14 +113,17 @@ func (m *Manager) spoolDir() string { return filepath.Join(m.cfg.Dir, "spool") }
 // returned error is the node's: the caller retries Run, which resumes from
 // the applied sequence recorded in the file.
 func (m *Manager) Run(ctx context.Context) error {
-	st, err := m.openOrRestore(ctx)
+	// DuckDB calls are never interrupted by ctx (see noInterrupt); Run
+	// stops between batches instead.
+	dctx := noInterrupt(ctx)
+	st, err := m.openOrRestore(dctx)
 	if err != nil {
 		return err
 	}
 	defer st.close()
 	defer m.snap.wait()
 
-	applied, eventsSeq, err := st.state(ctx)
+	applied, eventsSeq, err := st.state(dctx)
 	if err != nil {
 		return err
 	}
@@ -130,10 +133,10 @@ func (m *Manager) Run(ctx context.Context) error {
 		// publication: publish it without waiting for another mutation.
 		w.changed, w.allTables = 1, true
 	}
-	if err := w.replayOutcomes(ctx); err != nil {
+	if err := w.replayOutcomes(dctx); err != nil {
 		return err
 	}
-	if err := w.countRequests(ctx); err != nil {
+	if err := w.countRequests(dctx); err != nil {
 		return err
 	}
 	start := max(applied, m.cfg.Spec.GetCreatedSeq()) + 1
@@ -170,6 +173,13 @@ func (m *Manager) Run(ctx context.Context) error {
 	m.log.InfoContext(ctx, "db-manager started", "applied_seq", applied, "from_seq", start)
 	return w.loop(ctx, msgs, pumpErr)
 }
+
+// noInterrupt is the context for DuckDB calls: a DuckDB call cancelled at
+// the wrong moment can leak its database instance, and the next open of the
+// same file in this process (the restart of this db-manager) then spins
+// forever in DuckDB's instance cache, holding the cache's lock, which blocks
+// every DuckDB open of the process. Seen under load when stopping Run.
+func noInterrupt(ctx context.Context) context.Context { return context.WithoutCancel(ctx) }
 
 // openOrRestore opens the local read-write file, first restoring the newest
 // snapshot when the file is missing or older than it: a model can move to
@@ -235,11 +245,21 @@ func (m *Manager) restore(ctx context.Context, version uint64) error {
 	return nil
 }
 
+// checkBodyRef refuses a Tt-Body-Ref that is not uploads/<model>/<request
+// id>: the reference comes from the client, and the blob it names is read
+// and then deleted.
+func (m *Manager) checkBodyRef(ref string) error {
+	want := blob.UploadPrefix(m.cfg.Model) + "/"
+	if name, ok := strings.CutPrefix(ref, want); !ok || subject.ValidateRequest(name) != nil {
+		return apierr.Errorf(apierr.InvalidArgument, "%s %q: must name an upload %s<request id>", subject.HeaderBodyRef, ref, want)
+	}
+	return nil
+}
+
 // bodyFromRef reads a body uploaded to the blob store ahead of its message.
 func (m *Manager) bodyFromRef(ctx context.Context, ref string) ([]byte, error) {
-	want := blob.UploadPrefix(m.cfg.Model) + "/"
-	if !strings.HasPrefix(ref, want) {
-		return nil, apierr.Errorf(apierr.InvalidArgument, "%s %q: must name an upload under %s", subject.HeaderBodyRef, ref, want)
+	if err := m.checkBodyRef(ref); err != nil {
+		return nil, err
 	}
 	b, err := m.deps.Blobs.Get(ctx, ref)
 	if errors.Is(err, blob.ErrNotFound) {

@@ -78,7 +78,7 @@ func (w *writer) maybeSnapshot(ctx context.Context) (time.Duration, error) {
 	if w.m.snap.busy() {
 		return interval / 4, nil
 	}
-	st, err := w.stage(ctx)
+	st, err := w.stage(noInterrupt(ctx))
 	if err != nil {
 		return 0, err
 	}
@@ -222,6 +222,7 @@ func (s *snapshotter) publish(ctx context.Context, st *staged) error {
 // writeTables writes or links each user table's Parquet file and counts
 // its rows, reading the staged copy through its own read-only DuckDB.
 func (s *snapshotter) writeTables(ctx context.Context, st *staged, version uint64, prev *teatreev1.Manifest) ([]*teatreev1.TableManifest, error) {
+	dctx := noInterrupt(ctx) // the staged copy is a DuckDB file too
 	m := s.m
 	connector, err := duckdb.NewConnector(st.path+"?access_mode=read_only", nil)
 	if err != nil {
@@ -229,7 +230,7 @@ func (s *snapshotter) writeTables(ctx context.Context, st *staged, version uint6
 	}
 	db := sql.OpenDB(connector)
 	defer db.Close()
-	names, err := userTables(ctx, db)
+	names, err := userTables(dctx, db)
 	if err != nil {
 		return nil, err
 	}
@@ -240,7 +241,7 @@ func (s *snapshotter) writeTables(ctx context.Context, st *staged, version uint6
 	var out []*teatreev1.TableManifest
 	for _, name := range names {
 		tm := &teatreev1.TableManifest{Name: name}
-		if err := db.QueryRowContext(ctx, "SELECT count(*) FROM main."+quoteIdent(name)).Scan(&tm.Rows); err != nil {
+		if err := db.QueryRowContext(dctx, "SELECT count(*) FROM main."+quoteIdent(name)).Scan(&tm.Rows); err != nil {
 			return nil, fmt.Errorf("count %s: %w", name, err)
 		}
 		out = append(out, tm)
@@ -258,7 +259,7 @@ func (s *snapshotter) writeTables(ctx context.Context, st *staged, version uint6
 			continue
 		}
 		local := st.path + "." + file
-		if _, err := db.ExecContext(ctx, "COPY main."+quoteIdent(name)+" TO "+quoteString(local)+" (FORMAT parquet)"); err != nil {
+		if _, err := db.ExecContext(dctx, "COPY main."+quoteIdent(name)+" TO "+quoteString(local)+" (FORMAT parquet)"); err != nil {
 			return nil, fmt.Errorf("write parquet of %s: %w", name, err)
 		}
 		if tm.Parquet, err = fileRef(local, file); err != nil {

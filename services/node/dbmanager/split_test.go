@@ -23,6 +23,9 @@ func TestSplitStatements(t *testing.T) {
 			[]statement{{text: "update t set a = $1 where b = $2", params: []int{1, 3}}, {text: "delete from t where c = $1 or d = $1", params: []int{2}}}},
 		{"select '$1', $2", []statement{{text: "select '$1', $1", params: []int{2}}}},
 		{"select 'unterminated;", []statement{{text: "select 'unterminated;"}}},
+		// Comments alone are no statement: DuckDB would call them an empty query.
+		{"-- only a comment", nil},
+		{"select 1; /* c */ ; -- d\n", []statement{{text: "select 1"}}},
 	}
 	for _, c := range cases {
 		require.Equal(t, c.want, splitStatements(c.in), c.in)

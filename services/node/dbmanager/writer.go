@@ -37,6 +37,11 @@ type writer struct {
 func (w *writer) loop(ctx context.Context, msgs <-chan jetstream.Msg, pumpErr <-chan error) error {
 	w.lastSnap = time.Now()
 	var timer <-chan time.Time
+	if w.changed > 0 {
+		// Changes not in a version yet: ask the snapshot policy without
+		// waiting for a mutation, which may never come.
+		timer = time.After(0)
+	}
 	for {
 		var first jetstream.Msg
 		select {
@@ -69,7 +74,7 @@ func (w *writer) loop(ctx context.Context, msgs <-chan jetstream.Msg, pumpErr <-
 					break drain
 				}
 			}
-			if err := w.commit(ctx, batch); err != nil {
+			if err := w.commit(noInterrupt(ctx), batch); err != nil {
 				return err
 			}
 		}
@@ -127,8 +132,8 @@ func (w *writer) commit(ctx context.Context, msgs []jetstream.Msg) error {
 // outcomes are recorded, so no retry will read them again.
 func (w *writer) dropUploads(ctx context.Context, reqs []*request) {
 	for _, r := range reqs {
-		if r.bodyRef == "" {
-			continue
+		if r.bodyRef == "" || w.m.checkBodyRef(r.bodyRef) != nil {
+			continue // not an upload: never delete what a bad reference names
 		}
 		if err := w.m.deps.Blobs.DeleteAll(ctx, r.bodyRef); err != nil {
 			w.m.log.WarnContext(ctx, "delete upload", "key", r.bodyRef, "err", err)
