@@ -2,10 +2,7 @@ package dbmanager
 
 import (
 	"context"
-	"database/sql/driver"
-	"encoding/json"
 	"errors"
-	"math"
 	"strings"
 
 	"github.com/duckdb/duckdb-go/v2"
@@ -13,8 +10,10 @@ import (
 	"google.golang.org/protobuf/types/known/structpb"
 
 	"github.com/teatree-dev/teatree/pkg/apierr"
+	"github.com/teatree-dev/teatree/pkg/sqlstmt"
 	"github.com/teatree-dev/teatree/pkg/subject"
 	teatreev1 "github.com/teatree-dev/teatree/proto/teatree/v1"
+	"github.com/teatree-dev/teatree/services/node/statements"
 )
 
 // nodeError marks a failure of the node rather than of the request (disk,
@@ -269,30 +268,24 @@ func applySQL(ctx context.Context, st *store, body []byte) (applyResult, error) 
 	if err := protojson.Unmarshal(body, &m); err != nil {
 		return applyResult{}, apierr.Errorf(apierr.InvalidArgument, `sql body: want {"sql": "...", "params": [...]}: %v`, err)
 	}
-	stmts := splitStatements(m.GetSql())
-	if len(stmts) == 0 {
-		return applyResult{}, apierr.New(apierr.InvalidArgument, "sql body: no statement")
-	}
 	if strings.Contains(strings.ToLower(m.GetSql()), subject.ReservedPrefix) {
 		return applyResult{}, apierr.Errorf(apierr.PermissionDenied, "names starting with %s are reserved for teatree", subject.ReservedPrefix)
 	}
-	for _, s := range stmts {
-		n, err := duckdbStatements(s.text)
-		if err != nil {
-			return applyResult{}, nodeError{err}
-		}
-		if n > 1 {
-			return applyResult{}, apierr.Errorf(apierr.InvalidArgument, "statement %.60q: DuckDB reads %d statements in it (quotes, comments or $ that split differently); write it plainly", s.text, n)
-		}
+	stmts, err := statements.Split(m.GetSql())
+	var ae *apierr.Error
+	if err != nil && !errors.As(err, &ae) {
+		return applyResult{}, nodeError{err}
 	}
-	params := make([]driver.NamedValue, len(m.GetParams()))
-	for i, p := range m.GetParams() {
-		params[i] = driver.NamedValue{Ordinal: i + 1, Value: paramValue(p)}
+	if err != nil {
+		return applyResult{}, err
+	}
+	if len(stmts) == 0 {
+		return applyResult{}, apierr.New(apierr.InvalidArgument, "sql body: no statement")
 	}
 	var total int64
-	err := st.withDriverConn(func(c *duckdb.Conn) error {
+	err = st.withDriverConn(func(c *duckdb.Conn) error {
 		for _, s := range stmts {
-			n, err := execStatement(ctx, c, s, params)
+			n, err := execStatement(ctx, c, s, m.GetParams())
 			if err != nil {
 				return err
 			}
@@ -306,8 +299,8 @@ func applySQL(ctx context.Context, st *store, body []byte) (applyResult, error) 
 	return applyResult{rows: total, allTables: true}, nil
 }
 
-func execStatement(ctx context.Context, c *duckdb.Conn, s statement, params []driver.NamedValue) (int64, error) {
-	ps, err := c.PrepareContext(ctx, s.text)
+func execStatement(ctx context.Context, c *duckdb.Conn, s sqlstmt.Statement, params []*structpb.Value) (int64, error) {
+	ps, err := c.PrepareContext(ctx, s.Text)
 	if err != nil {
 		return 0, err
 	}
@@ -318,49 +311,18 @@ func execStatement(ctx context.Context, c *duckdb.Conn, s statement, params []dr
 		return 0, err
 	}
 	if !allowedStatements[typ] {
-		return 0, apierr.Errorf(apierr.PermissionDenied, "statement not allowed in a mutation: %.60q (only SELECT, INSERT, UPDATE, DELETE, MERGE, CREATE, ALTER and DROP)", s.text)
+		return 0, apierr.Errorf(apierr.PermissionDenied, "statement not allowed in a mutation: %.60q (only SELECT, INSERT, UPDATE, DELETE, MERGE, CREATE, ALTER and DROP)", s.Text)
 	}
-	// The statement's $k is the request's parameter s.params[k-1]; with
-	// ? placeholders (no $k), the parameters bind in order.
-	args := params
-	if s.params != nil {
-		args = make([]driver.NamedValue, len(s.params))
-		for k, p := range s.params {
-			if p < 1 || p > len(params) {
-				return 0, apierr.Errorf(apierr.InvalidArgument, "statement %.60q uses parameter $%d, the request has %d", s.text, p, len(params))
-			}
-			args[k] = driver.NamedValue{Ordinal: k + 1, Value: params[p-1].Value}
-		}
+	args, err := sqlstmt.Args(s, params)
+	if err != nil {
+		return 0, apierr.New(apierr.InvalidArgument, err.Error())
 	}
 	if n := stmt.NumInput(); n > len(args) {
-		return 0, apierr.Errorf(apierr.InvalidArgument, "statement %.60q takes %d parameters, the request has %d", s.text, n, len(args))
+		return 0, apierr.Errorf(apierr.InvalidArgument, "statement %.60q takes %d parameters, the request has %d", s.Text, n, len(args))
 	}
 	res, err := stmt.ExecContext(ctx, args)
 	if err != nil {
 		return 0, err
 	}
 	return res.RowsAffected()
-}
-
-// paramValue converts a JSON parameter. Whole numbers that a float64 holds
-// exactly bind as BIGINT, other numbers as DOUBLE; lists and objects bind
-// as their JSON text.
-func paramValue(v *structpb.Value) any {
-	switch k := v.GetKind().(type) {
-	case *structpb.Value_NullValue:
-		return nil
-	case *structpb.Value_BoolValue:
-		return k.BoolValue
-	case *structpb.Value_StringValue:
-		return k.StringValue
-	case *structpb.Value_NumberValue:
-		f := k.NumberValue
-		if f == math.Trunc(f) && math.Abs(f) <= 1<<53 {
-			return int64(f)
-		}
-		return f
-	default:
-		b, _ := json.Marshal(v.AsInterface())
-		return string(b)
-	}
 }

@@ -54,7 +54,7 @@ func TestSQLMutation(t *testing.T) {
 		// The insert before the forbidden statement is undone with it.
 		h.publish(t, "m", sqlMutation(id, fmt.Sprintf(`{"sql": "INSERT INTO t VALUES (%d, 'undone'); %s"}`, 100+i, s)))
 	}
-	// Texts that splitStatements and DuckDB's parser split differently:
+	// Texts that the splitter and DuckDB's parser split differently:
 	// DuckDB would run the hidden middle statement before teatree checks.
 	hidden := []string{
 		`SELECT E'\'' AS a; COMMIT; SELECT 1 AS b -- '`,

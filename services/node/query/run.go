@@ -18,6 +18,7 @@ import (
 	"github.com/teatree-dev/teatree/pkg/sqlstmt"
 	"github.com/teatree-dev/teatree/pkg/subject"
 	teatreev1 "github.com/teatree-dev/teatree/proto/teatree/v1"
+	"github.com/teatree-dev/teatree/services/node/statements"
 )
 
 // maxPageRows bounds page_rows: a page is one message.
@@ -66,7 +67,10 @@ func (e *Executor) run(ctx context.Context, model string, q *teatreev1.Query, st
 	if q.GetVersion() > 0 && q.GetMinSeq() > 0 {
 		return nil, apierr.New(apierr.InvalidArgument, "give version or min_seq, not both")
 	}
-	stmts := sqlstmt.Split(q.GetSql())
+	stmts, err := statements.Split(q.GetSql())
+	if err != nil {
+		return nil, err
+	}
 	if len(stmts) != 1 {
 		return nil, apierr.Errorf(apierr.InvalidArgument, "a query is exactly one statement, not %d", len(stmts))
 	}
