@@ -72,8 +72,10 @@ type Deps struct {
 	Models  jetstream.KeyValue
 	Owners  jetstream.KeyValue
 	Workers jetstream.KeyValue
-	Blobs   *blob.Dir
-	Log     *slog.Logger
+	// Pins is tt_pins, for the db-managers' garbage collection.
+	Pins  jetstream.KeyValue
+	Blobs *blob.Dir
+	Log   *slog.Logger
 }
 
 // Node is a worker node.
@@ -217,7 +219,7 @@ func (n *Node) runManager(ctx context.Context, model string, epoch uint64) error
 	// created again never opens the old one's file.
 	cfg.Dir = filepath.Join(n.cfg.Dir, model, strconv.FormatUint(spec.GetCreatedSeq(), 10))
 	m := dbmanager.New(cfg, dbmanager.Deps{
-		JS: n.deps.JS, Models: n.deps.Models, Blobs: n.deps.Blobs, Log: n.deps.Log,
+		JS: n.deps.JS, Models: n.deps.Models, Pins: n.deps.Pins, Blobs: n.deps.Blobs, Log: n.deps.Log,
 		Fence: func(ctx context.Context) error {
 			return catalog.Fence(ctx, n.deps.Owners, model, n.cfg.ID, epoch)
 		},

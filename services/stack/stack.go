@@ -195,7 +195,7 @@ func Run(ctx context.Context, cfg Config) error {
 		if nodeCfg.Dir == "" {
 			nodeCfg.Dir = filepath.Join(cfg.Data, "models")
 		}
-		n, err := node.New(nodeCfg, node.Deps{JS: js, Models: kv.models, Owners: kv.owners, Workers: kv.workers, Blobs: blobs, Log: log.With("service", Node)})
+		n, err := node.New(nodeCfg, node.Deps{JS: js, Models: kv.models, Owners: kv.owners, Workers: kv.workers, Pins: kv.pins, Blobs: blobs, Log: log.With("service", Node)})
 		if err != nil {
 			return err
 		}

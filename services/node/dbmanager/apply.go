@@ -89,10 +89,10 @@ func (m *Manager) apply(ctx context.Context, st *store, r *request) (applyResult
 // requestBody is the request's body: in the message, or uploaded ahead of
 // it when too large for one (any op: the gateway uploads large sql bodies).
 func (m *Manager) requestBody(ctx context.Context, r *request) ([]byte, error) {
-	if r.bodyRef == "" {
+	if r.upload == "" {
 		return r.body, nil
 	}
-	return m.bodyFromRef(ctx, r.bodyRef)
+	return m.bodyFromRef(ctx, r.upload)
 }
 
 type column struct{ name, typ string }

@@ -49,6 +49,7 @@ func TestBodyByReference(t *testing.T) {
 	h.publish(t, "m", refRows("everything", "uploads"))
 	h.publish(t, "m", refRows("escape", blob.UploadPrefix("m")+"/../other/theirs"))
 	h.publish(t, "m", refRows("nested", blob.UploadPrefix("m")+"/kept/x"))
+	h.publish(t, "m", refRows("anothers", blob.UploadKey("m", "kept")))
 	h.publish(t, "m", refRows("missing", blob.UploadKey("m", "missing")))
 	h.publish(t, "m", csvRows("t", "after", "n,s\n4,d\n"))
 	// Any op's body may be uploaded: the gateway uploads large sql bodies.
@@ -56,8 +57,8 @@ func TestBodyByReference(t *testing.T) {
 	_, err = h.blobs.Put(ctx, sqlUpload, bytes.NewReader([]byte(`{"sql": "INSERT INTO t VALUES ($1, $2)", "params": [5, "e"]}`)))
 	require.NoError(t, err)
 	h.publish(t, "m", mutation{op: subject.OpSQL, id: "big-sql", contentType: subject.ContentJSON, bodyRef: sqlUpload})
-	got = outcomes.await(t, "other-model", "snapshots", "everything", "escape", "nested", "missing", "after", "big-sql")
-	for _, id := range []string{"other-model", "snapshots", "everything", "escape", "nested"} {
+	got = outcomes.await(t, "other-model", "snapshots", "everything", "escape", "nested", "anothers", "missing", "after", "big-sql")
+	for _, id := range []string{"other-model", "snapshots", "everything", "escape", "nested", "anothers"} {
 		requireFailed(t, got[id], "invalid_argument")
 	}
 	requireFailed(t, got["missing"], "not_found")

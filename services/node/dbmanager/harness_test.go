@@ -48,6 +48,7 @@ type harness struct {
 	names  subject.Names
 	models jetstream.KeyValue
 	owners jetstream.KeyValue
+	pins   jetstream.KeyValue
 	mut    jetstream.Stream
 	blobs  *blob.Dir
 }
@@ -72,9 +73,11 @@ func newHarnessWith(t *testing.T, cfg natsboot.Config) *harness {
 	require.NoError(t, err)
 	mut, err := env.JS.Stream(ctx, names.MutStream())
 	require.NoError(t, err)
+	pins, err := env.JS.KeyValue(ctx, names.PinsBucket())
+	require.NoError(t, err)
 	blobs, err := blob.NewDir(t.TempDir())
 	require.NoError(t, err)
-	return &harness{env: env, names: names, models: models, owners: owners, mut: mut, blobs: blobs}
+	return &harness{env: env, names: names, models: models, owners: owners, pins: pins, mut: mut, blobs: blobs}
 }
 
 func testContext(t *testing.T) context.Context {
@@ -143,6 +146,7 @@ func (h *harness) start(t *testing.T, l lease, dir string, opts ...func(*dbmanag
 	m := dbmanager.New(cfg, dbmanager.Deps{
 		JS:     h.env.JS,
 		Models: h.models,
+		Pins:   h.pins,
 		Blobs:  h.blobs,
 		Fence: func(ctx context.Context) error {
 			return catalog.Fence(ctx, h.owners, l.model, l.node, l.epoch)
@@ -200,6 +204,7 @@ type mutation struct {
 	table, key  string
 	contentType string
 	bodyRef     string
+	notifyURL   string
 	body        []byte
 	// subject overrides tt.mut.<model>.<op>.
 	subject string
@@ -223,6 +228,7 @@ func (h *harness) publish(t *testing.T, model string, m mutation) *jetstream.Pub
 	set(subject.HeaderKey, m.key)
 	set(subject.HeaderContentType, m.contentType)
 	set(subject.HeaderBodyRef, m.bodyRef)
+	set(subject.HeaderNotifyURL, m.notifyURL)
 	ack, err := h.env.JS.PublishMsg(testContext(t), msg)
 	require.NoError(t, err)
 	return ack
@@ -265,7 +271,8 @@ func arrowRows(t *testing.T, ns []int64, ss []string) []byte {
 // replay after a restart.
 type outcome struct {
 	*teatreev1.RequestStatus
-	replay bool
+	replay    bool
+	notifyURL string
 }
 
 // outcomeLog collects every outcomes event of a model from TT_EVT.
@@ -293,7 +300,7 @@ func (h *harness) watchOutcomes(t *testing.T, model string) *outcomeLog {
 		defer l.mu.Unlock()
 		l.events++
 		for _, s := range ev.GetStatuses() {
-			l.list = append(l.list, outcome{s, ev.GetReplay()})
+			l.list = append(l.list, outcome{s, ev.GetReplay(), ev.GetNotifyUrls()[s.GetRequestId()]})
 		}
 	})
 	require.NoError(t, err)

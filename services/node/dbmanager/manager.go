@@ -13,9 +13,9 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
-	"strings"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/teatree-dev/teatree/pkg/apierr"
@@ -86,7 +86,10 @@ type Deps struct {
 	// Fence returns nil while this manager's lease is still held. Checked
 	// before anything a reader would trust is published.
 	Fence func(ctx context.Context) error
-	Log   *slog.Logger
+	// Pins is tt_pins: versions readers hold are not collected. Nil
+	// collects without looking.
+	Pins jetstream.KeyValue
+	Log  *slog.Logger
 }
 
 // Manager is one model's db-manager.
@@ -170,8 +173,20 @@ func (m *Manager) Run(ctx context.Context) error {
 		for range msgs { // let the pump see the stop
 		}
 	}()
+	// A reader that needs a newer version (min_seq) asks for one now.
+	now := make(chan struct{}, 1)
+	sub, err := m.deps.JS.Conn().Subscribe(m.cfg.Names.SnapshotNow(m.cfg.Model), func(*nats.Msg) {
+		select {
+		case now <- struct{}{}:
+		default:
+		}
+	})
+	if err != nil {
+		return fmt.Errorf("subscribe to snapshot requests: %w", err)
+	}
+	defer sub.Unsubscribe()
 	m.log.InfoContext(ctx, "db-manager started", "applied_seq", applied, "from_seq", start)
-	return w.loop(ctx, msgs, pumpErr)
+	return w.loop(ctx, msgs, pumpErr, now)
 }
 
 // noInterrupt is the context for DuckDB calls: a DuckDB call cancelled at
@@ -245,22 +260,8 @@ func (m *Manager) restore(ctx context.Context, version uint64) error {
 	return nil
 }
 
-// checkBodyRef refuses a Tt-Body-Ref that is not uploads/<model>/<request
-// id>: the reference comes from the client, and the blob it names is read
-// and then deleted.
-func (m *Manager) checkBodyRef(ref string) error {
-	want := blob.UploadPrefix(m.cfg.Model) + "/"
-	if name, ok := strings.CutPrefix(ref, want); !ok || subject.ValidateRequest(name) != nil {
-		return apierr.Errorf(apierr.InvalidArgument, "%s %q: must name an upload %s<request id>", subject.HeaderBodyRef, ref, want)
-	}
-	return nil
-}
-
 // bodyFromRef reads a body uploaded to the blob store ahead of its message.
 func (m *Manager) bodyFromRef(ctx context.Context, ref string) ([]byte, error) {
-	if err := m.checkBodyRef(ref); err != nil {
-		return nil, err
-	}
 	b, err := m.deps.Blobs.Get(ctx, ref)
 	if errors.Is(err, blob.ErrNotFound) {
 		return nil, apierr.Errorf(apierr.NotFound, "%s %q: no such upload", subject.HeaderBodyRef, ref)

@@ -7,6 +7,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/teatree-dev/teatree/pkg/apierr"
+	"github.com/teatree-dev/teatree/pkg/blob"
 	"github.com/teatree-dev/teatree/pkg/subject"
 )
 
@@ -18,8 +19,12 @@ type request struct {
 	table       string
 	keys        []string
 	contentType string
-	bodyRef     string
-	body        []byte
+	// notifyURL is the request's webhook (Tt-Notify-Url), if any.
+	notifyURL string
+	// upload is the blob the body was uploaded to (Tt-Body-Ref), once
+	// checked to be this request's own: uploads/<model>/<request id>.
+	upload string
+	body   []byte
 	// invalid is set when the message is unusable whatever the model holds:
 	// it ends failed without touching the database.
 	invalid error
@@ -35,8 +40,8 @@ func parseRequest(names subject.Names, msg jetstream.Msg) (*request, error) {
 	if err != nil {
 		return nil, fmt.Errorf("message metadata: %w", err)
 	}
-	r := &request{seq: meta.Sequence.Stream, body: msg.Data()}
 	h := msg.Headers()
+	r := &request{seq: meta.Sequence.Stream, body: msg.Data(), notifyURL: h.Get(subject.HeaderNotifyURL)}
 	r.id = h.Get(subject.HeaderMsgID)
 	if r.id == "" {
 		r.id = subject.SeqRequestID(r.seq)
@@ -47,14 +52,22 @@ func parseRequest(names subject.Names, msg jetstream.Msg) (*request, error) {
 		r.invalid = err
 		return r, nil
 	}
-	_, op, ok := names.ParseMut(msg.Subject())
+	model, op, ok := names.ParseMut(msg.Subject())
 	r.op = op
 	if !ok {
 		r.invalid = apierr.Errorf(apierr.InvalidArgument, "subject %q: want %s", msg.Subject(), names.Mut("<model>", "<op>"))
 		return r, nil
 	}
 	r.contentType = mediaType(h.Get(subject.HeaderContentType))
-	r.bodyRef = h.Get(subject.HeaderBodyRef)
+	if ref := h.Get(subject.HeaderBodyRef); ref != "" {
+		// The reference comes from the client, and the blob it names is
+		// read and then deleted: only the request's own upload will do.
+		if want := blob.UploadKey(model, r.id); ref != want {
+			r.invalid = apierr.Errorf(apierr.InvalidArgument, "%s %q: a request's body can only be its own upload, %s", subject.HeaderBodyRef, ref, want)
+			return r, nil
+		}
+		r.upload = ref
+	}
 	switch op {
 	case subject.OpAppend, subject.OpUpsert:
 		r.table = h.Get(subject.HeaderTable)
@@ -73,7 +86,7 @@ func parseRequest(names subject.Names, msg jetstream.Msg) (*request, error) {
 	default:
 		r.invalid = apierr.Errorf(apierr.InvalidArgument, "unknown op %q: want append, upsert, sql or call", op)
 	}
-	if r.invalid == nil && len(r.body) == 0 && r.bodyRef == "" {
+	if r.invalid == nil && len(r.body) == 0 && r.upload == "" {
 		r.invalid = apierr.New(apierr.InvalidArgument, "empty body")
 	}
 	return r, nil

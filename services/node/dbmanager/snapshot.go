@@ -19,6 +19,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/teatree-dev/teatree/pkg/blob"
+	"github.com/teatree-dev/teatree/pkg/catalog"
 	"github.com/teatree-dev/teatree/pkg/subject"
 	"github.com/teatree-dev/teatree/pkg/wire"
 	teatreev1 "github.com/teatree-dev/teatree/proto/teatree/v1"
@@ -48,6 +49,14 @@ type snapshotter struct {
 
 func newSnapshotter(m *Manager) *snapshotter { return &snapshotter{m: m} }
 
+// unpublished reports whether a staged copy failed to publish: its
+// changes still wait for a version.
+func (s *snapshotter) unpublished() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.pendingAll || s.pending != nil
+}
+
 func (s *snapshotter) busy() bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -59,7 +68,8 @@ func (s *snapshotter) wait() { s.wg.Wait() }
 // maybeSnapshot stages a copy when the model's policy says so and returns
 // how long to wait before asking again.
 func (w *writer) maybeSnapshot(ctx context.Context) (time.Duration, error) {
-	if w.changed == 0 {
+	if w.changed == 0 && !w.m.snap.unpublished() {
+		w.now = false
 		return 0, nil
 	}
 	pol := w.m.cfg.Spec.GetSnapshot()
@@ -72,19 +82,20 @@ func (w *writer) maybeSnapshot(ctx context.Context) (time.Duration, error) {
 		every = DefaultSnapshotEvery
 	}
 	since := time.Since(w.lastSnap)
-	if w.changed < every && since < interval {
+	if !w.now && w.changed < every && since < interval {
 		return interval - since, nil
 	}
 	if w.m.snap.busy() {
-		return interval / 4, nil
+		return min(interval/4, 50*time.Millisecond), nil
 	}
 	st, err := w.stage(noInterrupt(ctx))
 	if err != nil {
 		return 0, err
 	}
-	w.changed, w.tables, w.allTables, w.lastSnap = 0, nil, false, time.Now()
+	w.changed, w.tables, w.allTables, w.lastSnap, w.now = 0, nil, false, time.Now(), false
 	w.m.snap.start(ctx, st)
-	return 0, nil
+	// Look again after an interval: a publication that failed is retried.
+	return interval, nil
 }
 
 // stage checkpoints the file and copies it. The writer is paused while it
@@ -293,7 +304,8 @@ func userTables(ctx context.Context, db *sql.DB) ([]string, error) {
 	return names, rows.Err()
 }
 
-// collect deletes versions older than the newest keep.
+// collect deletes versions older than the newest keep, except those a
+// reader has pinned.
 func (s *snapshotter) collect(ctx context.Context, newest uint64) error {
 	keep := uint64(s.m.cfg.Spec.GetSnapshot().GetKeep())
 	if keep == 0 {
@@ -305,9 +317,18 @@ func (s *snapshotter) collect(ctx context.Context, newest uint64) error {
 	}
 	var errs []error
 	for _, d := range dirs {
-		if v, ok := blob.ParseVersionDir(d); ok && v+keep <= newest {
-			errs = append(errs, s.m.deps.Blobs.DeleteAll(ctx, blob.VersionPrefix(s.m.cfg.Model, v)))
+		v, ok := blob.ParseVersionDir(d)
+		if !ok || v+keep > newest {
+			continue
 		}
+		if s.m.deps.Pins != nil {
+			pinned, err := catalog.Pinned(ctx, s.m.deps.Pins, s.m.cfg.Model, v)
+			if err != nil || pinned {
+				errs = append(errs, err) // a reader has it: collect it later
+				continue
+			}
+		}
+		errs = append(errs, s.m.deps.Blobs.DeleteAll(ctx, blob.VersionPrefix(s.m.cfg.Model, v)))
 	}
 	return errors.Join(errs...)
 }

@@ -82,8 +82,10 @@ CREATE TABLE IF NOT EXISTS _tt_requests (
 	rows_affected BIGINT,
 	error_code VARCHAR,
 	error_message VARCHAR,
-	applied_at TIMESTAMPTZ NOT NULL
-);`
+	applied_at TIMESTAMPTZ NOT NULL,
+	notify_url VARCHAR
+);
+ALTER TABLE _tt_requests ADD COLUMN IF NOT EXISTS notify_url VARCHAR;`
 
 func (s *store) init(ctx context.Context) error {
 	if _, err := s.conn.ExecContext(ctx, schemaSQL); err != nil {

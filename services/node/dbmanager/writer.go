@@ -32,9 +32,11 @@ type writer struct {
 	tables    map[string]bool
 	allTables bool
 	lastSnap  time.Time
+	// now is set when a reader asked for a version at once (min_seq).
+	now bool
 }
 
-func (w *writer) loop(ctx context.Context, msgs <-chan jetstream.Msg, pumpErr <-chan error) error {
+func (w *writer) loop(ctx context.Context, msgs <-chan jetstream.Msg, pumpErr <-chan error, now <-chan struct{}) error {
 	w.lastSnap = time.Now()
 	var timer <-chan time.Time
 	if w.changed > 0 {
@@ -57,6 +59,8 @@ func (w *writer) loop(ctx context.Context, msgs <-chan jetstream.Msg, pumpErr <-
 			first = msg
 		case <-timer:
 			timer = nil
+		case <-now:
+			w.now = true
 		}
 		if first != nil {
 			batch := []jetstream.Msg{first}
@@ -121,7 +125,16 @@ func (w *writer) commit(ctx context.Context, msgs []jetstream.Msg) error {
 		w.published = lastSeq
 		return nil
 	}
-	if err := w.announce(ctx, statuses, false); err != nil {
+	var notify map[string]string
+	for _, r := range todo {
+		if r.notifyURL != "" {
+			if notify == nil {
+				notify = map[string]string{}
+			}
+			notify[r.id] = r.notifyURL
+		}
+	}
+	if err := w.announce(ctx, statuses, notify, false); err != nil {
 		return err
 	}
 	w.published = lastSeq
@@ -132,11 +145,11 @@ func (w *writer) commit(ctx context.Context, msgs []jetstream.Msg) error {
 // outcomes are recorded, so no retry will read them again.
 func (w *writer) dropUploads(ctx context.Context, reqs []*request) {
 	for _, r := range reqs {
-		if r.bodyRef == "" || w.m.checkBodyRef(r.bodyRef) != nil {
-			continue // not an upload: never delete what a bad reference names
+		if r.upload == "" {
+			continue
 		}
-		if err := w.m.deps.Blobs.DeleteAll(ctx, r.bodyRef); err != nil {
-			w.m.log.WarnContext(ctx, "delete upload", "key", r.bodyRef, "err", err)
+		if err := w.m.deps.Blobs.DeleteAll(ctx, r.upload); err != nil {
+			w.m.log.WarnContext(ctx, "delete upload", "key", r.upload, "err", err)
 		}
 	}
 }
@@ -241,23 +254,23 @@ func (w *writer) tryBatch(ctx context.Context, reqs []*request, failed []error, 
 // record writes each request's outcome and the new sequences in the
 // batch's transaction.
 func (w *writer) record(ctx context.Context, reqs []*request, results []applyResult, failed []error, now time.Time, lastSeq uint64) error {
-	const cols = 8
+	const cols = 9
 	for lo := 0; lo < len(reqs); lo += 500 {
 		hi := min(lo+500, len(reqs))
 		var q strings.Builder
-		q.WriteString("INSERT INTO _tt_requests VALUES ")
+		q.WriteString("INSERT INTO _tt_requests (request_id, seq, op, status, rows_affected, error_code, error_message, applied_at, notify_url) VALUES ")
 		args := make([]any, 0, (hi-lo)*cols)
 		for i := lo; i < hi; i++ {
 			if i > lo {
 				q.WriteString(",")
 			}
-			q.WriteString("(?,?,?,?,?,?,?,?)")
+			q.WriteString("(?,?,?,?,?,?,?,?,?)")
 			r := reqs[i]
 			if failed[i] != nil {
 				code, msg := apierr.From(failed[i])
-				args = append(args, r.id, r.seq, r.op, subject.StatusFailed, nil, string(code), msg, now)
+				args = append(args, r.id, r.seq, r.op, subject.StatusFailed, nil, string(code), msg, now, nullable(r.notifyURL))
 			} else {
-				args = append(args, r.id, r.seq, r.op, subject.StatusApplied, results[i].rows, nil, nil, now)
+				args = append(args, r.id, r.seq, r.op, subject.StatusApplied, results[i].rows, nil, nil, now, nullable(r.notifyURL))
 			}
 		}
 		if _, err := w.st.conn.ExecContext(ctx, q.String(), args...); err != nil {
@@ -319,8 +332,8 @@ func (w *writer) noteChange(res applyResult) {
 
 // announce publishes the outcomes of a batch for the notifier and waits
 // until JetStream has them.
-func (w *writer) announce(ctx context.Context, statuses []*teatreev1.RequestStatus, replay bool) error {
-	ev := &teatreev1.Outcomes{Model: w.m.cfg.Model, Statuses: statuses, Replay: replay}
+func (w *writer) announce(ctx context.Context, statuses []*teatreev1.RequestStatus, notify map[string]string, replay bool) error {
+	ev := &teatreev1.Outcomes{Model: w.m.cfg.Model, Statuses: statuses, NotifyUrls: notify, Replay: replay}
 	data, err := proto.Marshal(ev)
 	if err != nil {
 		return err
@@ -338,20 +351,24 @@ func (w *writer) announce(ctx context.Context, statuses []*teatreev1.RequestStat
 // sequence known to be announced: a crash may have come between a commit
 // and its event. The notifier drops those it has already notified.
 func (w *writer) replayOutcomes(ctx context.Context) error {
-	rows, err := w.st.conn.QueryContext(ctx, `SELECT request_id, seq, op, status, rows_affected, error_code, error_message, applied_at
+	rows, err := w.st.conn.QueryContext(ctx, `SELECT request_id, seq, op, status, rows_affected, error_code, error_message, applied_at, notify_url
 		FROM _tt_requests WHERE seq > ? ORDER BY seq`, w.eventsSeq)
 	if err != nil {
 		return fmt.Errorf("read outcomes to replay: %w", err)
 	}
 	defer rows.Close()
 	var statuses []*teatreev1.RequestStatus
+	notify := map[string]string{}
 	for rows.Next() {
 		s := &teatreev1.RequestStatus{Model: w.m.cfg.Model}
 		var rowsAffected *int64
-		var code, message *string
+		var code, message, notifyURL *string
 		var at time.Time
-		if err := rows.Scan(&s.RequestId, &s.Seq, &s.Op, &s.Status, &rowsAffected, &code, &message, &at); err != nil {
+		if err := rows.Scan(&s.RequestId, &s.Seq, &s.Op, &s.Status, &rowsAffected, &code, &message, &at, &notifyURL); err != nil {
 			return fmt.Errorf("read outcomes to replay: %w", err)
+		}
+		if notifyURL != nil {
+			notify[s.RequestId] = *notifyURL
 		}
 		s.RowsAffected = rowsAffected
 		s.AppliedAt = at.UTC().Format(time.RFC3339Nano)
@@ -365,13 +382,21 @@ func (w *writer) replayOutcomes(ctx context.Context) error {
 	}
 	w.published = w.eventsSeq
 	if len(statuses) > 0 {
-		if err := w.announce(ctx, statuses, true); err != nil {
+		if err := w.announce(ctx, statuses, notify, true); err != nil {
 			return err
 		}
 		w.m.log.InfoContext(ctx, "replayed outcomes", "count", len(statuses))
 	}
 	w.published = w.applied
 	return nil
+}
+
+// nullable is NULL for an empty string.
+func nullable(s string) any {
+	if s == "" {
+		return nil
+	}
+	return s
 }
 
 func deref(s *string) string {
