@@ -42,17 +42,7 @@ func newHarness(t *testing.T, boot natsboot.Config) *harness {
 	boot = boot.WithDefaults()
 	require.NoError(t, natsboot.Setup(ctx, env.JS, boot))
 	h := &harness{t: t, boot: boot, js: env.JS, names: boot.Names, logs: &natstest.LogBuffer{}}
-	var err error
-	h.models, err = env.JS.KeyValue(ctx, h.names.ModelsBucket())
-	require.NoError(t, err)
-	h.owners, err = env.JS.KeyValue(ctx, h.names.OwnersBucket())
-	require.NoError(t, err)
-	h.workers, err = env.JS.KeyValue(ctx, h.names.WorkersBucket())
-	require.NoError(t, err)
-	h.mut, err = env.JS.Stream(ctx, h.names.MutStream())
-	require.NoError(t, err)
-	h.evt, err = env.JS.Stream(ctx, h.names.EvtStream())
-	require.NoError(t, err)
+	h.models, h.owners, h.workers, h.mut, h.evt = env.Models, env.Owners, env.Workers, env.Mut, env.Evt
 	return h
 }
 

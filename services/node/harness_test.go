@@ -48,17 +48,8 @@ func newHarness(t *testing.T) *harness {
 	boot := natsboot.Config{LeaseTTL: leaseTTL}.WithDefaults()
 	require.NoError(t, natsboot.Setup(ctx, env.JS, boot))
 	h := &harness{t: t, js: env.JS, names: boot.Names, dir: t.TempDir(), logs: &natstest.LogBuffer{}}
+	h.models, h.owners, h.workers, h.mut, h.evt = env.Models, env.Owners, env.Workers, env.Mut, env.Evt
 	var err error
-	h.models, err = env.JS.KeyValue(ctx, h.names.ModelsBucket())
-	require.NoError(t, err)
-	h.owners, err = env.JS.KeyValue(ctx, h.names.OwnersBucket())
-	require.NoError(t, err)
-	h.workers, err = env.JS.KeyValue(ctx, h.names.WorkersBucket())
-	require.NoError(t, err)
-	h.mut, err = env.JS.Stream(ctx, h.names.MutStream())
-	require.NoError(t, err)
-	h.evt, err = env.JS.Stream(ctx, h.names.EvtStream())
-	require.NoError(t, err)
 	h.blobs, err = blob.NewDir(t.TempDir())
 	require.NoError(t, err)
 	return h

@@ -15,14 +15,19 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/teatree-dev/teatree/pkg/natsboot"
+	"github.com/teatree-dev/teatree/pkg/subject"
 )
 
-// Env is a running server and a connection to it.
+// Env is a running server, a connection to it, and handles on teatree's
+// streams and buckets.
 type Env struct {
 	Server *server.Server
 	Conn   *nats.Conn
 	JS     jetstream.JetStream
 	URL    string
+
+	Mut, Evt, Ntf                                      jetstream.Stream
+	Models, Owners, Workers, Pins, Results, Deliveries jetstream.KeyValue
 }
 
 // Start runs a server for t, stopped in t.Cleanup.
@@ -39,7 +44,26 @@ func Start(t testing.TB) *Env {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	require.NoError(t, natsboot.Setup(ctx, js, natsboot.Config{}))
-	return &Env{Server: s, Conn: nc, JS: js, URL: s.ClientURL()}
+	env := &Env{Server: s, Conn: nc, JS: js, URL: s.ClientURL()}
+	names := subject.Default()
+	for _, o := range []struct {
+		stream *jetstream.Stream
+		name   string
+	}{{&env.Mut, names.MutStream()}, {&env.Evt, names.EvtStream()}, {&env.Ntf, names.NtfStream()}} {
+		*o.stream, err = js.Stream(ctx, o.name)
+		require.NoError(t, err)
+	}
+	for _, o := range []struct {
+		kv   *jetstream.KeyValue
+		name string
+	}{
+		{&env.Models, names.ModelsBucket()}, {&env.Owners, names.OwnersBucket()}, {&env.Workers, names.WorkersBucket()},
+		{&env.Pins, names.PinsBucket()}, {&env.Results, names.ResultsBucket()}, {&env.Deliveries, names.DeliveriesBucket()},
+	} {
+		*o.kv, err = js.KeyValue(ctx, o.name)
+		require.NoError(t, err)
+	}
+	return env
 }
 
 // WaitAcked waits until the durable consumer of stream has acknowledged

@@ -66,18 +66,9 @@ func newHarnessWith(t *testing.T, cfg natsboot.Config) *harness {
 	cfg.LeaseTTL = time.Hour
 	ctx := testContext(t)
 	require.NoError(t, natsboot.Setup(ctx, env.JS, cfg))
-	names := subject.Default()
-	models, err := env.JS.KeyValue(ctx, names.ModelsBucket())
-	require.NoError(t, err)
-	owners, err := env.JS.KeyValue(ctx, names.OwnersBucket())
-	require.NoError(t, err)
-	mut, err := env.JS.Stream(ctx, names.MutStream())
-	require.NoError(t, err)
-	pins, err := env.JS.KeyValue(ctx, names.PinsBucket())
-	require.NoError(t, err)
 	blobs, err := blob.NewDir(t.TempDir())
 	require.NoError(t, err)
-	return &harness{env: env, names: names, models: models, owners: owners, pins: pins, mut: mut, blobs: blobs}
+	return &harness{env: env, names: subject.Default(), models: env.Models, owners: env.Owners, pins: env.Pins, mut: env.Mut, blobs: blobs}
 }
 
 func testContext(t *testing.T) context.Context {

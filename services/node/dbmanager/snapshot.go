@@ -69,6 +69,11 @@ func (s *snapshotter) wait() { s.wg.Wait() }
 // how long to wait before asking again.
 func (w *writer) maybeSnapshot(ctx context.Context) (time.Duration, error) {
 	if w.changed == 0 && !w.m.snap.unpublished() {
+		if w.m.snap.busy() {
+			// Look again once the publication in flight is done: if it
+			// fails, its changes wait for a retry.
+			return 50 * time.Millisecond, nil
+		}
 		w.now = false
 		return 0, nil
 	}
