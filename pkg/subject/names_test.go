@@ -71,3 +71,12 @@ func TestParseMut(t *testing.T) {
 		}
 	}
 }
+
+// TestMsgIDsDoNotCollide: ids may contain "-", so the parts of a message
+// id must be joined by something they cannot contain.
+func TestMsgIDsDoNotCollide(t *testing.T) {
+	t.Parallel()
+	require.NotEqual(t, subject.RequestNtfMsgID("a", "b-c", 1), subject.RequestNtfMsgID("a-b", "c", 1))
+	require.NotEqual(t, subject.ResultMsgID("a", "b-c"), subject.ResultMsgID("a-b", "c"))
+	require.NotEqual(t, subject.OutcomesMsgID("a", 1), subject.RejectMsgID("a", 1))
+}

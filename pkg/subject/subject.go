@@ -216,22 +216,30 @@ func (n Names) API(verb string) string { return n.prefix + ".api." + verb }
 // describes, so that a retry after a crash is dropped by JetStream's
 // duplicate window instead of being published twice.
 
+// The parts of a message id are joined with ".", which neither a model id
+// nor a request id may contain, so that two ids never collide.
+
 // OutcomesMsgID names the outcomes event of a batch ending at lastSeq.
 func OutcomesMsgID(model string, lastSeq uint64) string {
-	return "out-" + model + "-" + strconv.FormatUint(lastSeq, 10)
+	return "out." + model + "." + strconv.FormatUint(lastSeq, 10)
+}
+
+// RejectMsgID names the outcome of a request the dispatcher ends itself.
+func RejectMsgID(model string, seq uint64) string {
+	return "rej." + model + "." + strconv.FormatUint(seq, 10)
 }
 
 // RequestNtfMsgID names a request's notification page.
 func RequestNtfMsgID(model, requestID string, page int) string {
-	return "req-" + model + "-" + requestID + "-" + strconv.Itoa(page)
+	return "req." + model + "." + requestID + "." + strconv.Itoa(page)
 }
 
 // ResultMsgID names the outcome event of a durable query job.
-func ResultMsgID(model, requestID string) string { return "res-" + model + "-" + requestID }
+func ResultMsgID(model, requestID string) string { return "res." + model + "." + requestID }
 
 // SnapshotMsgID names a version's event and notification.
 func SnapshotMsgID(model string, version uint64) string {
-	return "snap-" + model + "-" + strconv.FormatUint(version, 10)
+	return "snap." + model + "." + strconv.FormatUint(version, 10)
 }
 
 // SeqRequestID is the request id of a mutation published without one.

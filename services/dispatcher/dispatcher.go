@@ -222,10 +222,13 @@ func (d *Dispatcher) handle(ctx context.Context, msg jetstream.Msg) error {
 		return d.reject(ctx, msg, meta, model, op, apierr.Errorf(apierr.NotFound, "model %s did not exist when this request was published", model))
 	}
 	err = d.place(ctx, spec)
-	if errors.Is(err, errNoNode) {
-		if time.Since(meta.Timestamp) > d.cfg.PlacementGrace {
-			return d.reject(ctx, msg, meta, model, op, apierr.Errorf(apierr.Unavailable, "no live node has the capabilities %v that model %s needs", spec.GetCapabilities(), model))
+	if errors.Is(err, errNoNode) && time.Since(meta.Timestamp) > d.cfg.PlacementGrace {
+		// The request ends failed, so it must never be applied: take it
+		// out of the log first.
+		if err := d.mut.DeleteMsg(ctx, meta.Sequence.Stream); err != nil && !errors.Is(err, jetstream.ErrMsgNotFound) {
+			return fmt.Errorf("remove unservable request %d: %w", meta.Sequence.Stream, err)
 		}
+		return d.reject(ctx, msg, meta, model, op, apierr.Errorf(apierr.Unavailable, "no live node has the capabilities %v that model %s needs", spec.GetCapabilities(), model))
 	}
 	return err
 }
@@ -298,7 +301,7 @@ func (d *Dispatcher) reject(ctx context.Context, msg jetstream.Msg, meta *jetstr
 	}
 	out := nats.NewMsg(d.cfg.Names.Evt(model, subject.EventOutcomes))
 	out.Data = data
-	out.Header.Set(subject.HeaderMsgID, subject.OutcomesMsgID(model, seq))
+	out.Header.Set(subject.HeaderMsgID, subject.RejectMsgID(model, seq))
 	_, err = d.deps.JS.PublishMsg(ctx, out)
 	return err
 }

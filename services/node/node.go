@@ -172,8 +172,13 @@ func (n *Node) onLease(ctx context.Context, e jetstream.KeyValueEntry) {
 			return
 		}
 		// The old lease ended and this node was granted a new one before
-		// it noticed: nobody else would renew the new lease.
-		n.stopLocked(model, h)
+		// it noticed: nobody else would renew the new lease. The old
+		// db-manager must be gone before the new one opens the file; only
+		// this goroutine starts db-managers, so wait without the lock.
+		done := n.detachLocked(model, h)
+		n.mu.Unlock()
+		<-done
+		n.mu.Lock()
 	}
 	mctx, cancel := context.WithCancel(ctx)
 	h := &hosted{lease: l, rev: e.Revision(), cancel: cancel, done: make(chan struct{})}
@@ -230,49 +235,73 @@ func (n *Node) runManager(ctx context.Context, model string, epoch uint64) error
 // renew extends every lease this node holds and stops the db-manager of
 // any it has lost.
 func (n *Node) renew(ctx context.Context) {
+	// Renew without the lock: a slow KV must not hold up the rest.
 	n.mu.Lock()
-	defer n.mu.Unlock()
+	held := make(map[string]*hosted, len(n.models))
+	revs := make(map[string]uint64, len(n.models))
 	for model, h := range n.models {
-		rev, err := catalog.Renew(ctx, n.deps.Owners, model, h.lease, h.rev)
-		if err != nil {
-			if errors.Is(err, catalog.ErrLeaseLost) {
-				n.log.WarnContext(ctx, "lease lost; stopping db-manager", "model", model)
-				n.stopLocked(model, h)
-			} else {
-				n.log.WarnContext(ctx, "renew lease", "model", model, "err", err)
-			}
-			continue
+		held[model], revs[model] = h, h.rev
+	}
+	n.mu.Unlock()
+	var stopped []<-chan struct{}
+	for model, h := range held {
+		rev, err := catalog.Renew(ctx, n.deps.Owners, model, h.lease, revs[model])
+		n.mu.Lock()
+		switch {
+		case n.models[model] != h: // stopped or replaced meanwhile
+		case errors.Is(err, catalog.ErrLeaseLost):
+			n.log.WarnContext(ctx, "lease lost; stopping db-manager", "model", model)
+			stopped = append(stopped, n.detachLocked(model, h))
+		case err != nil:
+			n.log.WarnContext(ctx, "renew lease", "model", model, "err", err)
+		default:
+			h.rev = max(h.rev, rev)
 		}
-		h.rev = rev
+		n.mu.Unlock()
+	}
+	for _, done := range stopped {
+		<-done
 	}
 }
 
 // onDelete stops a deleted model and removes its files.
 func (n *Node) onDelete(ctx context.Context, model string) {
 	n.mu.Lock()
+	var done <-chan struct{}
 	if h := n.models[model]; h != nil {
-		n.stopLocked(model, h)
+		done = n.detachLocked(model, h)
 	}
 	n.mu.Unlock()
+	if done != nil {
+		<-done
+	}
 	if err := os.RemoveAll(filepath.Join(n.cfg.Dir, model)); err != nil {
 		n.log.WarnContext(ctx, "remove files of deleted model", "model", model, "err", err)
 	}
 }
 
-func (n *Node) stopLocked(model string, h *hosted) {
+// detachLocked stops a db-manager and forgets it; the returned channel
+// closes once it has stopped, which callers wait for without the lock:
+// stopping can take as long as a commit.
+func (n *Node) detachLocked(model string, h *hosted) <-chan struct{} {
 	h.cancel()
-	<-h.done
 	delete(n.models, model)
+	return h.done
 }
 
 // stopAll stops every db-manager and releases its lease.
 func (n *Node) stopAll() {
 	n.mu.Lock()
-	defer n.mu.Unlock()
+	held := n.models
+	n.models = map[string]*hosted{}
+	for _, h := range held {
+		h.cancel()
+	}
+	n.mu.Unlock()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	for model, h := range n.models {
-		n.stopLocked(model, h)
+	for model, h := range held {
+		<-h.done
 		if err := catalog.Release(ctx, n.deps.Owners, model, h.rev); err != nil {
 			n.log.WarnContext(ctx, "release lease", "model", model, "err", err)
 		}

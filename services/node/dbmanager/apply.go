@@ -3,6 +3,7 @@ package dbmanager
 import (
 	"context"
 	"errors"
+	"regexp"
 	"strings"
 
 	"github.com/duckdb/duckdb-go/v2"
@@ -260,6 +261,10 @@ var allowedStatements = map[duckdb.StmtType]bool{
 	stmtTypeMerge:                     true,
 }
 
+// reservedName finds a name starting with _tt (teatree's bookkeeping) at
+// the start of an identifier, quoted or not, in any case.
+var reservedName = regexp.MustCompile(`(?i)(^|[^a-z0-9_$])` + subject.ReservedPrefix)
+
 // stmtTypeMerge is DuckDB's MERGE INTO, which duckdb-go has no name for.
 const stmtTypeMerge = duckdb.StmtType(30)
 
@@ -268,7 +273,7 @@ func applySQL(ctx context.Context, st *store, body []byte) (applyResult, error) 
 	if err := protojson.Unmarshal(body, &m); err != nil {
 		return applyResult{}, apierr.Errorf(apierr.InvalidArgument, `sql body: want {"sql": "...", "params": [...]}: %v`, err)
 	}
-	if strings.Contains(strings.ToLower(m.GetSql()), subject.ReservedPrefix) {
+	if reservedName.MatchString(m.GetSql()) {
 		return applyResult{}, apierr.Errorf(apierr.PermissionDenied, "names starting with %s are reserved for teatree", subject.ReservedPrefix)
 	}
 	stmts, err := statements.Split(m.GetSql())

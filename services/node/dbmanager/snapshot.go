@@ -176,7 +176,10 @@ func (s *snapshotter) publish(ctx context.Context, st *staged) error {
 		return fmt.Errorf("read catalog: %w", err)
 	}
 	if st.appliedSeq <= spec.GetAppliedSeq() {
-		return nil // nothing newer than the published version
+		// Nothing newer than the published version; but the publication
+		// that made it may have failed to announce it (its message id
+		// keeps a second announcement single).
+		return s.announce(ctx, spec.GetVersion())
 	}
 	if err := m.deps.Fence(ctx); err != nil {
 		return err
@@ -225,14 +228,38 @@ func (s *snapshotter) publish(ctx context.Context, st *staged) error {
 	if _, err := m.deps.Models.Update(ctx, model, next, entry.Revision()); err != nil {
 		return fmt.Errorf("advance catalog to version %d: %w", version, err)
 	}
-	msg := nats.NewMsg(m.cfg.Names.Evt(model, subject.EventSnapshot))
-	msg.Data = manifest
-	msg.Header.Set(subject.HeaderMsgID, subject.SnapshotMsgID(model, version))
-	if _, err := m.deps.JS.PublishMsg(ctx, msg); err != nil {
-		return fmt.Errorf("announce version %d: %w", version, err)
+	if err := s.publishEvent(ctx, version, manifest); err != nil {
+		return err
 	}
 	m.log.InfoContext(ctx, "published snapshot", "version", version, "applied_seq", st.appliedSeq)
-	return s.collect(ctx, version)
+	// The version is out: failing to collect old ones is no reason to
+	// publish it again, only to try collecting next time.
+	if err := s.collect(ctx, version); err != nil {
+		m.log.WarnContext(ctx, "collect old versions", "err", err)
+	}
+	return nil
+}
+
+// announce publishes the snapshot event of a published version again.
+func (s *snapshotter) announce(ctx context.Context, version uint64) error {
+	if version == 0 {
+		return nil
+	}
+	manifest, err := s.m.deps.Blobs.Get(ctx, blob.Key(s.m.cfg.Model, version, blob.ManifestFile))
+	if err != nil {
+		return fmt.Errorf("read manifest of version %d: %w", version, err)
+	}
+	return s.publishEvent(ctx, version, manifest)
+}
+
+func (s *snapshotter) publishEvent(ctx context.Context, version uint64, manifest []byte) error {
+	msg := nats.NewMsg(s.m.cfg.Names.Evt(s.m.cfg.Model, subject.EventSnapshot))
+	msg.Data = manifest
+	msg.Header.Set(subject.HeaderMsgID, subject.SnapshotMsgID(s.m.cfg.Model, version))
+	if _, err := s.m.deps.JS.PublishMsg(ctx, msg); err != nil {
+		return fmt.Errorf("announce version %d: %w", version, err)
+	}
+	return nil
 }
 
 // writeTables writes or links each user table's Parquet file and counts

@@ -245,6 +245,10 @@ func (w *writer) tryBatch(ctx context.Context, reqs []*request, failed []error, 
 	for i, res := range results {
 		if failed[i] == nil {
 			w.noteChange(res)
+		} else {
+			// A failed request changes no table, but its outcome is in the
+			// file: a version must still reach its seq, for min_seq readers.
+			w.changed++
 		}
 	}
 	w.requests += len(reqs)

@@ -8,6 +8,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -116,16 +117,29 @@ func (e *Executor) Run(ctx context.Context, ready func()) error {
 	if err != nil {
 		return fmt.Errorf("query service: %w", err)
 	}
+	// Shut down in order: no new requests, then the running ones finish,
+	// then the versions close.
+	var running sync.WaitGroup
+	defer e.versions.closeAll()
+	defer running.Wait()
 	defer svc.Stop()
-	err = svc.AddEndpoint("query", micro.HandlerFunc(func(req micro.Request) { go e.serve(ctx, req) }),
-		micro.WithEndpointSubject(e.cfg.Names.QueryAll()))
+	err = svc.AddEndpoint("query", micro.HandlerFunc(func(req micro.Request) {
+		running.Add(1)
+		go func() {
+			defer running.Done()
+			e.serve(ctx, req)
+		}()
+	}), micro.WithEndpointSubject(e.cfg.Names.QueryAll()))
 	if err != nil {
 		return fmt.Errorf("query endpoint: %w", err)
 	}
-	defer e.versions.closeAll()
-	jobsDone := make(chan error, 1)
-	go func() { jobsDone <- e.runJobs(ctx) }()
-	defer func() { <-jobsDone }()
+	running.Add(1)
+	go func() {
+		defer running.Done()
+		if err := e.runJobs(ctx, &running); err != nil {
+			e.deps.Log.ErrorContext(ctx, "query jobs stopped", "err", err)
+		}
+	}()
 	ready()
 	tick := time.NewTicker(e.cfg.IdleClose / 2)
 	defer tick.Stop()

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -17,14 +18,17 @@ import (
 )
 
 // jobsDurable is the consumer on TT_CALL that every executor pulls durable
-// query jobs from.
-const jobsDurable = "duckdb"
+// query jobs from; a job is tried at most jobsMaxDeliver times.
+const (
+	jobsDurable    = "duckdb"
+	jobsMaxDeliver = 5
+)
 
 // runJobs pulls durable query jobs from tt.call.duckdb.<model>, one at a
 // time and only while a slot is free, so that a busy node leaves jobs to
 // the others. A job's pages are stored and announced on
 // tt.evt.<model>.result; the notifier publishes them.
-func (e *Executor) runJobs(ctx context.Context) error {
+func (e *Executor) runJobs(ctx context.Context, running *sync.WaitGroup) error {
 	names := e.cfg.Names
 	cons, err := e.deps.JS.CreateOrUpdateConsumer(ctx, names.CallStream(), jetstream.ConsumerConfig{
 		Durable:       jobsDurable,
@@ -33,7 +37,7 @@ func (e *Executor) runJobs(ctx context.Context) error {
 		AckPolicy:     jetstream.AckExplicitPolicy,
 		// A job runs at most Timeout; past twice that its executor is gone.
 		AckWait:    2*e.cfg.Timeout + 30*time.Second,
-		MaxDeliver: 5,
+		MaxDeliver: jobsMaxDeliver,
 	})
 	if err != nil {
 		return fmt.Errorf("query jobs: %w", err)
@@ -57,7 +61,9 @@ func (e *Executor) runJobs(ctx context.Context) error {
 		got := false
 		for msg := range batch.Messages() { // ends by fctx at the latest
 			got = true
+			running.Add(1)
 			go func() {
+				defer running.Done()
 				defer freeSlot()
 				e.job(ctx, msg)
 			}()
@@ -92,7 +98,10 @@ func (e *Executor) job(ctx context.Context, msg jetstream.Msg) {
 	}
 	out := &teatreev1.QueryOutcome{Model: model, RequestId: id, NotifyUrl: msg.Headers().Get(subject.HeaderNotifyURL)}
 	q := &teatreev1.Query{}
-	if err := subject.ValidateModel(model); err != nil {
+	if meta.NumDelivered >= jobsMaxDeliver {
+		// Tried as often as it will be: end it rather than drop it.
+		setError(out, apierr.Errorf(apierr.Internal, "the job did not finish in %d attempts", jobsMaxDeliver))
+	} else if err := subject.ValidateModel(model); err != nil {
 		setError(out, err)
 	} else if err := wire.Unmarshal(msg.Data(), q); err != nil {
 		setError(out, apierr.Errorf(apierr.InvalidArgument, `query body: want {"sql": "...", "params": [...], "format": "json"}: %v`, err))

@@ -35,6 +35,9 @@ type Result struct {
 // Query runs one read statement on a version of model, once a slot is
 // free; pages after the first are stored.
 func (e *Executor) Query(ctx context.Context, model string, q *teatreev1.Query) (*Result, error) {
+	// Waiting for a slot counts against the deadline too.
+	ctx, cancel := context.WithTimeout(ctx, e.timeout(q))
+	defer cancel()
 	freeSlot, err := e.acquireSlot(ctx)
 	if err != nil {
 		return nil, err
@@ -78,11 +81,7 @@ func (e *Executor) run(ctx context.Context, model string, q *teatreev1.Query, st
 	if err != nil {
 		return nil, apierr.New(apierr.InvalidArgument, err.Error())
 	}
-	timeout := e.cfg.Timeout
-	if t := time.Duration(q.GetTimeoutMs()) * time.Millisecond; t > 0 && t < timeout {
-		timeout = t
-	}
-	ctx, cancel := context.WithTimeout(ctx, timeout)
+	ctx, cancel := context.WithTimeout(ctx, e.timeout(q))
 	defer cancel()
 
 	v, err := e.resolve(ctx, model, q)
@@ -106,6 +105,14 @@ func (e *Executor) run(ctx context.Context, model string, q *teatreev1.Query, st
 		return nil, classify(ctx, err)
 	}
 	return p.finish()
+}
+
+// timeout is a query's deadline: its own, within the executor's ceiling.
+func (e *Executor) timeout(q *teatreev1.Query) time.Duration {
+	if t := time.Duration(q.GetTimeoutMs()) * time.Millisecond; t > 0 && t < e.cfg.Timeout {
+		return t
+	}
+	return e.cfg.Timeout
 }
 
 // resolve picks the version a query reads: the pinned one, or the newest,
@@ -205,6 +212,8 @@ func (p *pager) run(c *duckdb.Conn, text string, args []driver.NamedValue) error
 		return err
 	}
 	defer rd.Release()
+	// Rows held for a page that is never flushed (an error) go back too.
+	defer func() { release(p.cur); p.cur = nil }()
 	p.schema = rd.Schema()
 	for rd.Next() {
 		rec := rd.RecordBatch()
