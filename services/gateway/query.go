@@ -55,7 +55,7 @@ func (g *Gateway) postQuery(w http.ResponseWriter, r *http.Request) {
 	} else {
 		b, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxQueryBody))
 		if err != nil {
-			g.writeError(w, r, apierr.Errorf(apierr.PayloadTooLarge, "a query body takes at most %d bytes", maxQueryBody))
+			g.writeError(w, r, bodyError(err))
 			return
 		}
 		if err := wire.Unmarshal(b, &teatreev1.Query{}); err != nil {

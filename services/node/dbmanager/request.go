@@ -33,8 +33,9 @@ type request struct {
 	decoded *decodedBody
 }
 
-// parseRequest reads a mutation message. It never fails: a bad message
-// becomes a request whose invalid field says why.
+// parseRequest reads a mutation message. A bad message becomes a request
+// whose invalid field says why; only a message without JetStream metadata
+// (which the consumer always gives) is an error.
 func parseRequest(names subject.Names, msg jetstream.Msg) (*request, error) {
 	meta, err := msg.Metadata()
 	if err != nil {
@@ -42,6 +43,8 @@ func parseRequest(names subject.Names, msg jetstream.Msg) (*request, error) {
 	}
 	h := msg.Headers()
 	r := &request{seq: meta.Sequence.Stream, body: msg.Data(), notifyURL: h.Get(subject.HeaderNotifyURL)}
+	model, op, ok := names.ParseMut(msg.Subject())
+	r.op = op
 	r.id = h.Get(subject.HeaderMsgID)
 	if r.id == "" {
 		r.id = subject.SeqRequestID(r.seq)
@@ -52,8 +55,6 @@ func parseRequest(names subject.Names, msg jetstream.Msg) (*request, error) {
 		r.invalid = err
 		return r, nil
 	}
-	model, op, ok := names.ParseMut(msg.Subject())
-	r.op = op
 	if !ok {
 		r.invalid = apierr.Errorf(apierr.InvalidArgument, "subject %q: want %s", msg.Subject(), names.Mut("<model>", "<op>"))
 		return r, nil

@@ -198,17 +198,20 @@ func (w *writer) applyBatch(ctx context.Context, reqs []*request, lastSeq uint64
 		failed[i] = r.invalid
 	}
 	for {
-		results, redo, err := w.tryBatch(ctx, reqs, failed, lastSeq)
+		// One time for the whole batch: the notifications say what the
+		// record says, also when they are replayed from it.
+		now := time.Now().UTC()
+		results, redo, err := w.tryBatch(ctx, reqs, failed, lastSeq, now)
 		if err != nil || !redo {
 			if err != nil {
 				return nil, err
 			}
-			return w.statuses(reqs, results, failed), nil
+			return w.statuses(reqs, results, failed, now), nil
 		}
 	}
 }
 
-func (w *writer) tryBatch(ctx context.Context, reqs []*request, failed []error, lastSeq uint64) (results []applyResult, redo bool, err error) {
+func (w *writer) tryBatch(ctx context.Context, reqs []*request, failed []error, lastSeq uint64, now time.Time) (results []applyResult, redo bool, err error) {
 	if _, err := w.st.conn.ExecContext(ctx, "BEGIN TRANSACTION"); err != nil {
 		return nil, false, nodeError{fmt.Errorf("begin: %w", err)}
 	}
@@ -233,7 +236,6 @@ func (w *writer) tryBatch(ctx context.Context, reqs []*request, failed []error, 
 		}
 		results[i] = res
 	}
-	now := time.Now().UTC()
 	if err := w.record(ctx, reqs, results, failed, now, lastSeq); err != nil {
 		rollback()
 		return nil, false, nodeError{fmt.Errorf("record outcomes: %w", err)}
@@ -301,8 +303,8 @@ func (w *writer) countRequests(ctx context.Context) error {
 	return nil
 }
 
-func (w *writer) statuses(reqs []*request, results []applyResult, failed []error) []*teatreev1.RequestStatus {
-	now := time.Now().UTC().Format(time.RFC3339Nano)
+func (w *writer) statuses(reqs []*request, results []applyResult, failed []error, at time.Time) []*teatreev1.RequestStatus {
+	now := at.Format(time.RFC3339Nano)
 	out := make([]*teatreev1.RequestStatus, len(reqs))
 	for i, r := range reqs {
 		s := &teatreev1.RequestStatus{RequestId: r.id, Model: w.m.cfg.Model, Op: r.op, Seq: r.seq, AppliedAt: now}
