@@ -25,7 +25,7 @@ type serverFlags struct {
 	webhookSecret                    string
 	slots, maxBatch, replicas        int
 	maxBody                          int64
-	leaseTTL                         time.Duration
+	leaseTTL, notificationAge        time.Duration
 }
 
 func (f *serverFlags) register(cmd *cobra.Command) {
@@ -42,6 +42,7 @@ func (f *serverFlags) register(cmd *cobra.Command) {
 	fl.StringVar(&f.memoryLimit, "model-memory", "1GB", "DuckDB memory limit of each model's read-write connection")
 	fl.IntVar(&f.replicas, "replicas", 1, "replicas of every stream and bucket (3 in a cluster)")
 	fl.DurationVar(&f.leaseTTL, "lease-ttl", natsboot.DefaultLeaseTTL, "how long a model's lease outlives its node")
+	fl.DurationVar(&f.notificationAge, "notification-max-age", natsboot.DefaultNotificationMaxAge, "how long notifications are kept for replay (TT_NTF)")
 	fl.StringSliceVar(&f.webhookAllow, "webhook-allow", nil, "hosts (host or host:port) webhooks may be delivered to; none by default")
 	fl.StringVar(&f.webhookSecret, "webhook-secret", os.Getenv("TEATREE_WEBHOOK_SECRET"), "key of the HMAC-SHA256 signature of webhook deliveries (or set TEATREE_WEBHOOK_SECRET)")
 }
@@ -56,7 +57,7 @@ func (f *serverFlags) config(services []string) (stack.Config, error) {
 		Data:     f.data,
 		HTTPAddr: f.httpAddr,
 		MaxBody:  f.maxBody,
-		Boot:     natsboot.Config{Names: names, Replicas: f.replicas, LeaseTTL: f.leaseTTL},
+		Boot:     natsboot.Config{Names: names, Replicas: f.replicas, LeaseTTL: f.leaseTTL, NotificationMaxAge: f.notificationAge},
 		Node:     node.Config{ID: f.nodeID, Capabilities: f.capabilities, Slots: f.slots},
 		Log:      newLogger(f.logLevel),
 		Webhooks: notifier.WebhookConfig{Allow: f.webhookAllow, Secret: f.webhookSecret},
