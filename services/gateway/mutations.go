@@ -155,6 +155,12 @@ func (g *Gateway) mutate(w http.ResponseWriter, r *http.Request, m mutation) {
 	}
 	ack, err := g.deps.JS.PublishMsg(ctx, msg)
 	if err != nil {
+		if ref := msg.Header.Get(subject.HeaderBodyRef); ref != "" {
+			// Nothing will read it: the client retries with its body.
+			if derr := g.deps.Blobs.DeleteAll(context.WithoutCancel(ctx), ref); derr != nil {
+				g.log.WarnContext(ctx, "delete upload of a failed publish", "key", ref, "err", derr)
+			}
+		}
 		g.writeError(w, r, wrapNATS(fmt.Sprintf("publish request %s; retry with the same request id", id), err))
 		return
 	}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"net/http"
-	"strconv"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -29,13 +28,6 @@ func (n *notification) terminal() bool {
 	return s == subject.StatusApplied || s == subject.StatusFailed
 }
 
-// of reports whether n is about the request at stream sequence seq, and not
-// an older request that used the same id after the duplicate window.
-func (n *notification) of(seq uint64) bool {
-	s := n.header.Get(subject.HeaderSeq)
-	return s == "" || s == strconv.FormatUint(seq, 10)
-}
-
 // status is the HTTP status of a terminal notification: 200 when applied,
 // the status of its error code when failed.
 func (n *notification) status() int {
@@ -53,15 +45,16 @@ func (n *notification) status() int {
 // that ack acknowledged; sub was subscribed to its subject before the
 // publish.
 func (g *Gateway) awaitOutcome(ctx context.Context, sub *nats.Subscription, model, id string, ack *jetstream.PubAck, d time.Duration) (*notification, error) {
-	if ack.Duplicate {
-		// A retry: the outcome may have been published before sub existed.
-		n, err := g.storedOutcome(ctx, model, id)
-		if err != nil {
-			return nil, err
-		}
-		if n != nil && n.terminal() && n.of(ack.Sequence) {
-			return n, nil
-		}
+	// A retry may have its outcome already, published before sub existed.
+	// A retry after JetStream's duplicate window gets a new seq, but the
+	// model drops it as the request it already applied: the stored outcome
+	// is its outcome either way.
+	n, err := g.storedOutcome(ctx, model, id)
+	if err != nil {
+		return nil, err
+	}
+	if n != nil && n.terminal() {
+		return n, nil
 	}
 	wctx, cancel := context.WithTimeout(ctx, d)
 	defer cancel()
@@ -76,7 +69,7 @@ func (g *Gateway) awaitOutcome(ctx context.Context, sub *nats.Subscription, mode
 			return nil, wrapNATS("wait for the outcome of "+id, err)
 		}
 		n := &notification{header: msg.Header, body: msg.Data}
-		if n.terminal() && n.of(ack.Sequence) {
+		if n.terminal() {
 			return n, nil
 		}
 	}

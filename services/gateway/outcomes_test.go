@@ -165,3 +165,18 @@ func TestGetRequest(t *testing.T) {
 	require.Equal(t, subject.StatusFailed, r.header.Get(subject.HeaderStatus))
 	require.Equal(t, strconv.FormatUint(a.GetSeq(), 10), r.header.Get(subject.HeaderSeq))
 }
+
+// TestWaitRetryAfterWindow: a retry after JetStream's duplicate window gets
+// a new seq, but the model drops it as the request it already applied, so
+// the stored outcome (with the first seq) answers it.
+func TestWaitRetryAfterWindow(t *testing.T) {
+	t.Parallel()
+	env := start(t)
+	env.createModel(t, "sales")
+	body, err := notify(context.Background(), env, "sales", "w-old", 1, subject.StatusApplied, "")
+	require.NoError(t, err)
+	r := env.send(t, http.MethodPost, "/v1/models/sales/sql?wait=applied&timeout=5s", []byte(`{"sql":"insert into t values (1)"}`),
+		"Idempotency-Key", "w-old")
+	require.Equal(t, http.StatusOK, r.status, "body %s", r.body)
+	require.JSONEq(t, string(body), string(r.body))
+}
