@@ -133,11 +133,6 @@ func (n Names) ParseMut(subj string) (model, op string, ok bool) {
 // Capabilities of the contract's own executors.
 const CapabilityDuckDB = "duckdb"
 
-// Call is tt.call.<capability>.<model>.
-func (n Names) Call(capability, model string) string {
-	return n.prefix + ".call." + capability + "." + model
-}
-
 // CallCapability is tt.call.<capability>.>: every job of one capability.
 func (n Names) CallCapability(capability string) string {
 	return n.prefix + ".call." + capability + ".>"
@@ -208,9 +203,6 @@ func (n Names) ParseResult(subj string) (id string, page int, ok bool) {
 // SnapshotNow is tt.ctl.<model>.snapshot, internal: a reader that needs a
 // newer version asks the model's db-manager to publish one now.
 func (n Names) SnapshotNow(model string) string { return n.prefix + ".ctl." + model + ".snapshot" }
-
-// API is tt.api.<verb>.
-func (n Names) API(verb string) string { return n.prefix + ".api." + verb }
 
 // The Nats-Msg-Id of every derived message is a pure function of what it
 // describes, so that a retry after a crash is dropped by JetStream's
