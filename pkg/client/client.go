@@ -114,12 +114,7 @@ func (c *Client) mutate(ctx context.Context, path string, q url.Values, body io.
 	if opts.RequestID != "" {
 		req.Header.Set("Idempotency-Key", opts.RequestID)
 	}
-	resp, err := c.http.Do(req)
-	if err != nil {
-		return nil, err
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
+	resp, b, err := c.do(req)
 	if err != nil {
 		return nil, err
 	}
@@ -174,12 +169,7 @@ func (c *Client) call(ctx context.Context, method, path string, in, out proto.Me
 	if in != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}
-	resp, err := c.http.Do(req)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
+	resp, b, err := c.do(req)
 	if err != nil {
 		return err
 	}
@@ -190,6 +180,17 @@ func (c *Client) call(ctx context.Context, method, path string, in, out proto.Me
 		return nil
 	}
 	return wire.Unmarshal(b, out)
+}
+
+// do sends req and reads the whole answer.
+func (c *Client) do(req *http.Request) (*http.Response, []byte, error) {
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	return resp, b, err
 }
 
 // decodeError turns an error body into an *apierr.Error.
@@ -235,12 +236,7 @@ func (c *Client) page(ctx context.Context, method, path string, body io.Reader) 
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}
-	resp, err := c.http.Do(req)
-	if err != nil {
-		return nil, err
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
+	resp, b, err := c.do(req)
 	if err != nil {
 		return nil, err
 	}

@@ -114,14 +114,20 @@ func (g *Gateway) getRequest(w http.ResponseWriter, r *http.Request) {
 var notificationHeaders = []string{subject.HeaderModel, subject.HeaderRequestID, subject.HeaderStatus, subject.HeaderSeq}
 
 func writeNotification(w http.ResponseWriter, status int, n *notification) {
-	for _, h := range notificationHeaders {
-		if v := n.header.Get(h); v != "" {
+	writeNATS(w, status, n.header, notificationHeaders, n.body)
+}
+
+// writeNATS answers with a NATS message: the headers named in pass, its
+// content type (JSON when it has none) and its body.
+func writeNATS(w http.ResponseWriter, status int, header nats.Header, pass []string, body []byte) {
+	for _, h := range pass {
+		if v := header.Get(h); v != "" {
 			w.Header().Set(h, v)
 		}
 	}
-	ct := n.header.Get(subject.HeaderContentType)
+	ct := header.Get(subject.HeaderContentType)
 	if ct == "" {
 		ct = subject.ContentJSON
 	}
-	writeBody(w, status, ct, n.body)
+	writeBody(w, status, ct, body)
 }

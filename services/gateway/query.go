@@ -83,14 +83,5 @@ func (g *Gateway) postQuery(w http.ResponseWriter, r *http.Request) {
 	if msg.Header.Get(subject.HeaderStatus) == subject.StatusFailed {
 		status = apierr.Code(msg.Header.Get(subject.HeaderErrorCode)).HTTPStatus()
 	}
-	for _, h := range resultHeaders {
-		if v := msg.Header.Get(h); v != "" {
-			w.Header().Set(h, v)
-		}
-	}
-	ct := msg.Header.Get(subject.HeaderContentType)
-	if ct == "" {
-		ct = subject.ContentJSON
-	}
-	writeBody(w, status, ct, msg.Data)
+	writeNATS(w, status, msg.Header, resultHeaders, msg.Data)
 }
