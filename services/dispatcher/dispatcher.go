@@ -56,6 +56,9 @@ type Dispatcher struct {
 	// owners: when each model's lease was last seen written.
 	owners  map[string]time.Time
 	workers map[string]workerSeen
+	// released carries models whose lease was given up (an idle model),
+	// to be looked at at once: a mutation may have come just before.
+	released chan string
 }
 
 type workerSeen struct {
@@ -80,7 +83,8 @@ func New(cfg Config, deps Deps) *Dispatcher {
 	if cfg.WorkerTTL <= 0 {
 		cfg.WorkerTTL = natsboot.DefaultWorkerTTL
 	}
-	return &Dispatcher{cfg: cfg, deps: deps, owners: map[string]time.Time{}, workers: map[string]workerSeen{}}
+	return &Dispatcher{cfg: cfg, deps: deps, owners: map[string]time.Time{}, workers: map[string]workerSeen{},
+		released: make(chan string, 1024)}
 }
 
 // Run places models until ctx ends.
@@ -124,12 +128,15 @@ func (d *Dispatcher) Run(ctx context.Context, ready func()) error {
 	ready()
 	tick := time.NewTicker(d.cfg.LeaseTTL / 2)
 	defer tick.Stop()
-	for first := true; ; first = false {
-		d.reconcile(ctx, first)
+	d.reconcile(ctx, true)
+	for {
 		select {
 		case <-ctx.Done():
 			return nil
 		case <-tick.C:
+			d.reconcile(ctx, false)
+		case m := <-d.released:
+			d.reconcileModels(ctx, []string{m})
 		}
 	}
 }
@@ -168,6 +175,10 @@ func (d *Dispatcher) onLease(e jetstream.KeyValueEntry) {
 		// A released or revoked lease is stale at once: the next reconcile
 		// places the model if it has mutations waiting.
 		d.owners[e.Key()] = time.Time{}
+		select {
+		case d.released <- e.Key():
+		default: // the next tick looks at it
+		}
 	}
 }
 
@@ -329,6 +340,11 @@ func (d *Dispatcher) reconcile(ctx context.Context, all bool) {
 		}
 		d.mu.Unlock()
 	}
+	d.reconcileModels(ctx, models)
+}
+
+// reconcileModels reconciles each of models in turn.
+func (d *Dispatcher) reconcileModels(ctx context.Context, models []string) {
 	for _, m := range models {
 		settled, err := d.reconcileModel(ctx, m)
 		if err != nil && ctx.Err() == nil {

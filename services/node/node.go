@@ -187,17 +187,22 @@ func (n *Node) onLease(ctx context.Context, e jetstream.KeyValueEntry) {
 	go func() {
 		defer n.wg.Done()
 		defer close(h.done)
-		n.supervise(mctx, model, l.GetEpoch())
+		n.supervise(mctx, model, h)
 	}()
 }
 
 // supervise runs a model's db-manager, restarting it with backoff after a
-// failure of the node (disk, DuckDB) until the lease ends.
-func (n *Node) supervise(ctx context.Context, model string, epoch uint64) {
+// failure of the node (disk, DuckDB) until the lease ends or the model
+// goes idle.
+func (n *Node) supervise(ctx context.Context, model string, h *hosted) {
 	backoff := 100 * time.Millisecond
 	for ctx.Err() == nil {
-		err := n.runManager(ctx, model, epoch)
+		err := n.runManager(ctx, model, h.lease.GetEpoch())
 		if ctx.Err() != nil {
+			return
+		}
+		if errors.Is(err, dbmanager.ErrIdle) {
+			n.unload(ctx, model, h)
 			return
 		}
 		n.log.WarnContext(ctx, "db-manager stopped; restarting", "model", model, "err", err, "backoff", backoff)
@@ -230,6 +235,33 @@ func (n *Node) runManager(ctx context.Context, model string, epoch uint64) error
 		},
 	})
 	return m.Run(ctx)
+}
+
+// unload forgets an idle model and gives up its lease, freeing the slot;
+// the dispatcher places the model again when its next mutation comes.
+func (n *Node) unload(ctx context.Context, model string, h *hosted) {
+	n.mu.Lock()
+	if n.models[model] != h {
+		n.mu.Unlock()
+		return
+	}
+	delete(n.models, model)
+	rev := h.rev
+	n.mu.Unlock()
+	err := catalog.Release(ctx, n.deps.Owners, model, rev)
+	if err != nil {
+		// A renewal may have raced the unload: release the lease as it is
+		// now, if it is still this one.
+		var l *teatreev1.Lease
+		if l, rev, err = catalog.GetLease(ctx, n.deps.Owners, model); err == nil && l != nil && l.GetNode() == n.cfg.ID && l.GetEpoch() == h.lease.GetEpoch() {
+			err = catalog.Release(ctx, n.deps.Owners, model, rev)
+		}
+	}
+	if err != nil {
+		n.log.WarnContext(ctx, "release lease of idle model; it expires instead", "model", model, "err", err)
+		return
+	}
+	n.log.InfoContext(ctx, "unloaded idle model", "model", model)
 }
 
 // renew extends every lease this node holds and stops the db-manager of

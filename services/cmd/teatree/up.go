@@ -26,6 +26,7 @@ type serverFlags struct {
 	slots, maxBatch, replicas        int
 	maxBody                          int64
 	leaseTTL, notificationAge        time.Duration
+	idleTimeout                      time.Duration
 }
 
 func (f *serverFlags) register(cmd *cobra.Command) {
@@ -41,6 +42,7 @@ func (f *serverFlags) register(cmd *cobra.Command) {
 	fl.IntVar(&f.maxBatch, "max-batch", 1000, "most mutations applied in one DuckDB transaction")
 	fl.StringVar(&f.memoryLimit, "model-memory", "1GB", "DuckDB memory limit of each model's read-write connection")
 	fl.IntVar(&f.replicas, "replicas", 1, "replicas of every stream and bucket (3 in a cluster)")
+	fl.DurationVar(&f.idleTimeout, "idle-timeout", time.Minute, "close a model's DuckDB file and give up its lease after this long without mutations (0: never); the next mutation opens it again")
 	fl.DurationVar(&f.leaseTTL, "lease-ttl", natsboot.DefaultLeaseTTL, "how long a model's lease outlives its node")
 	fl.DurationVar(&f.notificationAge, "notification-max-age", natsboot.DefaultNotificationMaxAge, "how long notifications are kept for replay (TT_NTF)")
 	fl.StringSliceVar(&f.webhookAllow, "webhook-allow", nil, "hosts (host or host:port) webhooks may be delivered to; none by default")
@@ -64,6 +66,7 @@ func (f *serverFlags) config(services []string) (stack.Config, error) {
 	}
 	cfg.Manager.MaxBatchMessages = f.maxBatch
 	cfg.Manager.MemoryLimit = f.memoryLimit
+	cfg.Manager.IdleTimeout = f.idleTimeout
 	return cfg, nil
 }
 

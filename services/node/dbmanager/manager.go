@@ -53,7 +53,15 @@ type Config struct {
 	// MemoryLimit and Threads bound the DuckDB instance ("" and 0: DuckDB's).
 	MemoryLimit string
 	Threads     int
+	// IdleTimeout ends Run with ErrIdle once no mutation has come for this
+	// long and every change is in a published version (0: never).
+	IdleTimeout time.Duration
 }
+
+// ErrIdle ends Run when the model has been idle for IdleTimeout: its file
+// is closed and everything it applied is published, so the caller can give
+// up the lease; the next mutation places the model again.
+var ErrIdle = errors.New("model idle")
 
 // Defaults of Config.
 const (
@@ -105,7 +113,7 @@ func New(cfg Config, deps Deps) *Manager {
 	cfg.setDefaults()
 	log := deps.Log.With("model", cfg.Model, "epoch", cfg.Epoch)
 	m := &Manager{cfg: cfg, deps: deps, log: log}
-	m.snap = newSnapshotter(m)
+	m.snap = newSnapshotter(m, cfg.Spec.GetAppliedSeq())
 	return m
 }
 

@@ -44,10 +44,21 @@ type snapshotter struct {
 	// failed, so that the next version still writes their Parquet.
 	pending    map[string]bool
 	pendingAll bool
-	wg         sync.WaitGroup
+	// published is the applied sequence of the newest version known out.
+	published uint64
+	wg        sync.WaitGroup
 }
 
-func newSnapshotter(m *Manager) *snapshotter { return &snapshotter{m: m} }
+func newSnapshotter(m *Manager, published uint64) *snapshotter {
+	return &snapshotter{m: m, published: published}
+}
+
+// publishedSeq is the applied sequence of the newest version known out.
+func (s *snapshotter) publishedSeq() uint64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.published
+}
 
 // unpublished reports whether a staged copy failed to publish: its
 // changes still wait for a version.
@@ -147,6 +158,9 @@ func (s *snapshotter) start(ctx context.Context, st *staged) {
 		s.mu.Lock()
 		defer s.mu.Unlock()
 		s.running = false
+		if err == nil {
+			s.published = max(s.published, st.appliedSeq)
+		}
 		if err != nil {
 			if st.tables == nil {
 				s.pendingAll = true

@@ -44,11 +44,25 @@ func (w *writer) loop(ctx context.Context, msgs <-chan jetstream.Msg, pumpErr <-
 		// waiting for a mutation, which may never come.
 		timer = time.After(0)
 	}
+	// The idle timer restarts with every batch; nil without a timeout.
+	var idle *time.Timer
+	var idleC <-chan time.Time
+	if w.m.cfg.IdleTimeout > 0 {
+		idle = time.NewTimer(w.m.cfg.IdleTimeout)
+		defer idle.Stop()
+		idleC = idle.C
+	}
 	for {
 		var first jetstream.Msg
 		select {
 		case <-ctx.Done():
 			return nil
+		case <-idleC:
+			if w.settled(len(msgs)) {
+				return ErrIdle
+			}
+			// Not yet: publish what is left, then look again soon.
+			idle.Reset(min(w.m.cfg.IdleTimeout, 100*time.Millisecond))
 		case msg, ok := <-msgs:
 			if !ok {
 				if err := <-pumpErr; ctx.Err() == nil {
@@ -81,6 +95,9 @@ func (w *writer) loop(ctx context.Context, msgs <-chan jetstream.Msg, pumpErr <-
 			if err := w.commit(noInterrupt(ctx), batch); err != nil {
 				return err
 			}
+			if idle != nil {
+				idle.Reset(w.m.cfg.IdleTimeout)
+			}
 		}
 		wait, err := w.maybeSnapshot(ctx)
 		if err != nil {
@@ -90,6 +107,22 @@ func (w *writer) loop(ctx context.Context, msgs <-chan jetstream.Msg, pumpErr <-
 			timer = time.After(wait)
 		}
 	}
+}
+
+// settled reports whether the model can be closed: no mutation is waiting
+// and every applied one is in a published version, so that the dispatcher,
+// which compares the stream with the catalog's applied_seq, places the model
+// again exactly when a new mutation comes. Requests that failed changed no
+// data but still advanced applied: settled asks for a version for them.
+func (w *writer) settled(waiting int) bool {
+	if waiting > 0 || w.changed > 0 || w.m.snap.busy() || w.m.snap.unpublished() || w.published < w.applied {
+		return false
+	}
+	if w.m.snap.publishedSeq() < w.applied {
+		w.changed, w.now = 1, true
+		return false
+	}
+	return true
 }
 
 // commit applies a batch in one transaction, then announces its outcomes.
