@@ -1,9 +1,12 @@
 package dbmanager
 
 import (
+	"bytes"
 	"context"
 	"errors"
+	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 
 	"github.com/duckdb/duckdb-go/v2"
@@ -104,7 +107,11 @@ func (m *Manager) applyRows(ctx context.Context, st *store, r *request) (applyRe
 		if err != nil {
 			return applyResult{}, err
 		}
-		d, err := decode(body, r.contentType, m.spoolDir(), r.seq)
+		spool := r.spool
+		if spool == "" {
+			spool = strconv.FormatUint(r.seq, 10)
+		}
+		d, err := decode(body, r.contentType, filepath.Join(m.spoolDir(), spool))
 		if err != nil {
 			return applyResult{}, classify(err, apierr.InvalidArgument)
 		}
@@ -125,6 +132,9 @@ func (m *Manager) applyRows(ctx context.Context, st *store, r *request) (applyRe
 		var de *duckdb.Error
 		if !errors.As(err, &de) || de.Type != duckdb.ErrorTypeCatalog {
 			return applyResult{}, classify(err, apierr.Internal)
+		}
+		if r.spool != "" {
+			return applyResult{}, errCombinedNewTable
 		}
 		tableCols = nil // the first append creates the table from the data
 	}
@@ -180,6 +190,70 @@ func (m *Manager) applyRows(ctx context.Context, st *store, r *request) (applyRe
 		return applyResult{}, classify(err, apierr.SchemaMismatch)
 	}
 	return applyResult{rows: n, tables: []string{r.table}}, nil
+}
+
+// errCombinedNewTable refuses to combine appends to a table that does not
+// exist yet: the first request alone decides its columns.
+var errCombinedNewTable = apierr.New(apierr.InvalidArgument, "combined appends need an existing table")
+
+// combinable reports whether r may be applied together with neighbours of
+// the same table: a single-statement NDJSON append whose body is in the
+// message. Applied alone, each would parse, describe and insert a spool file
+// of its own: for small requests that is most of their cost.
+func combinable(r *request) bool {
+	return r.op == subject.OpAppend && r.contentType == subject.ContentNDJSON && r.upload == "" && r.invalid == nil
+}
+
+// applyCombined appends the rows of consecutive combinable requests to one
+// table in one statement. Any failure, or a row count that does not add up
+// to the requests' records, is returned: the caller rolls back and applies
+// the requests one by one, so each keeps exactly the outcome it would have
+// had alone.
+func (m *Manager) applyCombined(ctx context.Context, st *store, reqs []*request) ([]applyResult, error) {
+	counts := make([]int64, len(reqs))
+	var body []byte
+	var total int64
+	for i, r := range reqs {
+		counts[i] = ndjsonRecords(r.body)
+		if counts[i] == 0 {
+			return nil, apierr.New(apierr.InvalidArgument, "a request without rows")
+		}
+		total += counts[i]
+		body = append(body, r.body...)
+		if body[len(body)-1] != '\n' {
+			body = append(body, '\n')
+		}
+	}
+	all := &request{seq: reqs[0].seq, op: subject.OpAppend, table: reqs[0].table, contentType: subject.ContentNDJSON,
+		body: body, spool: "combined-" + strconv.FormatUint(reqs[0].seq, 10)}
+	defer func() {
+		if all.decoded != nil {
+			all.decoded.release()
+		}
+	}()
+	res, err := m.applyRows(ctx, st, all)
+	if err != nil {
+		return nil, err
+	}
+	if res.rows != total {
+		return nil, apierr.Errorf(apierr.InvalidArgument, "combined appends inserted %d rows, the requests hold %d records", res.rows, total)
+	}
+	out := make([]applyResult, len(reqs))
+	for i := range reqs {
+		out[i] = applyResult{rows: counts[i], tables: res.tables}
+	}
+	return out, nil
+}
+
+// ndjsonRecords counts the lines of an NDJSON body that are not blank.
+func ndjsonRecords(b []byte) int64 {
+	var n int64
+	for line := range bytes.Lines(b) {
+		if len(bytes.TrimSpace(line)) > 0 {
+			n++
+		}
+	}
+	return n
 }
 
 // mergeSQL replaces the rows whose key matches and inserts the others. It

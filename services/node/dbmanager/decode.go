@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"fmt"
 	"os"
-	"path/filepath"
 	"strconv"
 
 	"github.com/apache/arrow-go/v18/arrow"
@@ -39,7 +38,7 @@ func (d *decodedBody) release() {
 // decode checks and prepares a row body. Arrow IPC is read completely here,
 // so a truncated stream fails before any SQL runs; the text formats and
 // Parquet are left to DuckDB's readers, which check them as they scan.
-func decode(body []byte, contentType, spoolDir string, seq uint64) (*decodedBody, error) {
+func decode(body []byte, contentType, spoolFile string) (*decodedBody, error) {
 	switch contentType {
 	case subject.ContentArrow:
 		return decodeArrow(body)
@@ -55,7 +54,7 @@ func decode(body []byte, contentType, spoolDir string, seq uint64) (*decodedBody
 			return nil, apierr.New(apierr.InvalidArgument, "a JSON body must be an array of objects")
 		}
 	}
-	path := filepath.Join(spoolDir, strconv.FormatUint(seq, 10))
+	path := spoolFile
 	if err := os.WriteFile(path, body, 0o600); err != nil {
 		return nil, fmt.Errorf("spool body: %w", err)
 	}

@@ -31,6 +31,10 @@ type request struct {
 
 	// decoded caches the body's decoded form across retries of a batch.
 	decoded *decodedBody
+	// spool names the spool file of a combined request ("": the seq).
+	spool string
+	// alone is set once applying r together with others failed.
+	alone bool
 }
 
 // parseRequest reads a mutation message. A bad message becomes a request

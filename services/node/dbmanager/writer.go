@@ -254,8 +254,26 @@ func (w *writer) tryBatch(ctx context.Context, reqs []*request, failed []error, 
 		}
 	}
 	results = make([]applyResult, len(reqs))
-	for i, r := range reqs {
+	for i := 0; i < len(reqs); {
+		r := reqs[i]
 		if failed[i] != nil {
+			i++
+			continue
+		}
+		if j := combinedRun(reqs, failed, i); j-i > 1 {
+			res, err := w.m.applyCombined(ctx, w.st, reqs[i:j])
+			if err != nil {
+				rollback()
+				if isNodeError(err) || ctx.Err() != nil {
+					return nil, false, fmt.Errorf("apply seq %d to %d: %w", r.seq, reqs[j-1].seq, err)
+				}
+				for _, r := range reqs[i:j] {
+					r.alone = true
+				}
+				return nil, true, nil
+			}
+			copy(results[i:j], res)
+			i = j
 			continue
 		}
 		res, err := w.m.apply(ctx, w.st, r)
@@ -268,6 +286,7 @@ func (w *writer) tryBatch(ctx context.Context, reqs []*request, failed []error, 
 			return nil, true, nil
 		}
 		results[i] = res
+		i++
 	}
 	if err := w.record(ctx, reqs, results, failed, now, lastSeq); err != nil {
 		rollback()
@@ -288,6 +307,17 @@ func (w *writer) tryBatch(ctx context.Context, reqs []*request, failed []error, 
 	}
 	w.requests += len(reqs)
 	return results, false, nil
+}
+
+// combinedRun returns the end of the run of requests from i that can be
+// applied as one append: combinable, to the same table, not yet failed and
+// not set apart by an earlier failed attempt.
+func combinedRun(reqs []*request, failed []error, i int) int {
+	j := i
+	for j < len(reqs) && failed[j] == nil && !reqs[j].alone && combinable(reqs[j]) && reqs[j].table == reqs[i].table {
+		j++
+	}
+	return j
 }
 
 // record writes each request's outcome and the new sequences in the
