@@ -131,6 +131,9 @@ func Setup(ctx context.Context, js jetstream.JetStream, cfg Config) error {
 		MaxAge:      cfg.NotificationMaxAge,
 		Duplicates:  derivedDuplicateWindow,
 		AllowDirect: true,
+		// The notifier writes a group commit's notifications as one atomic
+		// batch: one fsync for all of them under sync always.
+		AllowAtomicPublish: true,
 	}}
 	for _, sc := range streams {
 		if _, err := js.CreateOrUpdateStream(ctx, sc); err != nil {

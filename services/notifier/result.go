@@ -54,7 +54,7 @@ func (n *Notifier) publishResult(ctx context.Context, out *teatreev1.QueryOutcom
 		}
 		batch = append(batch, m)
 		if len(batch) == pagesInFlight || page == int(out.GetPages()) {
-			if err := n.publishAll(ctx, batch); err != nil {
+			if err := n.publishEach(ctx, batch); err != nil {
 				return err
 			}
 			batch = batch[:0]
