@@ -12,7 +12,7 @@ NATS    ?= 127.0.0.1:4222
 
 include proto.mk
 
-.PHONY: help build run test test-unit test-e2e lint fmt
+.PHONY: help build run test test-unit test-e2e lint fmt bench bench-quick
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | sort | \
@@ -36,6 +36,12 @@ test-e2e: build test/node/node_modules ## End-to-end, crash and Node.js client t
 test/node/node_modules: test/node/package.json test/node/package-lock.json
 	cd test/node && npm install --no-audit --no-fund
 	@touch $@
+
+bench: build ## Benchmarks beside raw DuckDB and raw JetStream (under 10 min); report in bench/
+	./bin/teatree bench --out bench
+
+bench-quick: build ## The benchmarks at small sizes (under 2 min)
+	./bin/teatree bench --quick --out bench
 
 lint: ## gofmt and go vet
 	@out="$$(gofmt -l $$(git ls-files '*.go'))"; if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi

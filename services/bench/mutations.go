@@ -1,0 +1,194 @@
+package bench
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	teatreev1 "github.com/teatree-dev/teatree/proto/teatree/v1"
+)
+
+func modelIDs(prefix string, n int) []string {
+	ids := make([]string, n)
+	for i := range ids {
+		ids[i] = fmt.Sprintf("%s%04d", prefix, i)
+	}
+	return ids
+}
+
+func specs(ids []string) []*teatreev1.ModelSpec {
+	s := make([]*teatreev1.ModelSpec, len(ids))
+	for i, id := range ids {
+		s[i] = &teatreev1.ModelSpec{Id: id}
+	}
+	return s
+}
+
+// mutationRun measures small mutations over models under one sync policy,
+// against the raw JetStream baseline with the same policy.
+func (r *runner) mutationRun(ctx context.Context, scenario string, syncAlways bool, nModels, n int, target float64) (loadResult, error) {
+	t, err := r.startTeatree(ctx, scenario+"-"+syncName(syncAlways), stackOptions{syncAlways: syncAlways})
+	if err != nil {
+		return loadResult{}, err
+	}
+	defer t.stop()
+	ids := modelIDs("m", nModels)
+	r.stepf("  creating %d models", nModels)
+	if err := t.createModels(ctx, specs(ids)); err != nil {
+		return loadResult{}, err
+	}
+	// Warm up: every model's db-manager running and its table created.
+	if _, err := r.closedLoop(ctx, t, ids, max(nModels, 200), "warm", 5*r.sz.maxPhase); err != nil {
+		return loadResult{}, fmt.Errorf("warm up: %w", err)
+	}
+	r.stepf("  teatree: %d single-row appends, %d publishers × %d in flight, %s", n, publishers, window, syncName(syncAlways))
+	var res loadResult
+	err = r.profile(scenario+"-"+syncName(syncAlways), func() (err error) {
+		res, err = r.closedLoop(ctx, t, ids, n, "run", 3*r.sz.maxPhase)
+		return err
+	})
+	if err != nil {
+		return loadResult{}, err
+	}
+	r.stepf("  baseline: the same messages, nats.go async publish to a bare stream")
+	base, err := r.baselineLoop(ctx, syncAlways, ids, n)
+	if err != nil {
+		return loadResult{}, fmt.Errorf("baseline: %w", err)
+	}
+	p := percentiles(res.lats, 0.5, 0.99, 0.999)
+	variant := syncName(syncAlways)
+	if nModels > 1 {
+		variant = fmt.Sprintf("%d models, %s", nModels, variant)
+	}
+	note := ""
+	if res.failed > 0 {
+		note = fmt.Sprintf("%d requests failed. ", res.failed)
+	}
+	if res.recovered > 0 {
+		note += fmt.Sprintf("%d notifications not delivered to the loaded client in time were found in TT_NTF afterwards.", res.recovered)
+	}
+	r.add(Result{Scenario: scenario, Variant: variant, Unit: "req/s", HigherIsBetter: true,
+		Teatree: res.rate(), Baseline: base.rate(), BaselineName: "raw JetStream",
+		P50: p[0], P99: p[1], P999: p[2], Count: res.done, Target: fmt.Sprintf("≥ %.1f× raw JetStream", target), Note: note},
+		func(x Result) bool { return x.Ratio >= target && res.failed == 0 })
+	return res, nil
+}
+
+func (r *runner) smallMutations(ctx context.Context) error {
+	byPolicy := map[bool]float64{}
+	for _, always := range []bool{true, false} {
+		res, err := r.mutationRun(ctx, "small mutations, one model", always, 1, r.sz.smallRequests, 0.5)
+		if err != nil {
+			return err
+		}
+		byPolicy[always] = res.rate()
+	}
+	r.add(Result{Scenario: "sync policy", Variant: "always vs interval", Unit: "req/s", HigherIsBetter: true,
+		Teatree: byPolicy[true], Baseline: byPolicy[false], BaselineName: "teatree, sync interval",
+		Note: "the price of fsyncing every JetStream write before acknowledging it"}, nil)
+	return nil
+}
+
+func (r *runner) manyModels(ctx context.Context) error {
+	_, err := r.mutationRun(ctx, "small mutations, many models", true, r.sz.manyModels, r.sz.manyRequests, 0.3)
+	return err
+}
+
+// latencyUnderLoad measures the maximum rate on one model, then runs at
+// 25%, 50% and 75% of it, open loop.
+func (r *runner) latencyUnderLoad(ctx context.Context) error {
+	t, err := r.startTeatree(ctx, "latency", stackOptions{syncAlways: true})
+	if err != nil {
+		return err
+	}
+	defer t.stop()
+	if err := t.createModels(ctx, specs([]string{"lat"})); err != nil {
+		return err
+	}
+	peak, err := r.closedLoop(ctx, t, []string{"lat"}, r.sz.smallRequests/2, "peak", r.sz.maxPhase)
+	if err != nil {
+		return err
+	}
+	maxRate := peak.rate()
+	r.stepf("  maximum rate %.0f req/s (closed loop, sync always)", maxRate)
+	for _, share := range []float64{0.25, 0.5, 0.75} {
+		rate := share * maxRate
+		var res loadResult
+		err := r.profile(fmt.Sprintf("latency-%.0f", share*100), func() (err error) {
+			res, err = r.openLoop(ctx, t, "lat", rate, r.sz.loadFor, fmt.Sprintf("load%.0f", share*100))
+			return err
+		})
+		if err != nil {
+			return err
+		}
+		p := percentiles(res.lats, 0.5, 0.99, 0.999)
+		out := Result{Scenario: "latency under load", Variant: fmt.Sprintf("%.0f%% of max (%.0f req/s offered)", share*100, rate),
+			Unit: "req/s", HigherIsBetter: true, Teatree: res.rate(), P50: p[0], P99: p[1], P999: p[2], Count: res.done}
+		var target func(Result) bool
+		if share == 0.5 {
+			out.Target = "p99 < 20 ms"
+			target = func(x Result) bool { return x.P99 < 20 }
+		}
+		r.add(out, target)
+	}
+	return nil
+}
+
+// coldStart measures the first request for a model whose db-manager was
+// unloaded for being idle, one model at a time.
+func (r *runner) coldStart(ctx context.Context) error {
+	t, err := r.startTeatree(ctx, "cold-start", stackOptions{syncAlways: true, idleTimeout: time.Second})
+	if err != nil {
+		return err
+	}
+	defer t.stop()
+	ids := modelIDs("cold", r.sz.coldModels)
+	if err := t.createModels(ctx, specs(ids)); err != nil {
+		return err
+	}
+	if _, err := r.closedLoop(ctx, t, ids, len(ids), "warm", 5*r.sz.maxPhase); err != nil {
+		return fmt.Errorf("warm up: %w", err)
+	}
+	r.stepf("  waiting for %d models to go idle", len(ids))
+	owners, err := t.js.KeyValue(ctx, t.names.OwnersBucket())
+	if err != nil {
+		return err
+	}
+	deadline := time.Now().Add(r.sz.maxPhase)
+	for {
+		keys, err := owners.ListKeys(ctx)
+		if err != nil {
+			return err
+		}
+		held := 0
+		for range keys.Keys() {
+			held++
+		}
+		if held == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%d models still loaded after %s", held, r.sz.maxPhase)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	var lats []time.Duration
+	err = r.profile("cold-start", func() error {
+		for i, id := range ids {
+			res, err := r.closedLoop(ctx, t, []string{id}, 1, fmt.Sprintf("cold%d", i), r.sz.maxPhase)
+			if err != nil {
+				return err
+			}
+			lats = append(lats, res.lats...)
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	p := percentiles(lats, 0.5, 0.99)
+	r.add(Result{Scenario: "cold start", Variant: fmt.Sprintf("%d idle models", len(ids)), Unit: "ms (p50)",
+		Teatree: p[0], P50: p[0], P99: p[1], Count: len(lats), Target: "p50 < 100 ms"},
+		func(x Result) bool { return x.P50 < 100 })
+	return nil
+}
