@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/teatree-dev/teatree/pkg/blob"
 	"github.com/teatree-dev/teatree/pkg/catalog"
@@ -264,6 +265,9 @@ func (n *Node) unload(ctx context.Context, model string, h *hosted) {
 	n.log.InfoContext(ctx, "unloaded idle model", "model", model)
 }
 
+// renewConcurrency bounds the lease renewals in flight at once.
+const renewConcurrency = 64
+
 // renew extends every lease this node holds and stops the db-manager of
 // any it has lost.
 func (n *Node) renew(ctx context.Context) {
@@ -275,22 +279,30 @@ func (n *Node) renew(ctx context.Context) {
 		held[model], revs[model] = h, h.rev
 	}
 	n.mu.Unlock()
-	var stopped []<-chan struct{}
+	var stopped []<-chan struct{} // guarded by n.mu
+	// Concurrently: one round trip after another, a node with a thousand
+	// models takes longer than the TTL to renew them all under load.
+	var g errgroup.Group
+	g.SetLimit(renewConcurrency)
 	for model, h := range held {
-		rev, err := catalog.Renew(ctx, n.deps.Owners, model, h.lease, revs[model])
-		n.mu.Lock()
-		switch {
-		case n.models[model] != h: // stopped or replaced meanwhile
-		case errors.Is(err, catalog.ErrLeaseLost):
-			n.log.WarnContext(ctx, "lease lost; stopping db-manager", "model", model)
-			stopped = append(stopped, n.detachLocked(model, h))
-		case err != nil:
-			n.log.WarnContext(ctx, "renew lease", "model", model, "err", err)
-		default:
-			h.rev = max(h.rev, rev)
-		}
-		n.mu.Unlock()
+		g.Go(func() error {
+			rev, err := catalog.Renew(ctx, n.deps.Owners, model, h.lease, revs[model])
+			n.mu.Lock()
+			defer n.mu.Unlock()
+			switch {
+			case n.models[model] != h: // stopped or replaced meanwhile
+			case errors.Is(err, catalog.ErrLeaseLost):
+				n.log.WarnContext(ctx, "lease lost; stopping db-manager", "model", model)
+				stopped = append(stopped, n.detachLocked(model, h))
+			case err != nil:
+				n.log.WarnContext(ctx, "renew lease", "model", model, "err", err)
+			default:
+				h.rev = max(h.rev, rev)
+			}
+			return nil
+		})
 	}
+	_ = g.Wait()
 	for _, done := range stopped {
 		<-done
 	}
