@@ -65,6 +65,27 @@ func TestSameEventTwiceYieldsOneNotification(t *testing.T) {
 	require.EqualValues(t, 1, h.count(h.names.NtfModel("sales")))
 }
 
+// An event whose statuses were partly notified already (a batch that
+// overlaps an earlier one) still yields exactly one notification each: the
+// atomic batch is refused for the duplicates and published one by one.
+func TestOverlappingEventsYieldOneNotificationEach(t *testing.T) {
+	t.Parallel()
+	h := start(t)
+	status := func(id string, seq uint64) *teatreev1.RequestStatus {
+		return &teatreev1.RequestStatus{RequestId: id, Model: "sales", Op: subject.OpSQL, Status: subject.StatusApplied, Seq: seq}
+	}
+	h.publishOutcomes(&teatreev1.Outcomes{Model: "sales", Statuses: []*teatreev1.RequestStatus{status("r1", 1), status("r2", 2)}}, "first")
+	seq := h.publishOutcomes(&teatreev1.Outcomes{Model: "sales", Statuses: []*teatreev1.RequestStatus{
+		status("r1", 1), status("r2", 2), status("r3", 3), status("r4", 4)}}, "second")
+	h.processed(seq)
+
+	for _, id := range []string{"r1", "r2", "r3", "r4"} {
+		raw := h.notification(h.names.NtfRequest("sales", id))
+		require.Equal(t, id, raw.Header.Get(subject.HeaderRequestID))
+	}
+	require.EqualValues(t, 4, h.count(h.names.NtfModel("sales")))
+}
+
 func TestReplayAddsNothingForANotifiedRequest(t *testing.T) {
 	t.Parallel()
 	h := start(t)
