@@ -27,8 +27,8 @@ type loadResult struct {
 	done, failed int
 	// recovered notifications were found in TT_NTF, not delivered in time.
 	recovered int
-	elapsed      time.Duration
-	lats         []time.Duration
+	elapsed   time.Duration
+	lats      []time.Duration
 }
 
 func (l loadResult) rate() float64 {
@@ -64,7 +64,7 @@ type tracker struct {
 	// recovered counts notifications found in the stream, not delivered.
 	recovered atomic.Int64
 	release   func(k int)
-	sub     *nats.Subscription
+	sub       *nats.Subscription
 }
 
 func newTracker(nc *nats.Conn, names subject.Names, prefix string, n int, release func(k int)) (*tracker, error) {
