@@ -24,23 +24,35 @@ func specs(ids []string) []*teatreev1.ModelSpec {
 	return s
 }
 
+// startWarm starts teatree, creates the models and sends each a small
+// mutation, so that their db-managers run and their table exists: what is
+// measured next is the steady state, not the first append creating a table.
+func (r *runner) startWarm(ctx context.Context, name string, o stackOptions, ids []string) (*teatree, error) {
+	t, err := r.startTeatree(ctx, name, o)
+	if err != nil {
+		return nil, err
+	}
+	r.stepf("  creating %d models", len(ids))
+	if err := t.createModels(ctx, specs(ids)); err != nil {
+		t.stop()
+		return nil, err
+	}
+	if _, err := r.closedLoop(ctx, t, ids, max(len(ids), 200), "warm", 5*r.sz.maxPhase); err != nil {
+		t.stop()
+		return nil, fmt.Errorf("warm up: %w", err)
+	}
+	return t, nil
+}
+
 // mutationRun measures small mutations over models under one sync policy,
 // against the raw JetStream baseline with the same policy.
 func (r *runner) mutationRun(ctx context.Context, scenario string, syncAlways bool, nModels, n int, target float64) (loadResult, error) {
-	t, err := r.startTeatree(ctx, scenario+"-"+syncName(syncAlways), stackOptions{syncAlways: syncAlways})
+	ids := modelIDs("m", nModels)
+	t, err := r.startWarm(ctx, scenario+"-"+syncName(syncAlways), stackOptions{syncAlways: syncAlways}, ids)
 	if err != nil {
 		return loadResult{}, err
 	}
 	defer t.stop()
-	ids := modelIDs("m", nModels)
-	r.stepf("  creating %d models", nModels)
-	if err := t.createModels(ctx, specs(ids)); err != nil {
-		return loadResult{}, err
-	}
-	// Warm up: every model's db-manager running and its table created.
-	if _, err := r.closedLoop(ctx, t, ids, max(nModels, 200), "warm", 5*r.sz.maxPhase); err != nil {
-		return loadResult{}, fmt.Errorf("warm up: %w", err)
-	}
 	r.stepf("  teatree: %d single-row appends, %d publishers × %d in flight, %s", n, publishers, window, syncName(syncAlways))
 	var res loadResult
 	err = r.profile(scenario+"-"+syncName(syncAlways), func() (err error) {
@@ -97,14 +109,11 @@ func (r *runner) manyModels(ctx context.Context) error {
 // latencyUnderLoad measures the maximum rate on one model, then runs at
 // 25%, 50% and 75% of it, open loop.
 func (r *runner) latencyUnderLoad(ctx context.Context) error {
-	t, err := r.startTeatree(ctx, "latency", stackOptions{syncAlways: true})
+	t, err := r.startWarm(ctx, "latency", stackOptions{syncAlways: true}, []string{"lat"})
 	if err != nil {
 		return err
 	}
 	defer t.stop()
-	if err := t.createModels(ctx, specs([]string{"lat"})); err != nil {
-		return err
-	}
 	peak, err := r.closedLoop(ctx, t, []string{"lat"}, r.sz.smallRequests/2, "peak", r.sz.maxPhase)
 	if err != nil {
 		return err
@@ -137,18 +146,12 @@ func (r *runner) latencyUnderLoad(ctx context.Context) error {
 // coldStart measures the first request for a model whose db-manager was
 // unloaded for being idle, one model at a time.
 func (r *runner) coldStart(ctx context.Context) error {
-	t, err := r.startTeatree(ctx, "cold-start", stackOptions{syncAlways: true, idleTimeout: time.Second})
+	ids := modelIDs("cold", r.sz.coldModels)
+	t, err := r.startWarm(ctx, "cold-start", stackOptions{syncAlways: true, idleTimeout: time.Second}, ids)
 	if err != nil {
 		return err
 	}
 	defer t.stop()
-	ids := modelIDs("cold", r.sz.coldModels)
-	if err := t.createModels(ctx, specs(ids)); err != nil {
-		return err
-	}
-	if _, err := r.closedLoop(ctx, t, ids, len(ids), "warm", 5*r.sz.maxPhase); err != nil {
-		return fmt.Errorf("warm up: %w", err)
-	}
 	r.stepf("  waiting for %d models to go idle", len(ids))
 	owners, err := t.js.KeyValue(ctx, t.names.OwnersBucket())
 	if err != nil {

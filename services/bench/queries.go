@@ -156,11 +156,11 @@ func (r *runner) largeResults(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	total, bytes := 0, 0
+	bytes := 0
 	for _, p := range pages {
 		bytes += len(p.Data)
 	}
-	total, _ = strconv.Atoi(pages[0].Header.Get(subject.HeaderRows))
+	total, _ := strconv.Atoi(pages[0].Header.Get(subject.HeaderRows))
 	if total != rows {
 		return fmt.Errorf("result has %d rows, want %d", total, rows)
 	}
