@@ -23,6 +23,9 @@ const (
 	Unavailable      Code = "unavailable"
 	DeadlineExceeded Code = "deadline_exceeded"
 	Internal         Code = "internal"
+	// ResourceExhausted: the request needs more of a node's budget (DuckDB
+	// memory) than it may have, even applied alone.
+	ResourceExhausted Code = "resource_exhausted"
 )
 
 // HTTPStatus maps a code to the HTTP status the contract gives it.
@@ -44,6 +47,8 @@ func (c Code) HTTPStatus() int {
 		return http.StatusServiceUnavailable
 	case DeadlineExceeded:
 		return http.StatusGatewayTimeout
+	case ResourceExhausted:
+		return http.StatusTooManyRequests
 	default:
 		return http.StatusInternalServerError
 	}

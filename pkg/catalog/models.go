@@ -22,6 +22,9 @@ import (
 // no mutation of it is placed or rejected until it has.
 const PendingSeq = math.MaxUint64
 
+// DefaultRequestTimeoutMs is limits.request_timeout_ms when a spec sets none.
+const DefaultRequestTimeoutMs = 30_000
+
 // DefaultCapabilities are what a model needs when its spec names none.
 var DefaultCapabilities = []string{"duckdb"}
 
@@ -64,6 +67,15 @@ func ValidateSpec(spec *teatreev1.ModelSpec) error {
 	if p := spec.GetSnapshot(); p.GetIntervalMs() < 0 || p.GetEveryMutations() < 0 || p.GetKeep() < 0 {
 		return apierr.New(apierr.InvalidArgument, "snapshot policy: interval_ms, every_mutations and keep must not be negative")
 	}
+	if spec.Limits == nil {
+		spec.Limits = &teatreev1.ModelLimits{}
+	}
+	switch t := spec.Limits.GetRequestTimeoutMs(); {
+	case t < 0:
+		return apierr.New(apierr.InvalidArgument, "limits.request_timeout_ms must not be negative")
+	case t == 0:
+		spec.Limits.RequestTimeoutMs = DefaultRequestTimeoutMs
+	}
 	return nil
 }
 
@@ -76,7 +88,10 @@ func CreateModel(ctx context.Context, kv jetstream.KeyValue, mut jetstream.Strea
 	}
 	spec.CreatedAt = time.Now().UTC().Format(time.RFC3339)
 	spec.CreatedSeq = PendingSeq
-	spec.Version, spec.AppliedSeq, spec.LeaseEpoch = 0, 0, 0
+	// What the server keeps about versions and writers starts empty,
+	// whatever the client sent.
+	spec.Version, spec.AppliedSeq, spec.LeaseEpoch, spec.NextVersion = 0, 0, 0, 0
+	spec.Epochs, spec.AbandonedVersions, spec.RejectedSeqs = nil, nil, nil
 	b, err := wire.Marshal(spec)
 	if err != nil {
 		return nil, err

@@ -32,6 +32,9 @@ const (
 	EventOutcomes = "outcomes"
 	EventSnapshot = "snapshot"
 	EventResult   = "result"
+	// EventReject carries a request the dispatcher gave up placing; the
+	// notifier commits its rejection in the catalog, then notifies.
+	EventReject = "reject"
 )
 
 // Header names of the contract.
@@ -97,6 +100,7 @@ func (n Names) MutStream() string  { return n.upper + "_MUT" }
 func (n Names) CallStream() string { return n.upper + "_CALL" }
 func (n Names) EvtStream() string  { return n.upper + "_EVT" }
 func (n Names) NtfStream() string  { return n.upper + "_NTF" }
+func (n Names) DeadStream() string { return n.upper + "_DEAD" }
 
 // KV bucket names.
 func (n Names) ModelsBucket() string     { return n.prefix + "_models" }
@@ -169,6 +173,12 @@ func (n Names) NtfModel(model string) string { return n.prefix + ".ntf." + model
 // NtfAll is tt.ntf.>.
 func (n Names) NtfAll() string { return n.prefix + ".ntf.>" }
 
+// Dead is tt.dead.<model>: events of the model the notifier gave up on.
+func (n Names) Dead(model string) string { return n.prefix + ".dead." + model }
+
+// DeadAll is tt.dead.>.
+func (n Names) DeadAll() string { return n.prefix + ".dead.>" }
+
 // Query is tt.query.<model>.
 func (n Names) Query(model string) string { return n.prefix + ".query." + model }
 
@@ -233,9 +243,6 @@ func ResultMsgID(model, requestID string) string { return "res." + model + "." +
 func SnapshotMsgID(model string, version uint64) string {
 	return "snap." + model + "." + strconv.FormatUint(version, 10)
 }
-
-// SeqRequestID is the request id of a mutation published without one.
-func SeqRequestID(seq uint64) string { return "seq-" + strconv.FormatUint(seq, 10) }
 
 func isToken(s string) bool {
 	if s == "" {

@@ -28,14 +28,6 @@ func ValidateModel(id string) error {
 	return nil
 }
 
-// ValidateRequest checks a request id.
-func ValidateRequest(id string) error {
-	if !requestRE.MatchString(id) {
-		return apierr.New(apierr.InvalidArgument, fmt.Sprintf("request id %q: want 1-64 of A-Z, a-z, 0-9, _ and -", id))
-	}
-	return nil
-}
-
 // ValidateTable checks a table name.
 func ValidateTable(name string) error {
 	if !tableRE.MatchString(name) || strings.HasPrefix(name, ReservedPrefix) {

@@ -483,7 +483,25 @@ type ModelSpec struct {
 	AppliedSeq uint64 `protobuf:"varint,8,opt,name=applied_seq,json=appliedSeq,proto3" json:"applied_seq,omitempty"`
 	LeaseEpoch uint64 `protobuf:"varint,9,opt,name=lease_epoch,json=leaseEpoch,proto3" json:"lease_epoch,omitempty"`
 	// Every notification of the model is POSTed here too (webhook).
-	WebhookUrl    string `protobuf:"bytes,10,opt,name=webhook_url,json=webhookUrl,proto3" json:"webhook_url,omitempty"`
+	WebhookUrl string `protobuf:"bytes,10,opt,name=webhook_url,json=webhookUrl,proto3" json:"webhook_url,omitempty"`
+	// Per-request bounds; settable on create.
+	Limits *ModelLimits `protobuf:"bytes,11,opt,name=limits,proto3" json:"limits,omitempty"`
+	// The next version number a holder may reserve for publication. Each
+	// number is reserved once, by one holder, with a compare-and-set, so no
+	// two holders ever write the same version's files. Set by the server.
+	NextVersion uint64 `protobuf:"varint,12,opt,name=next_version,json=nextVersion,proto3" json:"next_version,omitempty"`
+	// The newest takeovers of the model, oldest first (at most 16): who may
+	// write, from which applied sequence on. The last one is the current
+	// epoch. Set by the server.
+	Epochs []*EpochStart `protobuf:"bytes,13,rep,name=epochs,proto3" json:"epochs,omitempty"`
+	// Version numbers reserved by an earlier holder and never published:
+	// readers ignore their folders and garbage collection removes them.
+	// Set by the server.
+	AbandonedVersions []uint64 `protobuf:"varint,14,rep,packed,name=abandoned_versions,json=abandonedVersions,proto3" json:"abandoned_versions,omitempty"`
+	// Stream sequences of requests that ended failed as unavailable without
+	// being applied (no capable node): a holder skips them. Pruned once a
+	// version covers them. Set by the server.
+	RejectedSeqs  []uint64 `protobuf:"varint,15,rep,packed,name=rejected_seqs,json=rejectedSeqs,proto3" json:"rejected_seqs,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -588,6 +606,144 @@ func (x *ModelSpec) GetWebhookUrl() string {
 	return ""
 }
 
+func (x *ModelSpec) GetLimits() *ModelLimits {
+	if x != nil {
+		return x.Limits
+	}
+	return nil
+}
+
+func (x *ModelSpec) GetNextVersion() uint64 {
+	if x != nil {
+		return x.NextVersion
+	}
+	return 0
+}
+
+func (x *ModelSpec) GetEpochs() []*EpochStart {
+	if x != nil {
+		return x.Epochs
+	}
+	return nil
+}
+
+func (x *ModelSpec) GetAbandonedVersions() []uint64 {
+	if x != nil {
+		return x.AbandonedVersions
+	}
+	return nil
+}
+
+func (x *ModelSpec) GetRejectedSeqs() []uint64 {
+	if x != nil {
+		return x.RejectedSeqs
+	}
+	return nil
+}
+
+// ModelLimits bounds the work one request of a model may do.
+type ModelLimits struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// How long one mutation may run before it is interrupted and fails with
+	// deadline_exceeded; default 30000.
+	RequestTimeoutMs int64 `protobuf:"varint,1,opt,name=request_timeout_ms,json=requestTimeoutMs,proto3" json:"request_timeout_ms,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
+}
+
+func (x *ModelLimits) Reset() {
+	*x = ModelLimits{}
+	mi := &file_teatree_v1_teatree_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ModelLimits) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ModelLimits) ProtoMessage() {}
+
+func (x *ModelLimits) ProtoReflect() protoreflect.Message {
+	mi := &file_teatree_v1_teatree_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ModelLimits.ProtoReflect.Descriptor instead.
+func (*ModelLimits) Descriptor() ([]byte, []int) {
+	return file_teatree_v1_teatree_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *ModelLimits) GetRequestTimeoutMs() int64 {
+	if x != nil {
+		return x.RequestTimeoutMs
+	}
+	return 0
+}
+
+// EpochStart records a takeover: from then on only the holder of epoch
+// writes; outcomes of older epochs for sequences after start_seq are not
+// trusted (the new holder applies those requests again).
+type EpochStart struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Epoch uint64                 `protobuf:"varint,1,opt,name=epoch,proto3" json:"epoch,omitempty"`
+	// The catalog's applied_seq when the epoch began.
+	StartSeq      uint64 `protobuf:"varint,2,opt,name=start_seq,json=startSeq,proto3" json:"start_seq,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *EpochStart) Reset() {
+	*x = EpochStart{}
+	mi := &file_teatree_v1_teatree_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *EpochStart) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*EpochStart) ProtoMessage() {}
+
+func (x *EpochStart) ProtoReflect() protoreflect.Message {
+	mi := &file_teatree_v1_teatree_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use EpochStart.ProtoReflect.Descriptor instead.
+func (*EpochStart) Descriptor() ([]byte, []int) {
+	return file_teatree_v1_teatree_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *EpochStart) GetEpoch() uint64 {
+	if x != nil {
+		return x.Epoch
+	}
+	return 0
+}
+
+func (x *EpochStart) GetStartSeq() uint64 {
+	if x != nil {
+		return x.StartSeq
+	}
+	return 0
+}
+
 // ModelList answers GET /v1/models.
 type ModelList struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -598,7 +754,7 @@ type ModelList struct {
 
 func (x *ModelList) Reset() {
 	*x = ModelList{}
-	mi := &file_teatree_v1_teatree_proto_msgTypes[8]
+	mi := &file_teatree_v1_teatree_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -610,7 +766,7 @@ func (x *ModelList) String() string {
 func (*ModelList) ProtoMessage() {}
 
 func (x *ModelList) ProtoReflect() protoreflect.Message {
-	mi := &file_teatree_v1_teatree_proto_msgTypes[8]
+	mi := &file_teatree_v1_teatree_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -623,7 +779,7 @@ func (x *ModelList) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ModelList.ProtoReflect.Descriptor instead.
 func (*ModelList) Descriptor() ([]byte, []int) {
-	return file_teatree_v1_teatree_proto_rawDescGZIP(), []int{8}
+	return file_teatree_v1_teatree_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *ModelList) GetModels() []*ModelInfo {
@@ -650,7 +806,7 @@ type ModelInfo struct {
 
 func (x *ModelInfo) Reset() {
 	*x = ModelInfo{}
-	mi := &file_teatree_v1_teatree_proto_msgTypes[9]
+	mi := &file_teatree_v1_teatree_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -662,7 +818,7 @@ func (x *ModelInfo) String() string {
 func (*ModelInfo) ProtoMessage() {}
 
 func (x *ModelInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_teatree_v1_teatree_proto_msgTypes[9]
+	mi := &file_teatree_v1_teatree_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -675,7 +831,7 @@ func (x *ModelInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ModelInfo.ProtoReflect.Descriptor instead.
 func (*ModelInfo) Descriptor() ([]byte, []int) {
-	return file_teatree_v1_teatree_proto_rawDescGZIP(), []int{9}
+	return file_teatree_v1_teatree_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *ModelInfo) GetSpec() *ModelSpec {
@@ -725,7 +881,7 @@ type FileRef struct {
 
 func (x *FileRef) Reset() {
 	*x = FileRef{}
-	mi := &file_teatree_v1_teatree_proto_msgTypes[10]
+	mi := &file_teatree_v1_teatree_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -737,7 +893,7 @@ func (x *FileRef) String() string {
 func (*FileRef) ProtoMessage() {}
 
 func (x *FileRef) ProtoReflect() protoreflect.Message {
-	mi := &file_teatree_v1_teatree_proto_msgTypes[10]
+	mi := &file_teatree_v1_teatree_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -750,7 +906,7 @@ func (x *FileRef) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FileRef.ProtoReflect.Descriptor instead.
 func (*FileRef) Descriptor() ([]byte, []int) {
-	return file_teatree_v1_teatree_proto_rawDescGZIP(), []int{10}
+	return file_teatree_v1_teatree_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *FileRef) GetPath() string {
@@ -786,7 +942,7 @@ type TableManifest struct {
 
 func (x *TableManifest) Reset() {
 	*x = TableManifest{}
-	mi := &file_teatree_v1_teatree_proto_msgTypes[11]
+	mi := &file_teatree_v1_teatree_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -798,7 +954,7 @@ func (x *TableManifest) String() string {
 func (*TableManifest) ProtoMessage() {}
 
 func (x *TableManifest) ProtoReflect() protoreflect.Message {
-	mi := &file_teatree_v1_teatree_proto_msgTypes[11]
+	mi := &file_teatree_v1_teatree_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -811,7 +967,7 @@ func (x *TableManifest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TableManifest.ProtoReflect.Descriptor instead.
 func (*TableManifest) Descriptor() ([]byte, []int) {
-	return file_teatree_v1_teatree_proto_rawDescGZIP(), []int{11}
+	return file_teatree_v1_teatree_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *TableManifest) GetName() string {
@@ -852,7 +1008,7 @@ type Manifest struct {
 
 func (x *Manifest) Reset() {
 	*x = Manifest{}
-	mi := &file_teatree_v1_teatree_proto_msgTypes[12]
+	mi := &file_teatree_v1_teatree_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -864,7 +1020,7 @@ func (x *Manifest) String() string {
 func (*Manifest) ProtoMessage() {}
 
 func (x *Manifest) ProtoReflect() protoreflect.Message {
-	mi := &file_teatree_v1_teatree_proto_msgTypes[12]
+	mi := &file_teatree_v1_teatree_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -877,7 +1033,7 @@ func (x *Manifest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Manifest.ProtoReflect.Descriptor instead.
 func (*Manifest) Descriptor() ([]byte, []int) {
-	return file_teatree_v1_teatree_proto_rawDescGZIP(), []int{12}
+	return file_teatree_v1_teatree_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *Manifest) GetModel() string {
@@ -939,7 +1095,7 @@ type SnapshotList struct {
 
 func (x *SnapshotList) Reset() {
 	*x = SnapshotList{}
-	mi := &file_teatree_v1_teatree_proto_msgTypes[13]
+	mi := &file_teatree_v1_teatree_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -951,7 +1107,7 @@ func (x *SnapshotList) String() string {
 func (*SnapshotList) ProtoMessage() {}
 
 func (x *SnapshotList) ProtoReflect() protoreflect.Message {
-	mi := &file_teatree_v1_teatree_proto_msgTypes[13]
+	mi := &file_teatree_v1_teatree_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -964,7 +1120,7 @@ func (x *SnapshotList) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SnapshotList.ProtoReflect.Descriptor instead.
 func (*SnapshotList) Descriptor() ([]byte, []int) {
-	return file_teatree_v1_teatree_proto_rawDescGZIP(), []int{13}
+	return file_teatree_v1_teatree_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *SnapshotList) GetSnapshots() []*Manifest {
@@ -984,14 +1140,17 @@ type Outcomes struct {
 	// then checks for an existing notification before publishing.
 	Replay bool `protobuf:"varint,3,opt,name=replay,proto3" json:"replay,omitempty"`
 	// Webhook targets the requests asked for with Tt-Notify-Url, by request id.
-	NotifyUrls    map[string]string `protobuf:"bytes,4,rep,name=notify_urls,json=notifyUrls,proto3" json:"notify_urls,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	NotifyUrls map[string]string `protobuf:"bytes,4,rep,name=notify_urls,json=notifyUrls,proto3" json:"notify_urls,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	// The lease epoch of the writer that applied the batch; 0 for outcomes
+	// no writer applied (the dispatcher's rejections of unknown models).
+	Epoch         uint64 `protobuf:"varint,5,opt,name=epoch,proto3" json:"epoch,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Outcomes) Reset() {
 	*x = Outcomes{}
-	mi := &file_teatree_v1_teatree_proto_msgTypes[14]
+	mi := &file_teatree_v1_teatree_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1003,7 +1162,7 @@ func (x *Outcomes) String() string {
 func (*Outcomes) ProtoMessage() {}
 
 func (x *Outcomes) ProtoReflect() protoreflect.Message {
-	mi := &file_teatree_v1_teatree_proto_msgTypes[14]
+	mi := &file_teatree_v1_teatree_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1016,7 +1175,7 @@ func (x *Outcomes) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Outcomes.ProtoReflect.Descriptor instead.
 func (*Outcomes) Descriptor() ([]byte, []int) {
-	return file_teatree_v1_teatree_proto_rawDescGZIP(), []int{14}
+	return file_teatree_v1_teatree_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *Outcomes) GetModel() string {
@@ -1047,6 +1206,109 @@ func (x *Outcomes) GetNotifyUrls() map[string]string {
 	return nil
 }
 
+func (x *Outcomes) GetEpoch() uint64 {
+	if x != nil {
+		return x.Epoch
+	}
+	return 0
+}
+
+// DeadLetter is what the notifier keeps of an event it gave up on, on
+// tt.dead.<model> in TT_DEAD.
+type DeadLetter struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The event's subject and its sequence in TT_EVT.
+	Subject   string            `protobuf:"bytes,1,opt,name=subject,proto3" json:"subject,omitempty"`
+	StreamSeq uint64            `protobuf:"varint,2,opt,name=stream_seq,json=streamSeq,proto3" json:"stream_seq,omitempty"`
+	Data      []byte            `protobuf:"bytes,3,opt,name=data,proto3" json:"data,omitempty"`
+	Headers   map[string]string `protobuf:"bytes,4,rep,name=headers,proto3" json:"headers,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	Error     string            `protobuf:"bytes,5,opt,name=error,proto3" json:"error,omitempty"`
+	Attempts  int32             `protobuf:"varint,6,opt,name=attempts,proto3" json:"attempts,omitempty"`
+	// RFC 3339, UTC.
+	At            string `protobuf:"bytes,7,opt,name=at,proto3" json:"at,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeadLetter) Reset() {
+	*x = DeadLetter{}
+	mi := &file_teatree_v1_teatree_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeadLetter) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeadLetter) ProtoMessage() {}
+
+func (x *DeadLetter) ProtoReflect() protoreflect.Message {
+	mi := &file_teatree_v1_teatree_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeadLetter.ProtoReflect.Descriptor instead.
+func (*DeadLetter) Descriptor() ([]byte, []int) {
+	return file_teatree_v1_teatree_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *DeadLetter) GetSubject() string {
+	if x != nil {
+		return x.Subject
+	}
+	return ""
+}
+
+func (x *DeadLetter) GetStreamSeq() uint64 {
+	if x != nil {
+		return x.StreamSeq
+	}
+	return 0
+}
+
+func (x *DeadLetter) GetData() []byte {
+	if x != nil {
+		return x.Data
+	}
+	return nil
+}
+
+func (x *DeadLetter) GetHeaders() map[string]string {
+	if x != nil {
+		return x.Headers
+	}
+	return nil
+}
+
+func (x *DeadLetter) GetError() string {
+	if x != nil {
+		return x.Error
+	}
+	return ""
+}
+
+func (x *DeadLetter) GetAttempts() int32 {
+	if x != nil {
+		return x.Attempts
+	}
+	return 0
+}
+
+func (x *DeadLetter) GetAt() string {
+	if x != nil {
+		return x.At
+	}
+	return ""
+}
+
 // Lease is the value of tt_owners.<model>: who holds the model's single
 // read-write connection.
 type Lease struct {
@@ -1061,7 +1323,7 @@ type Lease struct {
 
 func (x *Lease) Reset() {
 	*x = Lease{}
-	mi := &file_teatree_v1_teatree_proto_msgTypes[15]
+	mi := &file_teatree_v1_teatree_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1073,7 +1335,7 @@ func (x *Lease) String() string {
 func (*Lease) ProtoMessage() {}
 
 func (x *Lease) ProtoReflect() protoreflect.Message {
-	mi := &file_teatree_v1_teatree_proto_msgTypes[15]
+	mi := &file_teatree_v1_teatree_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1086,7 +1348,7 @@ func (x *Lease) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Lease.ProtoReflect.Descriptor instead.
 func (*Lease) Descriptor() ([]byte, []int) {
-	return file_teatree_v1_teatree_proto_rawDescGZIP(), []int{15}
+	return file_teatree_v1_teatree_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *Lease) GetNode() string {
@@ -1118,7 +1380,7 @@ type Worker struct {
 
 func (x *Worker) Reset() {
 	*x = Worker{}
-	mi := &file_teatree_v1_teatree_proto_msgTypes[16]
+	mi := &file_teatree_v1_teatree_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1130,7 +1392,7 @@ func (x *Worker) String() string {
 func (*Worker) ProtoMessage() {}
 
 func (x *Worker) ProtoReflect() protoreflect.Message {
-	mi := &file_teatree_v1_teatree_proto_msgTypes[16]
+	mi := &file_teatree_v1_teatree_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1143,7 +1405,7 @@ func (x *Worker) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Worker.ProtoReflect.Descriptor instead.
 func (*Worker) Descriptor() ([]byte, []int) {
-	return file_teatree_v1_teatree_proto_rawDescGZIP(), []int{16}
+	return file_teatree_v1_teatree_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *Worker) GetNode() string {
@@ -1204,7 +1466,7 @@ type Query struct {
 
 func (x *Query) Reset() {
 	*x = Query{}
-	mi := &file_teatree_v1_teatree_proto_msgTypes[17]
+	mi := &file_teatree_v1_teatree_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1216,7 +1478,7 @@ func (x *Query) String() string {
 func (*Query) ProtoMessage() {}
 
 func (x *Query) ProtoReflect() protoreflect.Message {
-	mi := &file_teatree_v1_teatree_proto_msgTypes[17]
+	mi := &file_teatree_v1_teatree_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1229,7 +1491,7 @@ func (x *Query) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Query.ProtoReflect.Descriptor instead.
 func (*Query) Descriptor() ([]byte, []int) {
-	return file_teatree_v1_teatree_proto_rawDescGZIP(), []int{17}
+	return file_teatree_v1_teatree_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *Query) GetSql() string {
@@ -1303,7 +1565,7 @@ type QueryOutcome struct {
 
 func (x *QueryOutcome) Reset() {
 	*x = QueryOutcome{}
-	mi := &file_teatree_v1_teatree_proto_msgTypes[18]
+	mi := &file_teatree_v1_teatree_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1315,7 +1577,7 @@ func (x *QueryOutcome) String() string {
 func (*QueryOutcome) ProtoMessage() {}
 
 func (x *QueryOutcome) ProtoReflect() protoreflect.Message {
-	mi := &file_teatree_v1_teatree_proto_msgTypes[18]
+	mi := &file_teatree_v1_teatree_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1328,7 +1590,7 @@ func (x *QueryOutcome) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use QueryOutcome.ProtoReflect.Descriptor instead.
 func (*QueryOutcome) Descriptor() ([]byte, []int) {
-	return file_teatree_v1_teatree_proto_rawDescGZIP(), []int{18}
+	return file_teatree_v1_teatree_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *QueryOutcome) GetModel() string {
@@ -1414,7 +1676,7 @@ type Delivery struct {
 
 func (x *Delivery) Reset() {
 	*x = Delivery{}
-	mi := &file_teatree_v1_teatree_proto_msgTypes[19]
+	mi := &file_teatree_v1_teatree_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1426,7 +1688,7 @@ func (x *Delivery) String() string {
 func (*Delivery) ProtoMessage() {}
 
 func (x *Delivery) ProtoReflect() protoreflect.Message {
-	mi := &file_teatree_v1_teatree_proto_msgTypes[19]
+	mi := &file_teatree_v1_teatree_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1439,7 +1701,7 @@ func (x *Delivery) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Delivery.ProtoReflect.Descriptor instead.
 func (*Delivery) Descriptor() ([]byte, []int) {
-	return file_teatree_v1_teatree_proto_rawDescGZIP(), []int{19}
+	return file_teatree_v1_teatree_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *Delivery) GetModel() string {
@@ -1514,7 +1776,7 @@ type VersionPin struct {
 
 func (x *VersionPin) Reset() {
 	*x = VersionPin{}
-	mi := &file_teatree_v1_teatree_proto_msgTypes[20]
+	mi := &file_teatree_v1_teatree_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1526,7 +1788,7 @@ func (x *VersionPin) String() string {
 func (*VersionPin) ProtoMessage() {}
 
 func (x *VersionPin) ProtoReflect() protoreflect.Message {
-	mi := &file_teatree_v1_teatree_proto_msgTypes[20]
+	mi := &file_teatree_v1_teatree_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1539,7 +1801,7 @@ func (x *VersionPin) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VersionPin.ProtoReflect.Descriptor instead.
 func (*VersionPin) Descriptor() ([]byte, []int) {
-	return file_teatree_v1_teatree_proto_rawDescGZIP(), []int{20}
+	return file_teatree_v1_teatree_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *VersionPin) GetModel() string {
@@ -1609,7 +1871,7 @@ const file_teatree_v1_teatree_proto_rawDesc = "" +
 	"\vinterval_ms\x18\x01 \x01(\x03R\n" +
 	"intervalMs\x12'\n" +
 	"\x0fevery_mutations\x18\x02 \x01(\x03R\x0eeveryMutations\x12\x12\n" +
-	"\x04keep\x18\x03 \x01(\x05R\x04keep\"\xe0\x02\n" +
+	"\x04keep\x18\x03 \x01(\x05R\x04keep\"\xb8\x04\n" +
 	"\tModelSpec\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\"\n" +
 	"\fcapabilities\x18\x02 \x03(\tR\fcapabilities\x126\n" +
@@ -1626,7 +1888,18 @@ const file_teatree_v1_teatree_proto_rawDesc = "" +
 	"leaseEpoch\x12\x1f\n" +
 	"\vwebhook_url\x18\n" +
 	" \x01(\tR\n" +
-	"webhookUrl\":\n" +
+	"webhookUrl\x12/\n" +
+	"\x06limits\x18\v \x01(\v2\x17.teatree.v1.ModelLimitsR\x06limits\x12!\n" +
+	"\fnext_version\x18\f \x01(\x04R\vnextVersion\x12.\n" +
+	"\x06epochs\x18\r \x03(\v2\x16.teatree.v1.EpochStartR\x06epochs\x12-\n" +
+	"\x12abandoned_versions\x18\x0e \x03(\x04R\x11abandonedVersions\x12#\n" +
+	"\rrejected_seqs\x18\x0f \x03(\x04R\frejectedSeqs\";\n" +
+	"\vModelLimits\x12,\n" +
+	"\x12request_timeout_ms\x18\x01 \x01(\x03R\x10requestTimeoutMs\"?\n" +
+	"\n" +
+	"EpochStart\x12\x14\n" +
+	"\x05epoch\x18\x01 \x01(\x04R\x05epoch\x12\x1b\n" +
+	"\tstart_seq\x18\x02 \x01(\x04R\bstartSeq\":\n" +
 	"\tModelList\x12-\n" +
 	"\x06models\x18\x01 \x03(\v2\x15.teatree.v1.ModelInfoR\x06models\"\x9a\x01\n" +
 	"\tModelInfo\x12)\n" +
@@ -1656,14 +1929,28 @@ const file_teatree_v1_teatree_proto_rawDesc = "" +
 	"\x06duckdb\x18\x06 \x01(\v2\x13.teatree.v1.FileRefR\x06duckdb\x121\n" +
 	"\x06tables\x18\a \x03(\v2\x19.teatree.v1.TableManifestR\x06tables\"B\n" +
 	"\fSnapshotList\x122\n" +
-	"\tsnapshots\x18\x01 \x03(\v2\x14.teatree.v1.ManifestR\tsnapshots\"\xf5\x01\n" +
+	"\tsnapshots\x18\x01 \x03(\v2\x14.teatree.v1.ManifestR\tsnapshots\"\x8b\x02\n" +
 	"\bOutcomes\x12\x14\n" +
 	"\x05model\x18\x01 \x01(\tR\x05model\x125\n" +
 	"\bstatuses\x18\x02 \x03(\v2\x19.teatree.v1.RequestStatusR\bstatuses\x12\x16\n" +
 	"\x06replay\x18\x03 \x01(\bR\x06replay\x12E\n" +
 	"\vnotify_urls\x18\x04 \x03(\v2$.teatree.v1.Outcomes.NotifyUrlsEntryR\n" +
-	"notifyUrls\x1a=\n" +
+	"notifyUrls\x12\x14\n" +
+	"\x05epoch\x18\x05 \x01(\x04R\x05epoch\x1a=\n" +
 	"\x0fNotifyUrlsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x96\x02\n" +
+	"\n" +
+	"DeadLetter\x12\x18\n" +
+	"\asubject\x18\x01 \x01(\tR\asubject\x12\x1d\n" +
+	"\n" +
+	"stream_seq\x18\x02 \x01(\x04R\tstreamSeq\x12\x12\n" +
+	"\x04data\x18\x03 \x01(\fR\x04data\x12=\n" +
+	"\aheaders\x18\x04 \x03(\v2#.teatree.v1.DeadLetter.HeadersEntryR\aheaders\x12\x14\n" +
+	"\x05error\x18\x05 \x01(\tR\x05error\x12\x1a\n" +
+	"\battempts\x18\x06 \x01(\x05R\battempts\x12\x0e\n" +
+	"\x02at\x18\a \x01(\tR\x02at\x1a:\n" +
+	"\fHeadersEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"1\n" +
 	"\x05Lease\x12\x12\n" +
@@ -1728,7 +2015,7 @@ func file_teatree_v1_teatree_proto_rawDescGZIP() []byte {
 	return file_teatree_v1_teatree_proto_rawDescData
 }
 
-var file_teatree_v1_teatree_proto_msgTypes = make([]protoimpl.MessageInfo, 22)
+var file_teatree_v1_teatree_proto_msgTypes = make([]protoimpl.MessageInfo, 26)
 var file_teatree_v1_teatree_proto_goTypes = []any{
 	(*Error)(nil),           // 0: teatree.v1.Error
 	(*ErrorReply)(nil),      // 1: teatree.v1.ErrorReply
@@ -1738,44 +2025,51 @@ var file_teatree_v1_teatree_proto_goTypes = []any{
 	(*CallMutation)(nil),    // 5: teatree.v1.CallMutation
 	(*SnapshotPolicy)(nil),  // 6: teatree.v1.SnapshotPolicy
 	(*ModelSpec)(nil),       // 7: teatree.v1.ModelSpec
-	(*ModelList)(nil),       // 8: teatree.v1.ModelList
-	(*ModelInfo)(nil),       // 9: teatree.v1.ModelInfo
-	(*FileRef)(nil),         // 10: teatree.v1.FileRef
-	(*TableManifest)(nil),   // 11: teatree.v1.TableManifest
-	(*Manifest)(nil),        // 12: teatree.v1.Manifest
-	(*SnapshotList)(nil),    // 13: teatree.v1.SnapshotList
-	(*Outcomes)(nil),        // 14: teatree.v1.Outcomes
-	(*Lease)(nil),           // 15: teatree.v1.Lease
-	(*Worker)(nil),          // 16: teatree.v1.Worker
-	(*Query)(nil),           // 17: teatree.v1.Query
-	(*QueryOutcome)(nil),    // 18: teatree.v1.QueryOutcome
-	(*Delivery)(nil),        // 19: teatree.v1.Delivery
-	(*VersionPin)(nil),      // 20: teatree.v1.VersionPin
-	nil,                     // 21: teatree.v1.Outcomes.NotifyUrlsEntry
-	(*structpb.Value)(nil),  // 22: google.protobuf.Value
-	(*structpb.Struct)(nil), // 23: google.protobuf.Struct
+	(*ModelLimits)(nil),     // 8: teatree.v1.ModelLimits
+	(*EpochStart)(nil),      // 9: teatree.v1.EpochStart
+	(*ModelList)(nil),       // 10: teatree.v1.ModelList
+	(*ModelInfo)(nil),       // 11: teatree.v1.ModelInfo
+	(*FileRef)(nil),         // 12: teatree.v1.FileRef
+	(*TableManifest)(nil),   // 13: teatree.v1.TableManifest
+	(*Manifest)(nil),        // 14: teatree.v1.Manifest
+	(*SnapshotList)(nil),    // 15: teatree.v1.SnapshotList
+	(*Outcomes)(nil),        // 16: teatree.v1.Outcomes
+	(*DeadLetter)(nil),      // 17: teatree.v1.DeadLetter
+	(*Lease)(nil),           // 18: teatree.v1.Lease
+	(*Worker)(nil),          // 19: teatree.v1.Worker
+	(*Query)(nil),           // 20: teatree.v1.Query
+	(*QueryOutcome)(nil),    // 21: teatree.v1.QueryOutcome
+	(*Delivery)(nil),        // 22: teatree.v1.Delivery
+	(*VersionPin)(nil),      // 23: teatree.v1.VersionPin
+	nil,                     // 24: teatree.v1.Outcomes.NotifyUrlsEntry
+	nil,                     // 25: teatree.v1.DeadLetter.HeadersEntry
+	(*structpb.Value)(nil),  // 26: google.protobuf.Value
+	(*structpb.Struct)(nil), // 27: google.protobuf.Struct
 }
 var file_teatree_v1_teatree_proto_depIdxs = []int32{
 	0,  // 0: teatree.v1.ErrorReply.error:type_name -> teatree.v1.Error
 	0,  // 1: teatree.v1.RequestStatus.error:type_name -> teatree.v1.Error
-	22, // 2: teatree.v1.SqlMutation.params:type_name -> google.protobuf.Value
-	23, // 3: teatree.v1.CallMutation.args:type_name -> google.protobuf.Struct
+	26, // 2: teatree.v1.SqlMutation.params:type_name -> google.protobuf.Value
+	27, // 3: teatree.v1.CallMutation.args:type_name -> google.protobuf.Struct
 	6,  // 4: teatree.v1.ModelSpec.snapshot:type_name -> teatree.v1.SnapshotPolicy
-	9,  // 5: teatree.v1.ModelList.models:type_name -> teatree.v1.ModelInfo
-	7,  // 6: teatree.v1.ModelInfo.spec:type_name -> teatree.v1.ModelSpec
-	10, // 7: teatree.v1.TableManifest.parquet:type_name -> teatree.v1.FileRef
-	10, // 8: teatree.v1.Manifest.duckdb:type_name -> teatree.v1.FileRef
-	11, // 9: teatree.v1.Manifest.tables:type_name -> teatree.v1.TableManifest
-	12, // 10: teatree.v1.SnapshotList.snapshots:type_name -> teatree.v1.Manifest
-	2,  // 11: teatree.v1.Outcomes.statuses:type_name -> teatree.v1.RequestStatus
-	21, // 12: teatree.v1.Outcomes.notify_urls:type_name -> teatree.v1.Outcomes.NotifyUrlsEntry
-	22, // 13: teatree.v1.Query.params:type_name -> google.protobuf.Value
-	0,  // 14: teatree.v1.QueryOutcome.error:type_name -> teatree.v1.Error
-	15, // [15:15] is the sub-list for method output_type
-	15, // [15:15] is the sub-list for method input_type
-	15, // [15:15] is the sub-list for extension type_name
-	15, // [15:15] is the sub-list for extension extendee
-	0,  // [0:15] is the sub-list for field type_name
+	8,  // 5: teatree.v1.ModelSpec.limits:type_name -> teatree.v1.ModelLimits
+	9,  // 6: teatree.v1.ModelSpec.epochs:type_name -> teatree.v1.EpochStart
+	11, // 7: teatree.v1.ModelList.models:type_name -> teatree.v1.ModelInfo
+	7,  // 8: teatree.v1.ModelInfo.spec:type_name -> teatree.v1.ModelSpec
+	12, // 9: teatree.v1.TableManifest.parquet:type_name -> teatree.v1.FileRef
+	12, // 10: teatree.v1.Manifest.duckdb:type_name -> teatree.v1.FileRef
+	13, // 11: teatree.v1.Manifest.tables:type_name -> teatree.v1.TableManifest
+	14, // 12: teatree.v1.SnapshotList.snapshots:type_name -> teatree.v1.Manifest
+	2,  // 13: teatree.v1.Outcomes.statuses:type_name -> teatree.v1.RequestStatus
+	24, // 14: teatree.v1.Outcomes.notify_urls:type_name -> teatree.v1.Outcomes.NotifyUrlsEntry
+	25, // 15: teatree.v1.DeadLetter.headers:type_name -> teatree.v1.DeadLetter.HeadersEntry
+	26, // 16: teatree.v1.Query.params:type_name -> google.protobuf.Value
+	0,  // 17: teatree.v1.QueryOutcome.error:type_name -> teatree.v1.Error
+	18, // [18:18] is the sub-list for method output_type
+	18, // [18:18] is the sub-list for method input_type
+	18, // [18:18] is the sub-list for extension type_name
+	18, // [18:18] is the sub-list for extension extendee
+	0,  // [0:18] is the sub-list for field type_name
 }
 
 func init() { file_teatree_v1_teatree_proto_init() }
@@ -1790,7 +2084,7 @@ func file_teatree_v1_teatree_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_teatree_v1_teatree_proto_rawDesc), len(file_teatree_v1_teatree_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   22,
+			NumMessages:   26,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
