@@ -9,126 +9,69 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/stretchr/testify/require"
-
-	"github.com/teatree-dev/teatree/pkg/natsboot/natstest"
 )
 
 var binary string
 
 func TestMain(m *testing.M) {
-	binary = os.Getenv("TEATREE_BIN")
-	if binary == "" {
-		dir, err := os.MkdirTemp("", "teatree-e2e")
-		if err != nil {
-			panic(err)
-		}
-		binary = filepath.Join(dir, "teatree")
-		build := exec.Command("go", "build", "-tags", "duckdb_arrow", "-o", binary, "../../services/cmd/teatree")
-		build.Stdout, build.Stderr = os.Stderr, os.Stderr
-		if err := build.Run(); err != nil {
-			fmt.Fprintln(os.Stderr, "e2e: cannot build teatree:", err)
-			os.Exit(1)
-		}
-		defer os.RemoveAll(dir)
-	}
-	os.Exit(m.Run())
+	os.Exit(run(m))
 }
 
-// server is a `teatree up` process.
+func run(m *testing.M) int {
+	dir, err := os.MkdirTemp("", "teatree-e2e")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "e2e:", err)
+		return 1
+	}
+	defer os.RemoveAll(dir)
+	binDir = dir
+	binary = os.Getenv("TEATREE_BIN")
+	if binary == "" {
+		binary = filepath.Join(dir, "teatree")
+		if err := goBuild(binary, "-tags", "duckdb_arrow", "../../services/cmd/teatree"); err != nil {
+			fmt.Fprintln(os.Stderr, "e2e: cannot build teatree:", err)
+			return 1
+		}
+	}
+	return m.Run()
+}
+
+func goBuild(out string, args ...string) error {
+	build := exec.Command("go", append([]string{"build", "-o", out}, args...)...)
+	build.Stdout, build.Stderr = os.Stderr, os.Stderr
+	return build.Run()
+}
+
+// server is a `teatree up` process on its own loopback address.
 type server struct {
+	*proc
 	t        *testing.T
 	data     string
 	httpAddr string
 	natsAddr string
-	cmd      *exec.Cmd
-	logs     *natstest.LogBuffer
 }
 
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	defer ln.Close()
-	return ln.Addr().String()
-}
-
-// startServer runs `teatree up` on free ports with its data in a fresh
-// directory, and waits until it is ready.
+// startServer runs `teatree up` with its data in a fresh directory, on an
+// address no other test or process uses, and waits until it is ready.
 func startServer(t *testing.T, extra ...string) *server {
 	t.Helper()
-	s := &server{t: t, data: t.TempDir(), httpAddr: freeAddr(t), natsAddr: freeAddr(t), logs: &natstest.LogBuffer{}}
-	s.start(extra...)
-	t.Cleanup(func() {
-		s.stop()
-		if t.Failed() {
-			t.Logf("teatree logs:\n%s", s.logs.String())
-		}
-	})
-	return s
-}
-
-func (s *server) start(extra ...string) {
-	s.t.Helper()
+	ip := loopbackIP(t)
+	s := &server{t: t, data: t.TempDir(), httpAddr: ip + ":" + portHTTP, natsAddr: ip + ":" + portNATS}
 	args := append([]string{"up", "--data", s.data, "--http", s.httpAddr, "--nats", s.natsAddr, "--lease-ttl", "3s"}, extra...)
-	s.cmd = exec.Command(binary, args...)
-	s.cmd.Stdout, s.cmd.Stderr = s.logs, s.logs
-	require.NoError(s.t, s.cmd.Start())
-	require.Eventually(s.t, func() bool {
-		resp, err := http.Get(s.url("/readyz"))
-		if err != nil {
-			return false
-		}
-		resp.Body.Close()
-		return resp.StatusCode == http.StatusOK
-	}, 60*time.Second, 50*time.Millisecond, "teatree up did not become ready; logs:\n%s", s.logs.String())
-}
-
-// kill sends SIGKILL and waits for the process to be gone.
-func (s *server) kill() {
-	_ = s.cmd.Process.Signal(syscall.SIGKILL)
-	_ = s.cmd.Wait()
-}
-
-func (s *server) stop() {
-	if s.cmd.ProcessState != nil {
-		return
-	}
-	_ = s.cmd.Process.Signal(syscall.SIGTERM)
-	done := make(chan struct{})
-	go func() { _ = s.cmd.Wait(); close(done) }()
-	select {
-	case <-done:
-	case <-time.After(20 * time.Second):
-		s.kill()
-	}
-}
-
-// stopCleanly sends SIGTERM and requires a clean exit.
-func (s *server) stopCleanly() {
-	s.t.Helper()
-	require.NoError(s.t, s.cmd.Process.Signal(syscall.SIGTERM))
-	done := make(chan error, 1)
-	go func() { done <- s.cmd.Wait() }()
-	select {
-	case err := <-done:
-		require.NoError(s.t, err, "teatree did not exit cleanly on SIGTERM")
-	case <-time.After(30 * time.Second):
-		s.kill()
-		s.t.Fatal("teatree did not stop within 30s of SIGTERM")
-	}
+	s.proc = newProc(t, "teatree up", binary, args, readyTeatree("teatree is up.", "http://"+s.httpAddr))
+	s.start()
+	return s
 }
 
 func (s *server) url(path string) string { return "http://" + s.httpAddr + path }
@@ -137,8 +80,14 @@ func (s *server) natsURL() string { return "nats://" + s.natsAddr }
 
 // connect returns a plain NATS connection, closed at the end of the test.
 func (s *server) connect(t *testing.T) (*nats.Conn, jetstream.JetStream) {
+	return connectNATS(t, s.natsURL())
+}
+
+// connectNATS connects like a client that must survive the server going
+// away: it reconnects for ever and publishes time out instead of failing.
+func connectNATS(t *testing.T, url string) (*nats.Conn, jetstream.JetStream) {
 	t.Helper()
-	nc, err := nats.Connect(s.natsURL(), nats.MaxReconnects(-1), nats.ReconnectWait(100*time.Millisecond))
+	nc, err := nats.Connect(url, nats.MaxReconnects(-1), nats.ReconnectWait(100*time.Millisecond), nats.RetryOnFailedConnect(true))
 	require.NoError(t, err)
 	t.Cleanup(nc.Close)
 	js, err := jetstream.New(nc)
@@ -162,7 +111,9 @@ func do(t *testing.T, method, url, contentType string, body []byte) (int, []byte
 	return resp.StatusCode, b, resp.Header
 }
 
-func createModel(t *testing.T, s *server, spec string) {
+type urler interface{ url(string) string }
+
+func createModel(t *testing.T, s urler, spec string) {
 	t.Helper()
 	status, body, _ := do(t, http.MethodPost, s.url("/v1/models"), "application/json", []byte(spec))
 	require.Equal(t, http.StatusCreated, status, string(body))
