@@ -20,7 +20,7 @@ func (n *Notifier) trusted(ctx context.Context, ev *teatreev1.Outcomes) ([]*teat
 		return statuses, nil
 	}
 	spec, _, err := catalog.GetModel(ctx, n.deps.Models, ev.GetModel())
-	if code, _ := apierr.From(err); err != nil && code == apierr.NotFound {
+	if notFound(err) {
 		return statuses, nil
 	}
 	if err != nil {
@@ -41,4 +41,13 @@ func (n *Notifier) trusted(ctx context.Context, ev *teatreev1.Outcomes) ([]*teat
 		kept = append(kept, s)
 	}
 	return kept, nil
+}
+
+// notFound reports the error of a model that does not exist.
+func notFound(err error) bool {
+	if err == nil {
+		return false
+	}
+	code, _ := apierr.From(err)
+	return code == apierr.NotFound
 }

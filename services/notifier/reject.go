@@ -9,7 +9,6 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/teatree-dev/teatree/pkg/apierr"
 	"github.com/teatree-dev/teatree/pkg/catalog"
 	"github.com/teatree-dev/teatree/pkg/subject"
 	teatreev1 "github.com/teatree-dev/teatree/proto/teatree/v1"
@@ -47,7 +46,7 @@ func (n *Notifier) finishReject(ctx context.Context, ev *teatreev1.Outcomes, s *
 		return n.publishAll(ctx, []*nats.Msg{m})
 	}
 	spec, _, err := catalog.GetModel(ctx, n.deps.Models, model)
-	if code, _ := apierr.From(err); err != nil && code == apierr.NotFound {
+	if notFound(err) {
 		// Deleted since: nobody will apply the request.
 		return n.publishAll(ctx, []*nats.Msg{m})
 	}
@@ -84,7 +83,7 @@ func (n *Notifier) finishReject(ctx context.Context, ev *teatreev1.Outcomes, s *
 		return fmt.Errorf("delete rejected request %d of %s: %w", seq, model, err)
 	}
 	err = catalog.Unreject(ctx, n.deps.Models, model, seq)
-	if code, _ := apierr.From(err); err != nil && code != apierr.NotFound {
+	if err != nil && !notFound(err) {
 		return fmt.Errorf("forget rejected request %d of %s: %w", seq, model, err)
 	}
 	return nil
