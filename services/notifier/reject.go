@@ -79,7 +79,7 @@ func (n *Notifier) finishReject(ctx context.Context, ev *teatreev1.Outcomes, s *
 	if err := n.publishAll(ctx, []*nats.Msg{m}); err != nil {
 		return err
 	}
-	if err := n.mut.DeleteMsg(ctx, seq); err != nil && !errors.Is(err, jetstream.ErrMsgNotFound) {
+	if err := n.deleteMut(ctx, seq); err != nil {
 		return fmt.Errorf("delete rejected request %d of %s: %w", seq, model, err)
 	}
 	err = catalog.Unreject(ctx, n.deps.Models, model, seq)
@@ -87,4 +87,18 @@ func (n *Notifier) finishReject(ctx context.Context, ev *teatreev1.Outcomes, s *
 		return fmt.Errorf("forget rejected request %d of %s: %w", seq, model, err)
 	}
 	return nil
+}
+
+// deleteMut deletes the message at seq from TT_MUT; a message gone already
+// is fine. JetStream's refusal to delete a missing message does not keep
+// its error code, so absence is checked by reading.
+func (n *Notifier) deleteMut(ctx context.Context, seq uint64) error {
+	err := n.mut.DeleteMsg(ctx, seq)
+	if err == nil {
+		return nil
+	}
+	if _, gerr := n.mut.GetMsg(ctx, seq); errors.Is(gerr, jetstream.ErrMsgNotFound) {
+		return nil
+	}
+	return err
 }

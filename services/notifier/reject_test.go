@@ -122,3 +122,22 @@ func TestRejectionOfANotifiedRequestIsDropped(t *testing.T) {
 	require.True(t, h.inMut(seq))
 	require.Empty(t, h.spec("sales").GetRejectedSeqs())
 }
+
+// A rejection delivered again after its request was deleted from TT_MUT,
+// but before the rejection was forgotten, is finished.
+func TestRejectionOfADeletedRequestIsFinished(t *testing.T) {
+	t.Parallel()
+	h := start(t)
+	ctx := context.Background()
+	h.createModel("sales")
+	_, err := catalog.TakeOver(ctx, h.models, "sales", 5)
+	require.NoError(t, err)
+	seq := h.mutation("sales", "r1")
+	h.mutation("sales", "r2") // keeps seq from being the stream's last
+	require.NoError(t, catalog.Reject(ctx, h.models, "sales", 5, seq))
+	require.NoError(t, h.mut.DeleteMsg(ctx, seq))
+
+	h.processed(h.publishReject("sales", "r1", seq, 5))
+	require.Equal(t, subject.StatusFailed, h.notification(h.names.NtfRequest("sales", "r1")).Header.Get(subject.HeaderStatus))
+	require.Empty(t, h.spec("sales").GetRejectedSeqs())
+}
