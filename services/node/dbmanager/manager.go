@@ -20,6 +20,7 @@ import (
 
 	"github.com/teatree-dev/teatree/pkg/apierr"
 	"github.com/teatree-dev/teatree/pkg/blob"
+	"github.com/teatree-dev/teatree/pkg/catalog"
 	"github.com/teatree-dev/teatree/pkg/subject"
 	teatreev1 "github.com/teatree-dev/teatree/proto/teatree/v1"
 )
@@ -117,8 +118,21 @@ func New(cfg Config, deps Deps) *Manager {
 	return m
 }
 
+// requestTimeout bounds the statements of one request:
+// spec.limits.request_timeout_ms, or the catalog's default when unset.
+func (m *Manager) requestTimeout() time.Duration {
+	ms := m.cfg.Spec.GetLimits().GetRequestTimeoutMs()
+	if ms == 0 {
+		ms = catalog.DefaultRequestTimeoutMs
+	}
+	return time.Duration(ms) * time.Millisecond
+}
+
 func (m *Manager) dbPath() string   { return filepath.Join(m.cfg.Dir, "model.duckdb") }
 func (m *Manager) spoolDir() string { return filepath.Join(m.cfg.Dir, "spool") }
+
+// stagingDir holds snapshot copies on their way to the blob store.
+func (m *Manager) stagingDir() string { return filepath.Join(m.cfg.Dir, "staging") }
 
 // Run applies the model's mutations until ctx ends or the node fails. A
 // returned error is the node's: the caller retries Run, which resumes from
@@ -211,6 +225,9 @@ func (m *Manager) openOrRestore(ctx context.Context) (*store, error) {
 	if err := os.MkdirAll(m.cfg.Dir, 0o755); err != nil {
 		return nil, fmt.Errorf("create model dir: %w", err)
 	}
+	if err := m.sweep(); err != nil {
+		return nil, err
+	}
 	var localSeq uint64
 	if _, err := os.Stat(m.dbPath()); err == nil {
 		st, err := m.open(ctx)
@@ -233,6 +250,18 @@ func (m *Manager) openOrRestore(ctx context.Context) (*store, error) {
 		m.log.InfoContext(ctx, "restored snapshot", "version", m.cfg.Spec.GetVersion(), "applied_seq", m.cfg.Spec.GetAppliedSeq(), "local_seq", localSeq)
 	}
 	return m.open(ctx)
+}
+
+// sweep removes what a crashed run left in the model's scratch folders:
+// staged snapshot copies and spooled request bodies. Only a running manager
+// uses them, and the model has one manager, so at open they are garbage.
+func (m *Manager) sweep() error {
+	for _, dir := range []string{m.stagingDir(), m.spoolDir()} {
+		if err := os.RemoveAll(dir); err != nil {
+			return fmt.Errorf("remove leftovers of an earlier run: %w", err)
+		}
+	}
+	return nil
 }
 
 func (m *Manager) open(ctx context.Context) (*store, error) {
