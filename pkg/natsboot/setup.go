@@ -134,6 +134,15 @@ func Setup(ctx context.Context, js jetstream.JetStream, cfg Config) error {
 		// The notifier writes a group commit's notifications as one atomic
 		// batch: one fsync for all of them under sync always.
 		AllowAtomicPublish: true,
+	}, {
+		Name:        n.DeadStream(),
+		Description: "events the notifier gave up on, kept for an operator",
+		Subjects:    []string{n.DeadAll()},
+		Retention:   jetstream.LimitsPolicy,
+		Storage:     jetstream.FileStorage,
+		Replicas:    cfg.Replicas,
+		MaxAge:      cfg.NotificationMaxAge,
+		Duplicates:  derivedDuplicateWindow,
 	}}
 	for _, sc := range streams {
 		if _, err := js.CreateOrUpdateStream(ctx, sc); err != nil {

@@ -2,7 +2,6 @@ package notifier_test
 
 import (
 	"context"
-	"io"
 	"log/slog"
 	"testing"
 	"time"
@@ -28,6 +27,9 @@ type harness struct {
 	results *results.Store
 	// models and deliveries are tt_models and tt_deliveries.
 	models, deliveries jetstream.KeyValue
+	// mut is TT_MUT and dead TT_DEAD.
+	mut, dead jetstream.Stream
+	log       *natstest.LogBuffer
 }
 
 func start(t *testing.T) *harness {
@@ -38,9 +40,15 @@ func start(t *testing.T) *harness {
 // startWith starts a notifier that delivers webhooks with hooks.
 func startWith(t *testing.T, hooks notifier.WebhookConfig) *harness {
 	t.Helper()
+	return startConfig(t, notifier.Config{Webhooks: hooks})
+}
+
+// startConfig starts a notifier configured with cfg.
+func startConfig(t *testing.T, cfg notifier.Config) *harness {
+	t.Helper()
 	ctx := context.Background()
 	env := natstest.Start(t)
-	h := &harness{t: t, js: env.JS, names: subject.Default()}
+	h := &harness{t: t, js: env.JS, names: subject.Default(), mut: env.Mut, log: &natstest.LogBuffer{}}
 	var err error
 	h.ntf, err = env.JS.Stream(ctx, h.names.NtfStream())
 	require.NoError(t, err)
@@ -52,8 +60,11 @@ func startWith(t *testing.T, hooks notifier.WebhookConfig) *harness {
 	require.NoError(t, err)
 	h.deliveries, err = env.JS.KeyValue(ctx, h.names.DeliveriesBucket())
 	require.NoError(t, err)
-	n := notifier.New(notifier.Config{Names: h.names, Webhooks: hooks}, notifier.Deps{JS: env.JS, Results: h.results,
-		Models: h.models, Deliveries: h.deliveries, Log: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	h.dead, err = env.JS.Stream(ctx, h.names.DeadStream())
+	require.NoError(t, err)
+	cfg.Names = h.names
+	n := notifier.New(cfg, notifier.Deps{JS: env.JS, Results: h.results,
+		Models: h.models, Deliveries: h.deliveries, Log: slog.New(slog.NewTextHandler(h.log, &slog.HandlerOptions{Level: slog.LevelDebug}))})
 	rctx, cancel := context.WithCancel(ctx)
 	ready, done := make(chan struct{}), make(chan error, 1)
 	go func() { done <- n.Run(rctx, func() { close(ready) }) }()

@@ -1,13 +1,13 @@
 // Package notifier turns the workers' raw events (TT_EVT) into the public
 // notifications of TT_NTF: one terminal notification per request and one
 // per published version. Every notification carries a Nats-Msg-Id derived
-// from what it describes, so a notifier that restarts mid-event neither
-// loses nor doubles one.
+// from what it describes, and a request's status notification is written
+// only where none exists yet, so a notifier that restarts mid-event, or an
+// event redelivered long after, neither loses nor doubles one.
 package notifier
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -16,7 +16,6 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
-	"github.com/nats-io/nuid"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/teatree-dev/teatree/pkg/results"
@@ -32,6 +31,66 @@ type Config struct {
 	Durable string
 	// Webhooks configures webhook delivery.
 	Webhooks WebhookConfig
+	// Lanes is how many models' events are processed at once. Events of
+	// one model always share a lane and keep their order.
+	Lanes int
+	// MaxAckPending is how many events may be in flight, over all lanes.
+	MaxAckPending int
+	// MaxAttempts is how often an event is tried before it goes to
+	// TT_DEAD and its lane moves on.
+	MaxAttempts int
+	// RetryBackoff is the wait before the second attempt; it doubles
+	// with each further one, up to maxBackoff.
+	RetryBackoff time.Duration
+}
+
+// Defaults of Config.
+const (
+	DefaultLanes         = 32
+	DefaultMaxAckPending = 1024
+	DefaultMaxAttempts   = 5
+	DefaultRetryBackoff  = 250 * time.Millisecond
+)
+
+// WithDefaults fills zero fields with their defaults.
+func (c Config) WithDefaults() Config {
+	if c.Names == (subject.Names{}) {
+		c.Names = subject.Default()
+	}
+	if c.Durable == "" {
+		c.Durable = "notifier"
+	}
+	if c.Lanes == 0 {
+		c.Lanes = DefaultLanes
+	}
+	if c.MaxAckPending == 0 {
+		c.MaxAckPending = DefaultMaxAckPending
+	}
+	if c.MaxAttempts == 0 {
+		c.MaxAttempts = DefaultMaxAttempts
+	}
+	if c.RetryBackoff == 0 {
+		c.RetryBackoff = DefaultRetryBackoff
+	}
+	return c
+}
+
+// Validate reports a configuration that cannot work.
+func (c Config) Validate() error {
+	var errs []error
+	if c.Lanes < 1 {
+		errs = append(errs, fmt.Errorf("notifier lanes %d: want at least 1", c.Lanes))
+	}
+	if c.MaxAckPending < c.Lanes {
+		errs = append(errs, fmt.Errorf("notifier max ack pending %d: want at least one per lane (%d)", c.MaxAckPending, c.Lanes))
+	}
+	if c.MaxAttempts < 1 {
+		errs = append(errs, fmt.Errorf("notifier max attempts %d: want at least 1", c.MaxAttempts))
+	}
+	if c.RetryBackoff < 0 || c.RetryBackoff > maxBackoff {
+		errs = append(errs, fmt.Errorf("notifier retry backoff %s: want 0 to %s", c.RetryBackoff, maxBackoff))
+	}
+	return errors.Join(errs...)
 }
 
 // Deps are what the notifier talks to.
@@ -40,7 +99,9 @@ type Deps struct {
 	// Results holds stored query results, served on tt.result.<id>.<page>;
 	// nil serves none.
 	Results *results.Store
-	// Models (tt_models) and Deliveries (tt_deliveries) let the notifier
+	// Models (tt_models) holds the specs whose lease epochs decide which
+	// outcomes are trusted and which rejections are the notifier's to
+	// finish. With Deliveries (tt_deliveries) it also lets the notifier
 	// deliver webhooks; with either nil it delivers none.
 	Models     jetstream.KeyValue
 	Deliveries jetstream.KeyValue
@@ -52,21 +113,30 @@ type Notifier struct {
 	cfg  Config
 	deps Deps
 	ntf  jetstream.Stream
+	// mut is TT_MUT, from which a finished rejection is deleted.
+	mut jetstream.Stream
 }
 
 // New returns a notifier; Run starts it.
 func New(cfg Config, deps Deps) *Notifier {
-	if cfg.Durable == "" {
-		cfg.Durable = "notifier"
-	}
-	return &Notifier{cfg: cfg, deps: deps}
+	return &Notifier{cfg: cfg.WithDefaults(), deps: deps}
 }
+
+// ackWait is how long JetStream waits for an event's acknowledgement
+// before it delivers the event again; a lane retrying an event extends it.
+const ackWait = 30 * time.Second
 
 // Run processes events until ctx ends.
 func (n *Notifier) Run(ctx context.Context, ready func()) error {
+	if err := n.cfg.Validate(); err != nil {
+		return err
+	}
 	names := n.cfg.Names
 	var err error
 	if n.ntf, err = n.deps.JS.Stream(ctx, names.NtfStream()); err != nil {
+		return fmt.Errorf("notifier: %w", err)
+	}
+	if n.mut, err = n.deps.JS.Stream(ctx, names.MutStream()); err != nil {
 		return fmt.Errorf("notifier: %w", err)
 	}
 	if n.deps.Results != nil {
@@ -89,10 +159,10 @@ func (n *Notifier) Run(ctx context.Context, ready func()) error {
 		Durable:     n.cfg.Durable,
 		Description: "turns worker events into notifications",
 		AckPolicy:   jetstream.AckExplicitPolicy,
-		AckWait:     30 * time.Second,
-		// One event at a time keeps a model's notifications in the order
-		// its requests were applied.
-		MaxAckPending: 1,
+		AckWait:     ackWait,
+		// Many events in flight let the lanes work on many models at
+		// once; each lane keeps its models' events in order.
+		MaxAckPending: n.cfg.MaxAckPending,
 		FilterSubject: names.EvtAll(),
 	})
 	if err != nil {
@@ -106,6 +176,8 @@ func (n *Notifier) Run(ctx context.Context, ready func()) error {
 		<-ctx.Done()
 		iter.Stop()
 	}()
+	l := n.startLanes(ctx)
+	defer l.stop()
 	ready()
 	for {
 		msg, err := iter.Next()
@@ -115,15 +187,12 @@ func (n *Notifier) Run(ctx context.Context, ready func()) error {
 			}
 			return fmt.Errorf("notifier consume: %w", err)
 		}
-		if err := n.handle(ctx, msg); err != nil {
-			n.deps.Log.WarnContext(ctx, "notify", "subject", msg.Subject(), "err", err)
-			_ = msg.NakWithDelay(time.Second)
-			continue
-		}
-		_ = msg.Ack()
+		l.dispatch(ctx, msg)
 	}
 }
 
+// handle turns one event into its notifications. An error means the event
+// may succeed when tried again; an event that never can is dropped.
 func (n *Notifier) handle(ctx context.Context, msg jetstream.Msg) error {
 	names := n.cfg.Names
 	switch kind := lastToken(msg.Subject()); kind {
@@ -133,10 +202,17 @@ func (n *Notifier) handle(ctx context.Context, msg jetstream.Msg) error {
 			n.deps.Log.ErrorContext(ctx, "drop malformed outcomes event", "err", err)
 			return nil
 		}
+		statuses, err := n.trusted(ctx, &ev)
+		if err != nil {
+			return err
+		}
 		var out []*nats.Msg
-		for _, s := range ev.GetStatuses() {
+		for _, s := range statuses {
 			subj := names.NtfRequest(s.GetModel(), s.GetRequestId())
 			if ev.GetReplay() {
+				// Not needed for correctness (a status is only written
+				// where none exists), but it keeps the atomic batch of a
+				// replay from being refused for the statuses it repeats.
 				exists, err := n.exists(ctx, subj)
 				if err != nil {
 					return err
@@ -155,13 +231,28 @@ func (n *Notifier) handle(ctx context.Context, msg jetstream.Msg) error {
 			out = append(out, m)
 		}
 		return n.publishAll(ctx, out)
+	case subject.EventReject:
+		var ev teatreev1.Outcomes
+		if err := proto.Unmarshal(msg.Data(), &ev); err != nil {
+			n.deps.Log.ErrorContext(ctx, "drop malformed reject event", "err", err)
+			return nil
+		}
+		return n.finishRejects(ctx, &ev)
 	case subject.EventSnapshot:
 		var man teatreev1.Manifest
 		if err := wire.Unmarshal(msg.Data(), &man); err != nil {
 			n.deps.Log.ErrorContext(ctx, "drop malformed snapshot event", "err", err)
 			return nil
 		}
-		m := nats.NewMsg(names.NtfSnapshot(man.GetModel(), man.GetVersion()))
+		subj := names.NtfSnapshot(man.GetModel(), man.GetVersion())
+		// A redelivered event may come after TT_NTF's duplicate window.
+		if redelivered(msg) {
+			exists, err := n.exists(ctx, subj)
+			if err != nil || exists {
+				return err
+			}
+		}
+		m := nats.NewMsg(subj)
 		m.Data = msg.Data()
 		m.Header.Set(subject.HeaderMsgID, subject.SnapshotMsgID(man.GetModel(), man.GetVersion()))
 		m.Header.Set(subject.HeaderModel, man.GetModel())
@@ -177,142 +268,18 @@ func (n *Notifier) handle(ctx context.Context, msg jetstream.Msg) error {
 			n.deps.Log.ErrorContext(ctx, "drop malformed result event", "err", err)
 			return nil
 		}
-		return n.publishResult(ctx, &out)
+		return n.publishResult(ctx, &out, redelivered(msg))
 	default:
 		n.deps.Log.WarnContext(ctx, "drop event of unknown kind", "subject", msg.Subject())
 		return nil
 	}
 }
 
-// statusMsg is the terminal status notification of a request.
-func (n *Notifier) statusMsg(s *teatreev1.RequestStatus) (*nats.Msg, error) {
-	body, err := wire.Marshal(s)
-	if err != nil {
-		return nil, err
-	}
-	m := nats.NewMsg(n.cfg.Names.NtfRequest(s.GetModel(), s.GetRequestId()))
-	m.Data = body
-	m.Header.Set(subject.HeaderMsgID, subject.RequestNtfMsgID(s.GetModel(), s.GetRequestId(), 1))
-	m.Header.Set(subject.HeaderModel, s.GetModel())
-	m.Header.Set(subject.HeaderRequestID, s.GetRequestId())
-	m.Header.Set(subject.HeaderStatus, s.GetStatus())
-	if s.GetSeq() > 0 {
-		m.Header.Set(subject.HeaderSeq, strconv.FormatUint(s.GetSeq(), 10))
-	}
-	m.Header.Set(subject.HeaderPage, "1")
-	m.Header.Set(subject.HeaderPages, "1")
-	m.Header.Set(subject.HeaderContentType, subject.ContentJSON)
-	return m, nil
-}
-
-// exists reports whether a notification was already published on subj:
-// a replayed outcome may be older than TT_NTF's duplicate window.
-func (n *Notifier) exists(ctx context.Context, subj string) (bool, error) {
-	_, err := n.ntf.GetLastMsgForSubject(ctx, subj)
-	if errors.Is(err, jetstream.ErrMsgNotFound) {
-		return false, nil
-	}
-	return err == nil, err
-}
-
-// publishAll publishes msgs and waits until JetStream has them. Several go
-// as atomic batches: JetStream writes a batch with one fsync where it would
-// fsync every message alone.
-func (n *Notifier) publishAll(ctx context.Context, msgs []*nats.Msg) error {
-	for len(msgs) > 1 {
-		chunk := msgs[:min(len(msgs), maxAtomicBatch)]
-		msgs = msgs[len(chunk):]
-		if err := n.publishBatch(ctx, chunk); err != nil {
-			if ctx.Err() != nil {
-				return ctx.Err()
-			}
-			// A batch is all or nothing, and refused whole when any of
-			// its messages is a duplicate (a replay): publish them one
-			// by one, where each duplicate is dropped on its own.
-			n.deps.Log.DebugContext(ctx, "atomic batch refused; publishing one by one", "err", err)
-			if err := n.publishEach(ctx, chunk); err != nil {
-				return err
-			}
-		}
-	}
-	return n.publishEach(ctx, msgs)
-}
-
-// maxAtomicBatch is JetStream's default limit of messages in one batch.
-const maxAtomicBatch = 1000
-
-// Headers of JetStream's atomic batch publish.
-const (
-	hdrBatchID     = "Nats-Batch-Id"
-	hdrBatchSeq    = "Nats-Batch-Sequence"
-	hdrBatchCommit = "Nats-Batch-Commit"
-)
-
-// publishBatch publishes msgs as one atomic batch.
-func (n *Notifier) publishBatch(ctx context.Context, msgs []*nats.Msg) error {
-	id := nuid.Next()
-	nc := n.deps.JS.Conn()
-	defer func() {
-		for _, m := range msgs {
-			m.Header.Del(hdrBatchID)
-			m.Header.Del(hdrBatchSeq)
-			m.Header.Del(hdrBatchCommit)
-		}
-	}()
-	for i, m := range msgs {
-		m.Header.Set(hdrBatchID, id)
-		m.Header.Set(hdrBatchSeq, strconv.Itoa(i+1))
-		if i < len(msgs)-1 {
-			if err := nc.PublishMsg(m); err != nil {
-				return err
-			}
-			continue
-		}
-		m.Header.Set(hdrBatchCommit, "1")
-		reply, err := nc.RequestMsgWithContext(ctx, m)
-		if err != nil {
-			return err
-		}
-		var ack struct {
-			Error *struct {
-				Description string `json:"description"`
-			} `json:"error"`
-			Count int `json:"count"`
-		}
-		if err := json.Unmarshal(reply.Data, &ack); err != nil {
-			return fmt.Errorf("atomic batch reply %q: %w", reply.Data, err)
-		}
-		if ack.Error != nil {
-			return errors.New(ack.Error.Description)
-		}
-		if ack.Count != len(msgs) {
-			return fmt.Errorf("atomic batch: %d of %d messages stored", ack.Count, len(msgs))
-		}
-	}
-	return nil
-}
-
-// publishEach publishes msgs without waiting between them, then waits for
-// every acknowledgement.
-func (n *Notifier) publishEach(ctx context.Context, msgs []*nats.Msg) error {
-	acks := make([]jetstream.PubAckFuture, 0, len(msgs))
-	for _, m := range msgs {
-		f, err := n.deps.JS.PublishMsgAsync(m)
-		if err != nil {
-			return fmt.Errorf("publish %s: %w", m.Subject, err)
-		}
-		acks = append(acks, f)
-	}
-	for _, f := range acks {
-		select {
-		case <-f.Ok():
-		case err := <-f.Err():
-			return fmt.Errorf("publish %s: %w", f.Msg().Subject, err)
-		case <-ctx.Done():
-			return ctx.Err()
-		}
-	}
-	return nil
+// redelivered reports whether JetStream delivered msg before: its
+// notifications may exist already.
+func redelivered(msg jetstream.Msg) bool {
+	meta, err := msg.Metadata()
+	return err != nil || meta.NumDelivered > 1
 }
 
 func lastToken(s string) string {

@@ -3,9 +3,11 @@ package notifier
 import (
 	"context"
 	"errors"
+	"strconv"
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/teatree-dev/teatree/pkg/results"
 	"github.com/teatree-dev/teatree/pkg/subject"
@@ -19,8 +21,9 @@ const pagesInFlight = 16
 // publishResult publishes a durable query's outcome on
 // tt.ntf.<model>.req.<request id>: each page of its result as one message,
 // in order, with Tt-Page and Tt-Pages (the last page ends it); or, when it
-// failed, one failed status notification.
-func (n *Notifier) publishResult(ctx context.Context, out *teatreev1.QueryOutcome) error {
+// failed, one failed status notification. An outcome delivered again goes
+// on after the last page already published.
+func (n *Notifier) publishResult(ctx context.Context, out *teatreev1.QueryOutcome, redelivered bool) error {
 	if out.GetError() != nil {
 		m, err := n.statusMsg(&teatreev1.RequestStatus{
 			RequestId: out.GetRequestId(), Model: out.GetModel(), Op: "query", Status: subject.StatusFailed,
@@ -38,8 +41,23 @@ func (n *Notifier) publishResult(ctx context.Context, out *teatreev1.QueryOutcom
 		return errors.New("this notifier has no result store to read the pages from")
 	}
 	subj := n.cfg.Names.NtfRequest(out.GetModel(), out.GetRequestId())
+	first := 1
+	if redelivered {
+		last, err := n.last(ctx, subj)
+		switch {
+		case errors.Is(err, jetstream.ErrMsgNotFound):
+		case err != nil:
+			return err
+		default:
+			page, err := strconv.Atoi(last.Header.Get(subject.HeaderPage))
+			if err != nil || last.Header.Get(subject.HeaderStatus) != subject.StatusResult {
+				return nil // the request ended otherwise
+			}
+			first = page + 1
+		}
+	}
 	var batch []*nats.Msg
-	for page := 1; page <= int(out.GetPages()); page++ {
+	for page := first; page <= int(out.GetPages()); page++ {
 		meta, body, err := n.deps.Results.Get(ctx, out.GetResultId(), page)
 		if err != nil {
 			return err

@@ -69,13 +69,22 @@ func TestBadInput(t *testing.T) {
 		{name: "sql missing parameter", subject: "tt.mut.shop.sql", id: "b29", headers: sqlHdr, body: []byte(`{"sql":"delete from items where id = $1"}`), code: "invalid_argument"},
 		{name: "call of no function", subject: "tt.mut.shop.call", id: "b30", headers: sqlHdr, body: []byte(`{"function":"nope","args":{}}`), code: "not_found"},
 		{name: "invalid request id", subject: "tt.mut.shop.append", id: "bad id!", headers: csv, body: []byte("id\n1\n"), notifyID: "seq", code: "invalid_argument"},
+		{name: "reserved seq- request id", subject: "tt.mut.shop.append", id: "seq-7", headers: csv, body: []byte("id\n1\n"), notifyID: "seq", code: "invalid_argument"},
+		{name: "request id of another model", subject: "tt.mut.shop.append", id: "other.b31", headers: csv, body: []byte("id\n1\n"), notifyID: "seq", code: "invalid_argument"},
+		{name: "sql bare select", subject: "tt.mut.shop.sql", id: "b32", headers: sqlHdr, body: []byte(`{"sql":"select * from items"}`), code: "invalid_argument"},
+		{name: "sql pragma", subject: "tt.mut.shop.sql", id: "b33", headers: sqlHdr, body: []byte(`{"sql":"PRAGMA enable_profiling"}`), code: "invalid_argument"},
+		{name: "sql with the model-prefixed id", subject: "tt.mut.shop.sql", id: "shop.b34", headers: sqlHdr, body: []byte(`{"sql":"update items set nope = 1"}`), notifyID: "b34", code: "sql_error"},
 	}
 	for _, c := range cases {
 		seq := publish(t, js, c.subject, c.id, c.headers, c.body)
 		model := strings.Split(c.subject, ".")[2]
 		id := c.id
-		if c.notifyID == "seq" {
+		switch c.notifyID {
+		case "":
+		case "seq":
 			id = "seq-" + itoa(seq)
+		default:
+			id = c.notifyID
 		}
 		st, h := waitNotification(t, js, model, id)
 		requireError(t, st, c.code)

@@ -32,9 +32,24 @@ func isNodeError(err error) bool {
 	return errors.As(err, &ne)
 }
 
+// oomError is DuckDB running out of memory while applying a request. It is
+// neither the request's fault nor the node's yet: the batch is retried in
+// smaller parts, and only a request that alone runs out of memory fails.
+type oomError struct{ err error }
+
+func (e oomError) Error() string { return e.err.Error() }
+func (e oomError) Unwrap() error { return e.err }
+
+func isOOM(err error) bool {
+	var oe oomError
+	return errors.As(err, &oe)
+}
+
 // classify turns an error of applying a request into a request error with
-// the contract code that fits, or a nodeError. DuckDB's I/O and fatal
-// errors, interrupts and anything not from DuckDB are the node's fault.
+// the contract code that fits, an oomError, or a nodeError. DuckDB's I/O and
+// fatal errors, interrupts and anything not from DuckDB are the node's
+// fault; an interrupt by the request's own deadline is turned into the
+// request's failure by the caller, which knows why its context ended.
 func classify(err error, code apierr.Code) error {
 	var ae *apierr.Error
 	if errors.As(err, &ae) {
@@ -47,7 +62,9 @@ func classify(err error, code apierr.Code) error {
 	switch de.Type {
 	case duckdb.ErrorTypeIO, duckdb.ErrorTypeFatal, duckdb.ErrorTypeInterrupt, duckdb.ErrorTypeConnection:
 		return nodeError{err}
-	case duckdb.ErrorTypeInternal, duckdb.ErrorTypeOutOfMemory:
+	case duckdb.ErrorTypeOutOfMemory:
+		return oomError{err}
+	case duckdb.ErrorTypeInternal:
 		code = apierr.Internal
 	case duckdb.ErrorTypeInvalidInput, duckdb.ErrorTypeParser:
 		if code == apierr.SchemaMismatch {
@@ -320,11 +337,12 @@ func (s *store) exec(ctx context.Context, query string, args ...any) (int64, err
 	return res.RowsAffected()
 }
 
-// Statement types a sql mutation may run. Everything else (transaction
-// control, ATTACH, SET, LOAD, COPY, PRAGMA, CALL, CHECKPOINT, EXPORT, ...)
-// could break the batch's transaction or reach outside the model.
+// Statement types a sql mutation may run. A bare SELECT or PRAGMA changes
+// nothing (a query is the place for it): refused as a mistake. Everything
+// else (transaction control, ATTACH, SET, LOAD, COPY, CALL, CHECKPOINT,
+// EXPORT, ...) could break the batch's transaction or reach outside the
+// model: refused as not permitted.
 var allowedStatements = map[duckdb.StmtType]bool{
-	duckdb.STATEMENT_TYPE_SELECT:      true,
 	duckdb.STATEMENT_TYPE_INSERT:      true,
 	duckdb.STATEMENT_TYPE_UPDATE:      true,
 	duckdb.STATEMENT_TYPE_DELETE:      true,
@@ -389,8 +407,11 @@ func execStatement(ctx context.Context, c *duckdb.Conn, s sqlstmt.Statement, par
 	if err != nil {
 		return 0, err
 	}
+	if typ == duckdb.STATEMENT_TYPE_SELECT || typ == duckdb.STATEMENT_TYPE_PRAGMA {
+		return 0, apierr.Errorf(apierr.InvalidArgument, "statement %.60q changes nothing; use a query", s.Text)
+	}
 	if !allowedStatements[typ] {
-		return 0, apierr.Errorf(apierr.PermissionDenied, "statement not allowed in a mutation: %.60q (only SELECT, INSERT, UPDATE, DELETE, MERGE, CREATE, ALTER and DROP)", s.Text)
+		return 0, apierr.Errorf(apierr.PermissionDenied, "statement not allowed in a mutation: %.60q (only INSERT, UPDATE, DELETE, MERGE, CREATE, ALTER and DROP)", s.Text)
 	}
 	args, err := sqlstmt.Args(s, params)
 	if err != nil {

@@ -20,6 +20,7 @@ import (
 
 	"github.com/teatree-dev/teatree/pkg/apierr"
 	"github.com/teatree-dev/teatree/pkg/blob"
+	"github.com/teatree-dev/teatree/pkg/catalog"
 	"github.com/teatree-dev/teatree/pkg/subject"
 	teatreev1 "github.com/teatree-dev/teatree/proto/teatree/v1"
 )
@@ -117,8 +118,21 @@ func New(cfg Config, deps Deps) *Manager {
 	return m
 }
 
+// requestTimeout bounds the statements of one request:
+// spec.limits.request_timeout_ms, or the catalog's default when unset.
+func (m *Manager) requestTimeout() time.Duration {
+	ms := m.cfg.Spec.GetLimits().GetRequestTimeoutMs()
+	if ms == 0 {
+		ms = catalog.DefaultRequestTimeoutMs
+	}
+	return time.Duration(ms) * time.Millisecond
+}
+
 func (m *Manager) dbPath() string   { return filepath.Join(m.cfg.Dir, "model.duckdb") }
 func (m *Manager) spoolDir() string { return filepath.Join(m.cfg.Dir, "spool") }
+
+// stagingDir holds snapshot copies on their way to the blob store.
+func (m *Manager) stagingDir() string { return filepath.Join(m.cfg.Dir, "staging") }
 
 // Run applies the model's mutations until ctx ends or the node fails. A
 // returned error is the node's: the caller retries Run, which resumes from
@@ -202,6 +216,9 @@ func (m *Manager) Run(ctx context.Context) error {
 // same file in this process (the restart of this db-manager) then spins
 // forever in DuckDB's instance cache, holding the cache's lock, which blocks
 // every DuckDB open of the process. Seen under load when stopping Run.
+// The one exception is a request's own statements (writer.requestContext):
+// they are interrupted at the request's deadline or when Run ends, on a
+// connection that stays open, and only their transaction is rolled back.
 func noInterrupt(ctx context.Context) context.Context { return context.WithoutCancel(ctx) }
 
 // openOrRestore opens the local read-write file, first restoring the newest
@@ -210,6 +227,9 @@ func noInterrupt(ctx context.Context) context.Context { return context.WithoutCa
 func (m *Manager) openOrRestore(ctx context.Context) (*store, error) {
 	if err := os.MkdirAll(m.cfg.Dir, 0o755); err != nil {
 		return nil, fmt.Errorf("create model dir: %w", err)
+	}
+	if err := m.sweep(); err != nil {
+		return nil, err
 	}
 	var localSeq uint64
 	if _, err := os.Stat(m.dbPath()); err == nil {
@@ -233,6 +253,18 @@ func (m *Manager) openOrRestore(ctx context.Context) (*store, error) {
 		m.log.InfoContext(ctx, "restored snapshot", "version", m.cfg.Spec.GetVersion(), "applied_seq", m.cfg.Spec.GetAppliedSeq(), "local_seq", localSeq)
 	}
 	return m.open(ctx)
+}
+
+// sweep removes what a crashed run left in the model's scratch folders:
+// staged snapshot copies and spooled request bodies. Only a running manager
+// uses them, and the model has one manager, so at open they are garbage.
+func (m *Manager) sweep() error {
+	for _, dir := range []string{m.stagingDir(), m.spoolDir()} {
+		if err := os.RemoveAll(dir); err != nil {
+			return fmt.Errorf("remove leftovers of an earlier run: %w", err)
+		}
+	}
+	return nil
 }
 
 func (m *Manager) open(ctx context.Context) (*store, error) {

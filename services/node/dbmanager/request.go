@@ -49,15 +49,18 @@ func parseRequest(names subject.Names, msg jetstream.Msg) (*request, error) {
 	r := &request{seq: meta.Sequence.Stream, body: msg.Data(), notifyURL: h.Get(subject.HeaderNotifyURL)}
 	model, op, ok := names.ParseMut(msg.Subject())
 	r.op = op
-	r.id = h.Get(subject.HeaderMsgID)
-	if r.id == "" {
+	if msgID := h.Get(subject.HeaderMsgID); msgID == "" {
 		r.id = subject.SeqRequestID(r.seq)
-	} else if err := subject.ValidateRequest(r.id); err != nil {
+	} else if id, err := subject.RequestFromMsgID(model, msgID); err != nil {
 		// The notification subject needs a valid token: fall back to the
 		// sequence so the client can still find out what happened.
 		r.id = subject.SeqRequestID(r.seq)
 		r.invalid = err
 		return r, nil
+	} else {
+		// Request ids belong to their model: "<model>.<id>" is request id
+		// <id>, so two models may use the same one.
+		r.id = id
 	}
 	if !ok {
 		r.invalid = apierr.Errorf(apierr.InvalidArgument, "subject %q: want %s", msg.Subject(), names.Mut("<model>", "<op>"))

@@ -36,8 +36,6 @@ func TestSQLMutation(t *testing.T) {
 		"BEGIN TRANSACTION",
 		"COMMIT",
 		"CHECKPOINT",
-		"PRAGMA enable_profiling",
-		"PRAGMA force_checkpoint",
 		"LOAD httpfs",
 		"INSTALL httpfs",
 		"EXPORT DATABASE 'out'",
@@ -53,6 +51,21 @@ func TestSQLMutation(t *testing.T) {
 		forbiddenIDs = append(forbiddenIDs, id)
 		// The insert before the forbidden statement is undone with it.
 		h.publish(t, "m", sqlMutation(id, fmt.Sprintf(`{"sql": "INSERT INTO t VALUES (%d, 'undone'); %s"}`, 100+i, s)))
+	}
+	// Statements that change nothing are a mistake, not an attempt: a
+	// query is the place for them.
+	changeNothing := []string{
+		"SELECT 1",
+		"SELECT * FROM t",
+		"PRAGMA enable_profiling",
+		"PRAGMA force_checkpoint",
+		"PRAGMA table_info('t')",
+	}
+	var changeNothingIDs []string
+	for i, s := range changeNothing {
+		id := fmt.Sprintf("changes-nothing-%d", i)
+		changeNothingIDs = append(changeNothingIDs, id)
+		h.publish(t, "m", sqlMutation(id, fmt.Sprintf(`{"sql": "INSERT INTO t VALUES (%d, 'undone'); %s"}`, 400+i, s)))
 	}
 	// Texts that the splitter and DuckDB's parser split differently:
 	// DuckDB would run the hidden middle statement before teatree checks.
@@ -73,7 +86,7 @@ func TestSQLMutation(t *testing.T) {
 	h.publish(t, "m", sqlMutation("last", `{"sql": "DELETE FROM t WHERE a = $1", "params": [9]}`))
 
 	want := []string{"create", "append", "question-marks", "too-few-params", "not-json", "no-statement", "bad-sql", "last"}
-	got := outcomes.await(t, append(append(want, forbiddenIDs...), hiddenIDs...)...)
+	got := outcomes.await(t, append(append(append(want, forbiddenIDs...), hiddenIDs...), changeNothingIDs...)...)
 	requireApplied(t, got["create"], 2)
 	requireApplied(t, got["append"], 1)
 	requireApplied(t, got["question-marks"], 1)
@@ -85,6 +98,11 @@ func TestSQLMutation(t *testing.T) {
 	for i, id := range forbiddenIDs {
 		assert.Equal(t, "failed", got[id].GetStatus(), "%s was run", forbidden[i])
 		assert.Equal(t, "permission_denied", got[id].GetError().GetCode(), "%s: %s", forbidden[i], got[id].GetError().GetMessage())
+	}
+	for i, id := range changeNothingIDs {
+		assert.Equal(t, "failed", got[id].GetStatus(), "%s was run", changeNothing[i])
+		assert.Equal(t, "invalid_argument", got[id].GetError().GetCode(), "%s: %s", changeNothing[i], got[id].GetError().GetMessage())
+		assert.Contains(t, got[id].GetError().GetMessage(), "changes nothing", changeNothing[i])
 	}
 	for i, id := range hiddenIDs {
 		assert.Equal(t, "failed", got[id].GetStatus(), "%s was run", hidden[i])

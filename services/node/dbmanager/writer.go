@@ -2,6 +2,7 @@ package dbmanager
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -92,7 +93,12 @@ func (w *writer) loop(ctx context.Context, msgs <-chan jetstream.Msg, pumpErr <-
 					break drain
 				}
 			}
-			if err := w.commit(noInterrupt(ctx), batch); err != nil {
+			if err := w.commit(ctx, batch); err != nil {
+				if errors.Is(err, errStopped) {
+					// Interrupted mid-statement by the end of ctx: the
+					// batch was rolled back and the next Run applies it.
+					return nil
+				}
 				return err
 			}
 			if idle != nil {
@@ -126,7 +132,10 @@ func (w *writer) settled(waiting int) bool {
 }
 
 // commit applies a batch in one transaction, then announces its outcomes.
-func (w *writer) commit(ctx context.Context, msgs []jetstream.Msg) error {
+// Only the requests' own statements end with ctx (see requestContext); the
+// bookkeeping around them runs to its end (see noInterrupt).
+func (w *writer) commit(runCtx context.Context, msgs []jetstream.Msg) error {
+	ctx := noInterrupt(runCtx)
 	reqs := make([]*request, 0, len(msgs))
 	for _, msg := range msgs {
 		r, err := parseRequest(w.m.cfg.Names, msg)
@@ -147,7 +156,7 @@ func (w *writer) commit(ctx context.Context, msgs []jetstream.Msg) error {
 		return err
 	}
 	lastSeq := reqs[len(reqs)-1].seq
-	statuses, err := w.applyBatch(ctx, todo, lastSeq)
+	statuses, err := w.applyBatch(runCtx, todo, lastSeq)
 	if err != nil {
 		return err
 	}
@@ -223,28 +232,100 @@ func (w *writer) dropDuplicates(ctx context.Context, reqs []*request) ([]*reques
 }
 
 // applyBatch runs the batch in one transaction. DuckDB aborts a transaction
-// on an execution error, so a request that fails for its own reasons is set
-// aside and the transaction is run again without it; the others commit.
-func (w *writer) applyBatch(ctx context.Context, reqs []*request, lastSeq uint64) ([]*teatreev1.RequestStatus, error) {
+// on an execution error, so a request that fails for its own reasons (or
+// runs past its deadline) is set aside and the transaction is run again
+// without it; the others commit. A batch that runs out of memory is applied
+// in halves, each in a transaction of its own, down to single requests.
+// runCtx is Run's: its end interrupts the running statement (errStopped).
+func (w *writer) applyBatch(runCtx context.Context, reqs []*request, lastSeq uint64) ([]*teatreev1.RequestStatus, error) {
 	failed := make([]error, len(reqs))
 	for i, r := range reqs {
 		failed[i] = r.invalid
 	}
+	return w.applyPart(runCtx, reqs, failed, lastSeq)
+}
+
+// applyPart applies reqs in one transaction that records lastSeq as
+// applied, or in halves when that transaction runs out of memory.
+func (w *writer) applyPart(runCtx context.Context, reqs []*request, failed []error, lastSeq uint64) ([]*teatreev1.RequestStatus, error) {
 	for {
-		// One time for the whole batch: the notifications say what the
-		// record says, also when they are replayed from it.
+		// One time for the whole transaction: the notifications say what
+		// the record says, also when they are replayed from it.
 		now := time.Now().UTC()
-		results, redo, err := w.tryBatch(ctx, reqs, failed, lastSeq, now)
-		if err != nil || !redo {
+		results, redo, err := w.tryBatch(runCtx, reqs, failed, lastSeq, now)
+		if errors.Is(err, errSplit) {
+			half := len(reqs) / 2
+			w.m.log.InfoContext(runCtx, "batch out of memory; applying it in halves",
+				"from_seq", reqs[0].seq, "to_seq", reqs[len(reqs)-1].seq)
+			first, err := w.applyPart(runCtx, reqs[:half], failed[:half], reqs[half-1].seq)
 			if err != nil {
 				return nil, err
 			}
+			second, err := w.applyPart(runCtx, reqs[half:], failed[half:], lastSeq)
+			if err != nil {
+				return nil, err
+			}
+			return append(first, second...), nil
+		}
+		if err != nil {
+			return nil, err
+		}
+		if !redo {
 			return w.statuses(reqs, results, failed, now), nil
 		}
 	}
 }
 
-func (w *writer) tryBatch(ctx context.Context, reqs []*request, failed []error, lastSeq uint64, now time.Time) (results []applyResult, redo bool, err error) {
+// errSplit asks applyPart to apply a batch that ran out of memory in
+// smaller transactions.
+var errSplit = errors.New("out of memory: split the batch")
+
+// errStopped is the cause of a request context that Run's end cancelled.
+var errStopped = errors.New("db-manager stopping")
+
+// errRequestTimeout is the cause of a request context past its deadline.
+var errRequestTimeout = errors.New("request timeout")
+
+// requestContext is the context of one request's statements: it ends at
+// the model's request timeout, or when Run's ctx ends; either interrupts
+// the running DuckDB statement. The connection stays open: the caller rolls
+// the transaction back (see noInterrupt for why the rest never sees ctx's
+// cancellation).
+func (w *writer) requestContext(runCtx context.Context) (context.Context, context.CancelFunc) {
+	base, stopBase := context.WithCancelCause(context.WithoutCancel(runCtx))
+	stopAfter := context.AfterFunc(runCtx, func() { stopBase(errStopped) })
+	ctx, stopTimeout := context.WithTimeoutCause(base, w.m.requestTimeout(), errRequestTimeout)
+	return ctx, func() {
+		stopAfter()
+		stopTimeout()
+		stopBase(nil)
+	}
+}
+
+// requestFailure says what an error of applying requests under rctx is:
+// errStopped when Run is ending, deadline_exceeded when the request's own
+// deadline interrupted it (whatever DuckDB made of the interrupt), else err.
+func (w *writer) requestFailure(rctx context.Context, err error) error {
+	switch cause := context.Cause(rctx); {
+	case errors.Is(cause, errStopped):
+		return errStopped
+	case errors.Is(cause, errRequestTimeout):
+		return apierr.Errorf(apierr.DeadlineExceeded, "the request ran longer than the model's request timeout, %s (spec.limits.request_timeout_ms)", w.m.requestTimeout())
+	}
+	return err
+}
+
+// outOfMemory is the failure of a request that runs out of memory alone.
+func (w *writer) outOfMemory(err error) error {
+	limit := w.m.cfg.MemoryLimit
+	if limit == "" {
+		limit = "DuckDB's default, 80% of RAM"
+	}
+	return apierr.Errorf(apierr.ResourceExhausted, "the request needs more memory than the model's memory limit (%s) allows: %v", limit, strings.TrimSpace(err.Error()))
+}
+
+func (w *writer) tryBatch(runCtx context.Context, reqs []*request, failed []error, lastSeq uint64, now time.Time) (results []applyResult, redo bool, err error) {
+	ctx := noInterrupt(runCtx)
 	if _, err := w.st.conn.ExecContext(ctx, "BEGIN TRANSACTION"); err != nil {
 		return nil, false, nodeError{fmt.Errorf("begin: %w", err)}
 	}
@@ -261,12 +342,19 @@ func (w *writer) tryBatch(ctx context.Context, reqs []*request, failed []error, 
 			continue
 		}
 		if j := combinedRun(reqs, failed, i); j-i > 1 {
-			res, err := w.m.applyCombined(ctx, w.st, reqs[i:j])
+			rctx, done := w.requestContext(runCtx)
+			res, err := w.m.applyCombined(rctx, w.st, reqs[i:j])
+			if err != nil {
+				err = w.requestFailure(rctx, err)
+			}
+			done()
 			if err != nil {
 				rollback()
-				if isNodeError(err) || ctx.Err() != nil {
+				if isNodeError(err) || errors.Is(err, errStopped) {
 					return nil, false, fmt.Errorf("apply seq %d to %d: %w", r.seq, reqs[j-1].seq, err)
 				}
+				// Past the deadline or out of memory too: each request
+				// alone then gets a deadline and a try of its own.
 				for _, r := range reqs[i:j] {
 					r.alone = true
 				}
@@ -276,11 +364,22 @@ func (w *writer) tryBatch(ctx context.Context, reqs []*request, failed []error, 
 			i = j
 			continue
 		}
-		res, err := w.m.apply(ctx, w.st, r)
+		rctx, done := w.requestContext(runCtx)
+		res, err := w.m.apply(rctx, w.st, r)
+		if err != nil {
+			err = w.requestFailure(rctx, err)
+		}
+		done()
 		if err != nil {
 			rollback()
-			if isNodeError(err) || ctx.Err() != nil {
+			if isNodeError(err) || errors.Is(err, errStopped) {
 				return nil, false, fmt.Errorf("apply seq %d: %w", r.seq, err)
+			}
+			if isOOM(err) {
+				if len(reqs) > 1 {
+					return nil, false, errSplit
+				}
+				err = w.outOfMemory(err)
 			}
 			failed[i] = err
 			return nil, true, nil

@@ -1,0 +1,121 @@
+package notifier
+
+import (
+	"context"
+	"hash/fnv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// Events are processed in lanes: every event of a model goes to the lane
+// its model hashes to, and a lane handles its events one at a time, in the
+// order they were delivered. So a model's notifications keep the order of
+// its events, while a slow or failing model holds up only the models that
+// share its lane.
+
+// laneQueue bounds the events waiting in one lane. When a lane is full,
+// dispatching waits for it: memory stays bounded whatever the backlog.
+const laneQueue = 32
+
+// maxBackoff bounds the wait between two attempts, well within ackWait.
+const maxBackoff = 5 * time.Second
+
+type lanes struct {
+	n     *Notifier
+	queue []chan jetstream.Msg
+	wg    sync.WaitGroup
+}
+
+func (n *Notifier) startLanes(ctx context.Context) *lanes {
+	l := &lanes{n: n, queue: make([]chan jetstream.Msg, n.cfg.Lanes)}
+	for i := range l.queue {
+		q := make(chan jetstream.Msg, laneQueue)
+		l.queue[i] = q
+		l.wg.Add(1)
+		go func() {
+			defer l.wg.Done()
+			for msg := range q {
+				// After ctx ends the events left are not acknowledged:
+				// JetStream delivers them to the next notifier.
+				if ctx.Err() == nil {
+					n.process(ctx, msg)
+				}
+			}
+		}()
+	}
+	return l
+}
+
+// dispatch queues msg in its model's lane, waiting while the lane is full.
+func (l *lanes) dispatch(ctx context.Context, msg jetstream.Msg) {
+	select {
+	case l.queue[laneOf(eventModel(msg.Subject()), len(l.queue))] <- msg:
+	case <-ctx.Done():
+	}
+}
+
+// stop ends the lanes once they have drained their queues.
+func (l *lanes) stop() {
+	for _, q := range l.queue {
+		close(q)
+	}
+	l.wg.Wait()
+}
+
+// laneOf is the lane of a model.
+func laneOf(model string, lanes int) int {
+	h := fnv.New32a()
+	_, _ = h.Write([]byte(model))
+	return int(h.Sum32() % uint32(lanes))
+}
+
+// eventModel is the model of tt.evt.<model>.<kind>: the token before the
+// kind, whatever the prefix.
+func eventModel(subj string) string {
+	rest := subj[:max(0, strings.LastIndexByte(subj, '.'))]
+	return rest[strings.LastIndexByte(rest, '.')+1:]
+}
+
+// process handles msg, trying again in place while it fails, so that the
+// model's later events wait behind it. JetStream is told the event is in
+// progress before each wait, so that it does not deliver it again
+// meanwhile. After MaxAttempts the event goes to TT_DEAD and is
+// acknowledged: the lane moves on.
+func (n *Notifier) process(ctx context.Context, msg jetstream.Msg) {
+	backoff := n.cfg.RetryBackoff
+	for attempt := 1; ; attempt++ {
+		err := n.handle(ctx, msg)
+		if err == nil {
+			_ = msg.Ack()
+			return
+		}
+		if ctx.Err() != nil {
+			return
+		}
+		if attempt >= n.cfg.MaxAttempts {
+			n.deadLetter(ctx, msg, err, attempt)
+			return
+		}
+		n.deps.Log.WarnContext(ctx, "notify; trying again", "subject", msg.Subject(), "attempt", attempt, "err", err)
+		_ = msg.InProgress()
+		if !wait(ctx, backoff) {
+			return
+		}
+		backoff = min(2*backoff, maxBackoff)
+	}
+}
+
+// wait waits d or until ctx ends; false when ctx ended.
+func wait(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
