@@ -79,7 +79,7 @@ func bindable(ip string, ports ...string) bool {
 
 // proc is one server process, restartable on the same arguments (and so
 // the same addresses and directories). Its logs, across restarts, are
-// printed when the test fails.
+// printed when the test fails, or always with E2E_LOGS=1.
 type proc struct {
 	t     *testing.T
 	name  string
@@ -101,7 +101,7 @@ func newProc(t *testing.T, name, path string, args []string, ready func(*proc) b
 	p := &proc{t: t, name: name, path: path, args: args, logs: &natstest.LogBuffer{}, ready: ready}
 	t.Cleanup(func() {
 		p.stop()
-		if t.Failed() {
+		if t.Failed() || os.Getenv("E2E_LOGS") != "" {
 			t.Logf("logs of %s (%s %s):\n%s", p.name, filepath.Base(p.path), strings.Join(p.args, " "), p.logs.String())
 		}
 	})
