@@ -169,8 +169,14 @@ func (d *Dispatcher) watch(ctx context.Context, kv jetstream.KeyValue, f func(je
 func (d *Dispatcher) onLease(e jetstream.KeyValueEntry) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if e.Operation() == jetstream.KeyValuePut {
+	if e.Operation() == jetstream.KeyValuePut && !isRejectLease(e.Value()) {
 		d.owners[e.Key()] = e.Created()
+	} else if e.Operation() == jetstream.KeyValuePut {
+		// A dispatcher holds the model only while it rejects one request:
+		// no owner will apply what comes meanwhile, so the model stays
+		// unowned here and its mutations keep being looked at (handle and
+		// place wait for the release).
+		d.owners[e.Key()] = time.Time{}
 	} else {
 		// A released or revoked lease is stale at once: the next reconcile
 		// places the model if it has mutations waiting.
@@ -234,14 +240,80 @@ func (d *Dispatcher) handle(ctx context.Context, msg jetstream.Msg) error {
 	}
 	err = d.place(ctx, spec)
 	if errors.Is(err, errNoNode) && time.Since(meta.Timestamp) > d.cfg.PlacementGrace {
-		// The request ends failed, so it must never be applied: take it
-		// out of the log first.
-		if err := d.mut.DeleteMsg(ctx, meta.Sequence.Stream); err != nil && !errors.Is(err, jetstream.ErrMsgNotFound) {
-			return fmt.Errorf("remove unservable request %d: %w", meta.Sequence.Stream, err)
-		}
-		return d.reject(ctx, msg, meta, model, op, apierr.Errorf(apierr.Unavailable, "no live node has the capabilities %v that model %s needs", spec.GetCapabilities(), model))
+		return d.rejectUnavailable(ctx, msg, meta, model, op, apierr.Errorf(apierr.Unavailable, "no live node has the capabilities %v that model %s needs", spec.GetCapabilities(), model))
 	}
 	return err
+}
+
+// RejectNode is the node id a dispatcher holds a model's lease under while
+// it rejects a request of the model. Node ids follow the model id rule, so
+// no node can have it, and no node ever runs such a lease.
+const RejectNode = "_dispatcher"
+
+// errRejecting is returned while a dispatcher holds a model to reject one
+// of its requests: the message is looked at again once it is released.
+var errRejecting = errors.New("a dispatcher holds the model to reject a request")
+
+// isRejectLease reports whether a tt_owners value is a dispatcher's lease.
+func isRejectLease(b []byte) bool {
+	l, err := catalog.DecodeLease(b)
+	return err == nil && l.GetNode() == RejectNode
+}
+
+// heldBy explains a grant that failed because the lease is held: nil when
+// a node has it (that node applies the model's mutations), errRejecting
+// when a dispatcher has it for a moment.
+func (d *Dispatcher) heldBy(ctx context.Context, model string) error {
+	l, _, err := catalog.GetLease(ctx, d.deps.Owners, model)
+	switch {
+	case err != nil:
+		return err
+	case l == nil:
+		return fmt.Errorf("model %s: the lease was released meanwhile; look again", model)
+	case l.GetNode() == RejectNode:
+		return fmt.Errorf("model %s: %w", model, errRejecting)
+	}
+	return nil
+}
+
+// rejectUnavailable ends a request that no node could take in time with a
+// failed outcome, without ever contradicting a node that applies it. The
+// dispatcher takes the model as a writer of its own (its lease and epoch),
+// so that any earlier holder is fenced off and the outcome is trusted as
+// the newest word on the request; it announces the rejection on
+// tt.evt.<model>.reject, where the notifier commits it (catalog.Reject),
+// notifies and deletes the message; then it lets the model go. A node that
+// got the lease first keeps it and applies the request instead.
+//
+// A dispatcher that dies between the grant and the release leaves its
+// lease to expire after the lease TTL: the model waits that long for a
+// node, which is no worse than a node dying.
+func (d *Dispatcher) rejectUnavailable(ctx context.Context, msg jetstream.Msg, meta *jetstream.MsgMetadata, model, op string, cause error) error {
+	epoch, rev, err := catalog.Grant(ctx, d.deps.Owners, model, RejectNode)
+	if errors.Is(err, catalog.ErrLeaseHeld) {
+		return d.heldBy(ctx, model)
+	}
+	if err != nil {
+		return err
+	}
+	defer func() {
+		// Even when ctx ended: a lease left behind blocks the model for a TTL.
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		if err := catalog.Release(rctx, d.deps.Owners, model, rev); err != nil {
+			d.deps.Log.WarnContext(ctx, "release the lease of a rejection; it expires after the lease ttl", "model", model, "err", err)
+		}
+	}()
+	if _, err := catalog.TakeOver(ctx, d.deps.Models, model, epoch); err != nil {
+		return fmt.Errorf("reject request %d: %w", meta.Sequence.Stream, err)
+	}
+	ev := d.failed(msg, meta, model, op, cause)
+	ev.Epoch = epoch
+	if err := d.publish(ctx, d.cfg.Names.Evt(model, subject.EventReject), subject.RejectMsgID(model, meta.Sequence.Stream), ev); err != nil {
+		return fmt.Errorf("reject request %d: %w", meta.Sequence.Stream, err)
+	}
+	d.deps.Log.InfoContext(ctx, "rejected request: no node", "model", model, "seq", meta.Sequence.Stream, "epoch", epoch)
+	return nil
 }
 
 var errNoNode = errors.New("no live node can serve the model")
@@ -255,7 +327,7 @@ func (d *Dispatcher) place(ctx context.Context, spec *teatreev1.ModelSpec) error
 	}
 	_, _, err := catalog.Grant(ctx, d.deps.Owners, spec.GetId(), node)
 	if errors.Is(err, catalog.ErrLeaseHeld) {
-		return nil
+		return d.heldBy(ctx, spec.GetId())
 	}
 	if err == nil {
 		d.deps.Log.InfoContext(ctx, "placed model", "model", spec.GetId(), "node", node)
@@ -289,30 +361,41 @@ func covers(have, needs []string) bool {
 	return true
 }
 
-// reject ends a mutation that no model will apply with a failed outcome.
+// reject ends a mutation that no model will apply (no such model, a bad
+// subject) with a failed outcome of epoch 0: no writer ever holds it.
 func (d *Dispatcher) reject(ctx context.Context, msg jetstream.Msg, meta *jetstream.MsgMetadata, model, op string, cause error) error {
-	seq := meta.Sequence.Stream
-	id := msg.Headers().Get(subject.HeaderMsgID)
-	if subject.ValidateRequest(id) != nil {
-		id = subject.SeqRequestID(seq)
-	}
 	if model == "" {
-		d.deps.Log.WarnContext(ctx, "drop mutation on a malformed subject", "subject", msg.Subject(), "seq", seq)
+		d.deps.Log.WarnContext(ctx, "drop mutation on a malformed subject", "subject", msg.Subject(), "seq", meta.Sequence.Stream)
 		return nil
 	}
+	ev := d.failed(msg, meta, model, op, cause)
+	return d.publish(ctx, d.cfg.Names.Evt(model, subject.EventOutcomes), subject.RejectMsgID(model, meta.Sequence.Stream), ev)
+}
+
+// failed is the outcomes event that ends msg failed with cause.
+func (d *Dispatcher) failed(msg jetstream.Msg, meta *jetstream.MsgMetadata, model, op string, cause error) *teatreev1.Outcomes {
+	seq := meta.Sequence.Stream
+	id, err := subject.RequestFromMsgID(model, msg.Headers().Get(subject.HeaderMsgID))
+	if err != nil {
+		id = subject.SeqRequestID(seq)
+	}
 	code, text := apierr.From(cause)
-	ev := &teatreev1.Outcomes{Model: model, Statuses: []*teatreev1.RequestStatus{{
+	return &teatreev1.Outcomes{Model: model, Statuses: []*teatreev1.RequestStatus{{
 		RequestId: id, Model: model, Op: op, Status: subject.StatusFailed, Seq: seq,
 		AppliedAt: time.Now().UTC().Format(time.RFC3339Nano),
 		Error:     &teatreev1.Error{Code: string(code), Message: text},
 	}}}
+}
+
+// publish publishes ev on subj with msgID and waits for the stream's ack.
+func (d *Dispatcher) publish(ctx context.Context, subj, msgID string, ev *teatreev1.Outcomes) error {
 	data, err := proto.Marshal(ev)
 	if err != nil {
 		return err
 	}
-	out := nats.NewMsg(d.cfg.Names.Evt(model, subject.EventOutcomes))
+	out := nats.NewMsg(subj)
 	out.Data = data
-	out.Header.Set(subject.HeaderMsgID, subject.RejectMsgID(model, seq))
+	out.Header.Set(subject.HeaderMsgID, msgID)
 	_, err = d.deps.JS.PublishMsg(ctx, out)
 	return err
 }
