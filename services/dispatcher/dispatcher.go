@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strconv"
 	"sync"
 	"time"
 
@@ -304,16 +305,107 @@ func (d *Dispatcher) rejectUnavailable(ctx context.Context, msg jetstream.Msg, m
 			d.deps.Log.WarnContext(ctx, "release the lease of a rejection; it expires after the lease ttl", "model", model, "err", err)
 		}
 	}()
-	if _, err := catalog.TakeOver(ctx, d.deps.Models, model, epoch); err != nil {
-		return fmt.Errorf("reject request %d: %w", meta.Sequence.Stream, err)
+	seq := meta.Sequence.Stream
+	spec, err := catalog.TakeOver(ctx, d.deps.Models, model, epoch)
+	if err != nil {
+		return fmt.Errorf("reject request %d: %w", seq, err)
 	}
-	ev := d.failed(msg, meta, model, op, cause)
-	ev.Epoch = epoch
-	if err := d.publish(ctx, d.cfg.Names.Evt(model, subject.EventReject), subject.RejectMsgID(model, meta.Sequence.Stream), ev); err != nil {
-		return fmt.Errorf("reject request %d: %w", meta.Sequence.Stream, err)
+	if seq <= spec.GetAppliedSeq() {
+		return nil // an earlier holder applied it
 	}
-	d.deps.Log.InfoContext(ctx, "rejected request: no node", "model", model, "seq", meta.Sequence.Stream, "epoch", epoch)
+	if _, err := d.mut.GetMsg(ctx, seq); errors.Is(err, jetstream.ErrMsgNotFound) {
+		return nil // rejected already: the notifier finished it
+	} else if err != nil {
+		return err
+	}
+	statuses, err := d.unservable(ctx, model, max(spec.GetAppliedSeq(), spec.GetCreatedSeq()), seq, cause)
+	if err != nil {
+		return err
+	}
+	statuses = append(statuses, failedStatus(model, op, msg.Headers(), seq, cause))
+	ev := &teatreev1.Outcomes{Model: model, Epoch: epoch, Statuses: statuses}
+	if err := d.publish(ctx, d.cfg.Names.Evt(model, subject.EventReject), rejectMsgID(model, seq, epoch), ev); err != nil {
+		return fmt.Errorf("reject request %d: %w", seq, err)
+	}
+	d.deps.Log.InfoContext(ctx, "rejected requests: no node", "model", model, "seq", seq, "requests", len(statuses), "epoch", epoch)
 	return nil
+}
+
+// maxRejectBatch bounds the earlier requests one rejection names.
+const maxRejectBatch = 1000
+
+// unservable returns failed statuses for the requests of model after seq
+// from and before seq through that are still in TT_MUT and past the
+// placement grace, oldest first. A rejection names these earlier ones too:
+// the notifier drops an event whose epoch is no longer the model's, so
+// each rejection takes over from the previous one and must carry what that
+// one may not have finished.
+func (d *Dispatcher) unservable(ctx context.Context, model string, from, through uint64, cause error) ([]*teatreev1.RequestStatus, error) {
+	cons, err := d.mut.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{
+		FilterSubjects:    []string{d.cfg.Names.MutModel(model)},
+		DeliverPolicy:     jetstream.DeliverByStartSequencePolicy,
+		OptStartSeq:       from + 1,
+		HeadersOnly:       true,
+		InactiveThreshold: 10 * time.Second,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("read the requests of %s to reject: %w", model, err)
+	}
+	var statuses []*teatreev1.RequestStatus
+	for len(statuses) < maxRejectBatch {
+		msg, err := cons.Next(jetstream.FetchMaxWait(2 * time.Second))
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil, ctx.Err()
+			}
+			break // through was deleted meanwhile: nothing is left to read
+		}
+		meta, err := msg.Metadata()
+		if err != nil {
+			return nil, err
+		}
+		seq := meta.Sequence.Stream
+		if seq >= through {
+			break
+		}
+		// A bad subject got its rejection already; a young request may
+		// still find a node.
+		if _, op, ok := d.cfg.Names.ParseMut(msg.Subject()); ok && time.Since(meta.Timestamp) > d.cfg.PlacementGrace {
+			statuses = append(statuses, failedStatus(model, op, msg.Headers(), seq, cause))
+		}
+		if meta.NumPending == 0 {
+			break
+		}
+	}
+	return statuses, nil
+}
+
+// rejectMsgID is the message id of a rejection by the holder of epoch.
+// The epoch is part of it: a rejection tried again after a lost ack runs
+// under a new epoch, and must not be dropped as a duplicate of the old
+// one, which the notifier no longer trusts.
+func rejectMsgID(model string, seq, epoch uint64) string {
+	return subject.RejectMsgID(model, seq) + "." + strconv.FormatUint(epoch, 10)
+}
+
+// failedStatus ends the mutation of model at seq with header failed with
+// cause.
+func failedStatus(model, op string, header nats.Header, seq uint64, cause error) *teatreev1.RequestStatus {
+	code, text := apierr.From(cause)
+	return &teatreev1.RequestStatus{
+		RequestId: requestID(model, header, seq), Model: model, Op: op, Status: subject.StatusFailed, Seq: seq,
+		AppliedAt: time.Now().UTC().Format(time.RFC3339Nano),
+		Error:     &teatreev1.Error{Code: string(code), Message: text},
+	}
+}
+
+// requestID is the request id of a mutation of model with header at seq.
+func requestID(model string, header nats.Header, seq uint64) string {
+	id, err := subject.RequestFromMsgID(model, header.Get(subject.HeaderMsgID))
+	if err != nil {
+		return subject.SeqRequestID(seq)
+	}
+	return id
 }
 
 var errNoNode = errors.New("no live node can serve the model")
@@ -368,23 +460,9 @@ func (d *Dispatcher) reject(ctx context.Context, msg jetstream.Msg, meta *jetstr
 		d.deps.Log.WarnContext(ctx, "drop mutation on a malformed subject", "subject", msg.Subject(), "seq", meta.Sequence.Stream)
 		return nil
 	}
-	ev := d.failed(msg, meta, model, op, cause)
-	return d.publish(ctx, d.cfg.Names.Evt(model, subject.EventOutcomes), subject.RejectMsgID(model, meta.Sequence.Stream), ev)
-}
-
-// failed is the outcomes event that ends msg failed with cause.
-func (d *Dispatcher) failed(msg jetstream.Msg, meta *jetstream.MsgMetadata, model, op string, cause error) *teatreev1.Outcomes {
 	seq := meta.Sequence.Stream
-	id, err := subject.RequestFromMsgID(model, msg.Headers().Get(subject.HeaderMsgID))
-	if err != nil {
-		id = subject.SeqRequestID(seq)
-	}
-	code, text := apierr.From(cause)
-	return &teatreev1.Outcomes{Model: model, Statuses: []*teatreev1.RequestStatus{{
-		RequestId: id, Model: model, Op: op, Status: subject.StatusFailed, Seq: seq,
-		AppliedAt: time.Now().UTC().Format(time.RFC3339Nano),
-		Error:     &teatreev1.Error{Code: string(code), Message: text},
-	}}}
+	ev := &teatreev1.Outcomes{Model: model, Statuses: []*teatreev1.RequestStatus{failedStatus(model, op, msg.Headers(), seq, cause)}}
+	return d.publish(ctx, d.cfg.Names.Evt(model, subject.EventOutcomes), subject.RejectMsgID(model, seq), ev)
 }
 
 // publish publishes ev on subj with msgID and waits for the stream's ack.

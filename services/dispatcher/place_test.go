@@ -2,6 +2,7 @@ package dispatcher_test
 
 import (
 	"context"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -58,7 +59,7 @@ func TestNoCapableNodeEndsUnavailable(t *testing.T) {
 	ev, raw := h.event("trainer", subject.EventReject)
 	requireFailed(t, ev, "trainer", subject.OpSQL, "r1", seq, apierr.Unavailable)
 	require.Contains(t, ev.GetStatuses()[0].GetError().GetMessage(), "gpu")
-	require.Equal(t, subject.RejectMsgID("trainer", seq), raw.Header.Get(subject.HeaderMsgID))
+	require.Equal(t, subject.RejectMsgID("trainer", seq)+"."+strconv.FormatUint(ev.GetEpoch(), 10), raw.Header.Get(subject.HeaderMsgID))
 	h.noOutcome("trainer")
 
 	// The dispatcher wrote the rejection as the model's writer: its epoch
@@ -119,4 +120,59 @@ func TestRejectionWaitsForAnotherDispatchersRejection(t *testing.T) {
 	ev, _ := h.event("trainer", subject.EventReject)
 	requireFailed(t, ev, "trainer", subject.OpSQL, "r2", seq, apierr.Unavailable)
 	h.handled(seq)
+}
+
+func TestRejectionNamesTheEarlierRequestsStillWaiting(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	h := newHarness(t, natsboot.Config{})
+	h.createModel("trainer", "gpu")
+	h.run(dispatcher.Config{PlacementGrace: 300 * time.Millisecond})
+
+	// No notifier runs: the first rejection is never committed, and the
+	// second one takes the model over from it, so it must name both.
+	first := h.publish(h.names.Mut("trainer", subject.OpSQL), "r1")
+	h.handled(first)
+	second := h.publish(h.names.Mut("trainer", subject.OpAppend), "r2")
+	h.handled(second)
+	ev, _ := h.event("trainer", subject.EventReject)
+	require.Len(t, ev.GetStatuses(), 2)
+	for i, want := range []struct {
+		id, op string
+		seq    uint64
+	}{{"r1", subject.OpSQL, first}, {"r2", subject.OpAppend, second}} {
+		s := ev.GetStatuses()[i]
+		require.Equal(t, want.id, s.GetRequestId())
+		require.Equal(t, want.op, s.GetOp())
+		require.Equal(t, want.seq, s.GetSeq())
+		require.Equal(t, string(apierr.Unavailable), s.GetError().GetCode())
+	}
+	spec, _, err := catalog.GetModel(ctx, h.models, "trainer")
+	require.NoError(t, err)
+	require.Equal(t, ev.GetEpoch(), spec.GetLeaseEpoch())
+}
+
+func TestAppliedRequestIsNotRejected(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	h := newHarness(t, natsboot.Config{})
+	h.createModel("trainer", "gpu")
+	seq := h.publish(h.names.Mut("trainer", subject.OpSQL), "r1")
+	// A node applied it and published a version, then went away.
+	epoch, rev, err := catalog.Grant(ctx, h.owners, "trainer", "node-gpu")
+	require.NoError(t, err)
+	_, err = catalog.TakeOver(ctx, h.models, "trainer", epoch)
+	require.NoError(t, err)
+	v, err := catalog.ReserveVersion(ctx, h.models, "trainer", epoch)
+	require.NoError(t, err)
+	_, err = catalog.CommitVersion(ctx, h.models, "trainer", epoch, v, seq)
+	require.NoError(t, err)
+	require.NoError(t, catalog.Release(ctx, h.owners, "trainer", rev))
+	h.run(dispatcher.Config{PlacementGrace: time.Millisecond})
+
+	h.handled(seq)
+	h.noEvent("trainer", subject.EventReject)
+	h.noOutcome("trainer")
+	require.True(t, h.stored(seq))
+	require.Nil(t, h.lease("trainer"))
 }
