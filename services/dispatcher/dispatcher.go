@@ -10,7 +10,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"strconv"
 	"sync"
 	"time"
 
@@ -324,7 +323,7 @@ func (d *Dispatcher) rejectUnavailable(ctx context.Context, msg jetstream.Msg, m
 	}
 	statuses = append(statuses, failedStatus(model, op, msg.Headers(), seq, cause))
 	ev := &teatreev1.Outcomes{Model: model, Epoch: epoch, Statuses: statuses}
-	if err := d.publish(ctx, d.cfg.Names.Evt(model, subject.EventReject), rejectMsgID(model, seq, epoch), ev); err != nil {
+	if err := d.publish(ctx, d.cfg.Names.Evt(model, subject.EventReject), subject.RejectMsgID(model, seq, epoch), ev); err != nil {
 		return fmt.Errorf("reject request %d: %w", seq, err)
 	}
 	d.deps.Log.InfoContext(ctx, "rejected requests: no node", "model", model, "seq", seq, "requests", len(statuses), "epoch", epoch)
@@ -378,14 +377,6 @@ func (d *Dispatcher) unservable(ctx context.Context, model string, from, through
 		}
 	}
 	return statuses, nil
-}
-
-// rejectMsgID is the message id of a rejection by the holder of epoch.
-// The epoch is part of it: a rejection tried again after a lost ack runs
-// under a new epoch, and must not be dropped as a duplicate of the old
-// one, which the notifier no longer trusts.
-func rejectMsgID(model string, seq, epoch uint64) string {
-	return subject.RejectMsgID(model, seq) + "." + strconv.FormatUint(epoch, 10)
 }
 
 // failedStatus ends the mutation of model at seq with header failed with
@@ -462,7 +453,7 @@ func (d *Dispatcher) reject(ctx context.Context, msg jetstream.Msg, meta *jetstr
 	}
 	seq := meta.Sequence.Stream
 	ev := &teatreev1.Outcomes{Model: model, Statuses: []*teatreev1.RequestStatus{failedStatus(model, op, msg.Headers(), seq, cause)}}
-	return d.publish(ctx, d.cfg.Names.Evt(model, subject.EventOutcomes), subject.RejectMsgID(model, seq), ev)
+	return d.publish(ctx, d.cfg.Names.Evt(model, subject.EventOutcomes), subject.RejectMsgID(model, seq, 0), ev)
 }
 
 // publish publishes ev on subj with msgID and waits for the stream's ack.

@@ -2,7 +2,6 @@ package dispatcher_test
 
 import (
 	"context"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -59,7 +58,7 @@ func TestNoCapableNodeEndsUnavailable(t *testing.T) {
 	ev, raw := h.event("trainer", subject.EventReject)
 	requireFailed(t, ev, "trainer", subject.OpSQL, "r1", seq, apierr.Unavailable)
 	require.Contains(t, ev.GetStatuses()[0].GetError().GetMessage(), "gpu")
-	require.Equal(t, subject.RejectMsgID("trainer", seq)+"."+strconv.FormatUint(ev.GetEpoch(), 10), raw.Header.Get(subject.HeaderMsgID))
+	require.Equal(t, subject.RejectMsgID("trainer", seq, ev.GetEpoch()), raw.Header.Get(subject.HeaderMsgID))
 	h.noOutcome("trainer")
 
 	// The dispatcher wrote the rejection as the model's writer: its epoch
