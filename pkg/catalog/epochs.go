@@ -77,7 +77,9 @@ func TakeOver(ctx context.Context, kv jetstream.KeyValue, model string, epoch ui
 			s.AbandonedVersions = append(s.AbandonedVersions, v)
 		}
 		s.AbandonedVersions = s.AbandonedVersions[max(0, len(s.AbandonedVersions)-maxAbandoned):]
-		s.NextVersion = s.GetVersion() + 1
+		// An abandoned number is never handed out again: its folder may
+		// still be written by the holder that reserved it.
+		s.NextVersion = max(s.GetNextVersion(), s.GetVersion()+1)
 		return nil
 	})
 	return spec, err

@@ -78,5 +78,6 @@ func TestMsgIDsDoNotCollide(t *testing.T) {
 	t.Parallel()
 	require.NotEqual(t, subject.RequestNtfMsgID("a", "b-c", 1), subject.RequestNtfMsgID("a-b", "c", 1))
 	require.NotEqual(t, subject.ResultMsgID("a", "b-c"), subject.ResultMsgID("a-b", "c"))
-	require.NotEqual(t, subject.OutcomesMsgID("a", 1), subject.RejectMsgID("a", 1))
+	require.NotEqual(t, subject.OutcomesMsgID("a", 1, 0), subject.RejectMsgID("a", 1, 0))
+	require.NotEqual(t, subject.OutcomesMsgID("a", 1, 1), subject.OutcomesMsgID("a", 1, 2), "a new holder's outcomes are not duplicates of the old one's")
 }

@@ -221,14 +221,20 @@ func (n Names) SnapshotNow(model string) string { return n.prefix + ".ctl." + mo
 // The parts of a message id are joined with ".", which neither a model id
 // nor a request id may contain, so that two ids never collide.
 
-// OutcomesMsgID names the outcomes event of a batch ending at lastSeq.
-func OutcomesMsgID(model string, lastSeq uint64) string {
-	return "out." + model + "." + strconv.FormatUint(lastSeq, 10)
+// OutcomesMsgID names the outcomes event of a batch ending at lastSeq,
+// applied by the writer of epoch. The epoch is part of it: a new holder
+// applies the same requests again, and its event must not be dropped as a
+// duplicate of the old holder's, which the notifier no longer trusts.
+func OutcomesMsgID(model string, lastSeq, epoch uint64) string {
+	return "out." + model + "." + strconv.FormatUint(lastSeq, 10) + "." + strconv.FormatUint(epoch, 10)
 }
 
-// RejectMsgID names the outcome of a request the dispatcher ends itself.
-func RejectMsgID(model string, seq uint64) string {
-	return "rej." + model + "." + strconv.FormatUint(seq, 10)
+// RejectMsgID names the outcome of a request the dispatcher ends itself,
+// under epoch (0 for a rejection no lease is needed for). The epoch is
+// part of it for the reason OutcomesMsgID gives: a rejection tried again
+// runs under a new epoch.
+func RejectMsgID(model string, seq, epoch uint64) string {
+	return "rej." + model + "." + strconv.FormatUint(seq, 10) + "." + strconv.FormatUint(epoch, 10)
 }
 
 // RequestNtfMsgID names a request's notification page.

@@ -100,7 +100,7 @@ func (r *runner) bulkIngest(ctx context.Context) error {
 		for k := range nBatches {
 			sem <- struct{}{}
 			m := nats.NewMsg(t.names.Mut("ingest", subject.OpAppend))
-			m.Header.Set(subject.HeaderMsgID, tr.id(k))
+			m.Header.Set(subject.HeaderMsgID, subject.MsgID("ingest", tr.id(k)))
 			m.Header.Set(subject.HeaderTable, "orders")
 			m.Header.Set(subject.HeaderContentType, subject.ContentArrow)
 			m.Data = batches[k%distinct]

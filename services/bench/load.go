@@ -44,7 +44,7 @@ func smallMutation(names subject.Names, subj, model, id string, k int) *nats.Msg
 		subj = names.Mut(model, subject.OpAppend)
 	}
 	m := nats.NewMsg(subj)
-	m.Header.Set(subject.HeaderMsgID, id)
+	m.Header.Set(subject.HeaderMsgID, subject.MsgID(model, id))
 	m.Header.Set(subject.HeaderTable, "events")
 	m.Header.Set(subject.HeaderContentType, subject.ContentNDJSON)
 	m.Data = fmt.Appendf(nil, `{"k":%d,"model":%q,"note":"a small mutation"}`+"\n", k, model)

@@ -138,7 +138,7 @@ func (r *runner) largeResults(ctx context.Context) error {
 	}
 	job, _ := json.Marshal(map[string]any{"sql": "select * from big", "format": "arrow"})
 	m := nats.NewMsg(t.names.Prefix() + ".call.duckdb.large")
-	m.Header.Set(subject.HeaderMsgID, id)
+	m.Header.Set(subject.HeaderMsgID, subject.MsgID("large", id))
 	m.Header.Set(subject.HeaderContentType, subject.ContentJSON)
 	m.Data = job
 	r.stepf("  teatree: a durable query of %d rows, Arrow pages as notifications", rows)

@@ -42,7 +42,7 @@ func (t *teatree) mutate(ctx context.Context, model, id string, m *nats.Msg, tim
 		return 0, time.Time{}, err
 	}
 	defer sub.Unsubscribe()
-	m.Header.Set(subject.HeaderMsgID, id)
+	m.Header.Set(subject.HeaderMsgID, subject.MsgID(model, id))
 	ack, err := t.js.PublishMsg(ctx, m)
 	if err != nil {
 		return 0, time.Time{}, err

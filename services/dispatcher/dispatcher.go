@@ -169,8 +169,14 @@ func (d *Dispatcher) watch(ctx context.Context, kv jetstream.KeyValue, f func(je
 func (d *Dispatcher) onLease(e jetstream.KeyValueEntry) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if e.Operation() == jetstream.KeyValuePut {
+	if e.Operation() == jetstream.KeyValuePut && !isRejectLease(e.Value()) {
 		d.owners[e.Key()] = e.Created()
+	} else if e.Operation() == jetstream.KeyValuePut {
+		// A dispatcher holds the model only while it rejects one request:
+		// no owner will apply what comes meanwhile, so the model stays
+		// unowned here and its mutations keep being looked at (handle and
+		// place wait for the release).
+		d.owners[e.Key()] = time.Time{}
 	} else {
 		// A released or revoked lease is stale at once: the next reconcile
 		// places the model if it has mutations waiting.
@@ -234,14 +240,163 @@ func (d *Dispatcher) handle(ctx context.Context, msg jetstream.Msg) error {
 	}
 	err = d.place(ctx, spec)
 	if errors.Is(err, errNoNode) && time.Since(meta.Timestamp) > d.cfg.PlacementGrace {
-		// The request ends failed, so it must never be applied: take it
-		// out of the log first.
-		if err := d.mut.DeleteMsg(ctx, meta.Sequence.Stream); err != nil && !errors.Is(err, jetstream.ErrMsgNotFound) {
-			return fmt.Errorf("remove unservable request %d: %w", meta.Sequence.Stream, err)
-		}
-		return d.reject(ctx, msg, meta, model, op, apierr.Errorf(apierr.Unavailable, "no live node has the capabilities %v that model %s needs", spec.GetCapabilities(), model))
+		return d.rejectUnavailable(ctx, msg, meta, model, op, apierr.Errorf(apierr.Unavailable, "no live node has the capabilities %v that model %s needs", spec.GetCapabilities(), model))
 	}
 	return err
+}
+
+// RejectNode is the node id a dispatcher holds a model's lease under while
+// it rejects a request of the model. Node ids follow the model id rule, so
+// no node can have it, and no node ever runs such a lease.
+const RejectNode = "_dispatcher"
+
+// errRejecting is returned while a dispatcher holds a model to reject one
+// of its requests: the message is looked at again once it is released.
+var errRejecting = errors.New("a dispatcher holds the model to reject a request")
+
+// isRejectLease reports whether a tt_owners value is a dispatcher's lease.
+func isRejectLease(b []byte) bool {
+	l, err := catalog.DecodeLease(b)
+	return err == nil && l.GetNode() == RejectNode
+}
+
+// heldBy explains a grant that failed because the lease is held: nil when
+// a node has it (that node applies the model's mutations), errRejecting
+// when a dispatcher has it for a moment.
+func (d *Dispatcher) heldBy(ctx context.Context, model string) error {
+	l, _, err := catalog.GetLease(ctx, d.deps.Owners, model)
+	switch {
+	case err != nil:
+		return err
+	case l == nil:
+		return fmt.Errorf("model %s: the lease was released meanwhile; look again", model)
+	case l.GetNode() == RejectNode:
+		return fmt.Errorf("model %s: %w", model, errRejecting)
+	}
+	return nil
+}
+
+// rejectUnavailable ends a request that no node could take in time with a
+// failed outcome, without ever contradicting a node that applies it. The
+// dispatcher takes the model as a writer of its own (its lease and epoch),
+// so that any earlier holder is fenced off and the outcome is trusted as
+// the newest word on the request; it announces the rejection on
+// tt.evt.<model>.reject, where the notifier commits it (catalog.Reject),
+// notifies and deletes the message; then it lets the model go. A node that
+// got the lease first keeps it and applies the request instead.
+//
+// A dispatcher that dies between the grant and the release leaves its
+// lease to expire after the lease TTL: the model waits that long for a
+// node, which is no worse than a node dying.
+func (d *Dispatcher) rejectUnavailable(ctx context.Context, msg jetstream.Msg, meta *jetstream.MsgMetadata, model, op string, cause error) error {
+	epoch, rev, err := catalog.Grant(ctx, d.deps.Owners, model, RejectNode)
+	if errors.Is(err, catalog.ErrLeaseHeld) {
+		return d.heldBy(ctx, model)
+	}
+	if err != nil {
+		return err
+	}
+	defer func() {
+		// Even when ctx ended: a lease left behind blocks the model for a TTL.
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		if err := catalog.Release(rctx, d.deps.Owners, model, rev); err != nil {
+			d.deps.Log.WarnContext(ctx, "release the lease of a rejection; it expires after the lease ttl", "model", model, "err", err)
+		}
+	}()
+	seq := meta.Sequence.Stream
+	spec, err := catalog.TakeOver(ctx, d.deps.Models, model, epoch)
+	if err != nil {
+		return fmt.Errorf("reject request %d: %w", seq, err)
+	}
+	if seq <= spec.GetAppliedSeq() {
+		return nil // an earlier holder applied it
+	}
+	if _, err := d.mut.GetMsg(ctx, seq); errors.Is(err, jetstream.ErrMsgNotFound) {
+		return nil // rejected already: the notifier finished it
+	} else if err != nil {
+		return err
+	}
+	statuses, err := d.unservable(ctx, model, max(spec.GetAppliedSeq(), spec.GetCreatedSeq()), seq, cause)
+	if err != nil {
+		return err
+	}
+	statuses = append(statuses, failedStatus(model, op, msg.Headers(), seq, cause))
+	ev := &teatreev1.Outcomes{Model: model, Epoch: epoch, Statuses: statuses}
+	if err := d.publish(ctx, d.cfg.Names.Evt(model, subject.EventReject), subject.RejectMsgID(model, seq, epoch), ev); err != nil {
+		return fmt.Errorf("reject request %d: %w", seq, err)
+	}
+	d.deps.Log.InfoContext(ctx, "rejected requests: no node", "model", model, "seq", seq, "requests", len(statuses), "epoch", epoch)
+	return nil
+}
+
+// maxRejectBatch bounds the earlier requests one rejection names.
+const maxRejectBatch = 1000
+
+// unservable returns failed statuses for the requests of model after seq
+// from and before seq through that are still in TT_MUT and past the
+// placement grace, oldest first. A rejection names these earlier ones too:
+// the notifier drops an event whose epoch is no longer the model's, so
+// each rejection takes over from the previous one and must carry what that
+// one may not have finished.
+func (d *Dispatcher) unservable(ctx context.Context, model string, from, through uint64, cause error) ([]*teatreev1.RequestStatus, error) {
+	cons, err := d.mut.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{
+		FilterSubjects:    []string{d.cfg.Names.MutModel(model)},
+		DeliverPolicy:     jetstream.DeliverByStartSequencePolicy,
+		OptStartSeq:       from + 1,
+		HeadersOnly:       true,
+		InactiveThreshold: 10 * time.Second,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("read the requests of %s to reject: %w", model, err)
+	}
+	var statuses []*teatreev1.RequestStatus
+	for len(statuses) < maxRejectBatch {
+		msg, err := cons.Next(jetstream.FetchMaxWait(2 * time.Second))
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil, ctx.Err()
+			}
+			break // through was deleted meanwhile: nothing is left to read
+		}
+		meta, err := msg.Metadata()
+		if err != nil {
+			return nil, err
+		}
+		seq := meta.Sequence.Stream
+		if seq >= through {
+			break
+		}
+		// A bad subject got its rejection already; a young request may
+		// still find a node.
+		if _, op, ok := d.cfg.Names.ParseMut(msg.Subject()); ok && time.Since(meta.Timestamp) > d.cfg.PlacementGrace {
+			statuses = append(statuses, failedStatus(model, op, msg.Headers(), seq, cause))
+		}
+		if meta.NumPending == 0 {
+			break
+		}
+	}
+	return statuses, nil
+}
+
+// failedStatus ends the mutation of model at seq with header failed with
+// cause.
+func failedStatus(model, op string, header nats.Header, seq uint64, cause error) *teatreev1.RequestStatus {
+	code, text := apierr.From(cause)
+	return &teatreev1.RequestStatus{
+		RequestId: requestID(model, header, seq), Model: model, Op: op, Status: subject.StatusFailed, Seq: seq,
+		AppliedAt: time.Now().UTC().Format(time.RFC3339Nano),
+		Error:     &teatreev1.Error{Code: string(code), Message: text},
+	}
+}
+
+// requestID is the request id of a mutation of model with header at seq.
+func requestID(model string, header nats.Header, seq uint64) string {
+	id, err := subject.RequestFromMsgID(model, header.Get(subject.HeaderMsgID))
+	if err != nil {
+		return subject.SeqRequestID(seq)
+	}
+	return id
 }
 
 var errNoNode = errors.New("no live node can serve the model")
@@ -255,7 +410,7 @@ func (d *Dispatcher) place(ctx context.Context, spec *teatreev1.ModelSpec) error
 	}
 	_, _, err := catalog.Grant(ctx, d.deps.Owners, spec.GetId(), node)
 	if errors.Is(err, catalog.ErrLeaseHeld) {
-		return nil
+		return d.heldBy(ctx, spec.GetId())
 	}
 	if err == nil {
 		d.deps.Log.InfoContext(ctx, "placed model", "model", spec.GetId(), "node", node)
@@ -289,30 +444,27 @@ func covers(have, needs []string) bool {
 	return true
 }
 
-// reject ends a mutation that no model will apply with a failed outcome.
+// reject ends a mutation that no model will apply (no such model, a bad
+// subject) with a failed outcome of epoch 0: no writer ever holds it.
 func (d *Dispatcher) reject(ctx context.Context, msg jetstream.Msg, meta *jetstream.MsgMetadata, model, op string, cause error) error {
-	seq := meta.Sequence.Stream
-	id := msg.Headers().Get(subject.HeaderMsgID)
-	if subject.ValidateRequest(id) != nil {
-		id = subject.SeqRequestID(seq)
-	}
 	if model == "" {
-		d.deps.Log.WarnContext(ctx, "drop mutation on a malformed subject", "subject", msg.Subject(), "seq", seq)
+		d.deps.Log.WarnContext(ctx, "drop mutation on a malformed subject", "subject", msg.Subject(), "seq", meta.Sequence.Stream)
 		return nil
 	}
-	code, text := apierr.From(cause)
-	ev := &teatreev1.Outcomes{Model: model, Statuses: []*teatreev1.RequestStatus{{
-		RequestId: id, Model: model, Op: op, Status: subject.StatusFailed, Seq: seq,
-		AppliedAt: time.Now().UTC().Format(time.RFC3339Nano),
-		Error:     &teatreev1.Error{Code: string(code), Message: text},
-	}}}
+	seq := meta.Sequence.Stream
+	ev := &teatreev1.Outcomes{Model: model, Statuses: []*teatreev1.RequestStatus{failedStatus(model, op, msg.Headers(), seq, cause)}}
+	return d.publish(ctx, d.cfg.Names.Evt(model, subject.EventOutcomes), subject.RejectMsgID(model, seq, 0), ev)
+}
+
+// publish publishes ev on subj with msgID and waits for the stream's ack.
+func (d *Dispatcher) publish(ctx context.Context, subj, msgID string, ev *teatreev1.Outcomes) error {
 	data, err := proto.Marshal(ev)
 	if err != nil {
 		return err
 	}
-	out := nats.NewMsg(d.cfg.Names.Evt(model, subject.EventOutcomes))
+	out := nats.NewMsg(subj)
 	out.Data = data
-	out.Header.Set(subject.HeaderMsgID, subject.RejectMsgID(model, seq))
+	out.Header.Set(subject.HeaderMsgID, msgID)
 	_, err = d.deps.JS.PublishMsg(ctx, out)
 	return err
 }

@@ -2,6 +2,7 @@ package dispatcher_test
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"testing"
 	"time"
@@ -109,12 +110,19 @@ func (h *harness) heartbeat(node string, freeSlots int32, capabilities ...string
 // outcome waits for the newest outcomes event of model in TT_EVT.
 func (h *harness) outcome(model string) (*teatreev1.Outcomes, *jetstream.RawStreamMsg) {
 	h.t.Helper()
+	return h.event(model, subject.EventOutcomes)
+}
+
+// event waits for the newest event of kind (outcomes, reject) of model in
+// TT_EVT.
+func (h *harness) event(model, kind string) (*teatreev1.Outcomes, *jetstream.RawStreamMsg) {
+	h.t.Helper()
 	var raw *jetstream.RawStreamMsg
 	require.Eventually(h.t, func() bool {
 		var err error
-		raw, err = h.evt.GetLastMsgForSubject(context.Background(), h.names.Evt(model, subject.EventOutcomes))
+		raw, err = h.evt.GetLastMsgForSubject(context.Background(), h.names.Evt(model, kind))
 		return err == nil
-	}, 15*time.Second, 20*time.Millisecond, "no outcomes event for %s; logs:\n%s", model, h.logs)
+	}, 15*time.Second, 20*time.Millisecond, "no %s event for %s; logs:\n%s", kind, model, h.logs)
 	ev := &teatreev1.Outcomes{}
 	require.NoError(h.t, proto.Unmarshal(raw.Data, ev))
 	return ev, raw
@@ -123,8 +131,25 @@ func (h *harness) outcome(model string) (*teatreev1.Outcomes, *jetstream.RawStre
 // noOutcome asserts that model has no outcomes event.
 func (h *harness) noOutcome(model string) {
 	h.t.Helper()
-	_, err := h.evt.GetLastMsgForSubject(context.Background(), h.names.Evt(model, subject.EventOutcomes))
+	h.noEvent(model, subject.EventOutcomes)
+}
+
+// noEvent asserts that model has no event of kind.
+func (h *harness) noEvent(model, kind string) {
+	h.t.Helper()
+	_, err := h.evt.GetLastMsgForSubject(context.Background(), h.names.Evt(model, kind))
 	require.ErrorIs(h.t, err, jetstream.ErrMsgNotFound)
+}
+
+// stored reports whether TT_MUT still holds the message at seq.
+func (h *harness) stored(seq uint64) bool {
+	h.t.Helper()
+	_, err := h.mut.GetMsg(context.Background(), seq)
+	if errors.Is(err, jetstream.ErrMsgNotFound) {
+		return false
+	}
+	require.NoError(h.t, err)
+	return true
 }
 
 // lease returns model's lease, nil when there is none or it cannot be

@@ -39,7 +39,7 @@ func TestMutationForAMissingModelIsNotFound(t *testing.T) {
 	seq := h.publish(h.names.Mut("nobody", subject.OpSQL), "r1")
 	ev, raw := h.outcome("nobody")
 	requireFailed(t, ev, "nobody", subject.OpSQL, "r1", seq, apierr.NotFound)
-	require.Equal(t, subject.RejectMsgID("nobody", seq), raw.Header.Get(subject.HeaderMsgID))
+	require.Equal(t, subject.RejectMsgID("nobody", seq, 0), raw.Header.Get(subject.HeaderMsgID))
 	require.Nil(t, h.lease("nobody"))
 }
 

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nats-io/nuid"
 	"google.golang.org/protobuf/types/known/structpb"
 
@@ -139,7 +140,7 @@ func (g *Gateway) mutate(w http.ResponseWriter, r *http.Request, m mutation) {
 		g.writeError(w, r, apierr.Errorf(apierr.Unavailable, "model %s is still being created; retry", model))
 		return
 	}
-	msg := newMessage(r, g.cfg.Names.Mut(model, m.op), id, m.header)
+	msg := newMessage(r, g.cfg.Names.Mut(model, m.op), model, id, m.header)
 	if err := g.readBody(ctx, w, r, m, msg, blob.UploadKey(model, id)); err != nil {
 		g.writeError(w, r, err)
 		return
@@ -153,15 +154,12 @@ func (g *Gateway) mutate(w http.ResponseWriter, r *http.Request, m mutation) {
 		}
 		defer sub.Unsubscribe()
 	}
-	ack, err := g.deps.JS.PublishMsg(ctx, msg)
+	ack, err := g.publish(ctx, msg)
 	if err != nil {
-		if ref := msg.Header.Get(subject.HeaderBodyRef); ref != "" {
-			// Nothing will read it: the client retries with its body.
-			if derr := g.deps.Blobs.DeleteAll(context.WithoutCancel(ctx), ref); derr != nil {
-				g.log.WarnContext(ctx, "delete upload of a failed publish", "key", ref, "err", derr)
-			}
-		}
-		g.writeError(w, r, wrapNATS(fmt.Sprintf("publish request %s; retry with the same request id", id), err))
+		// The upload stays even now: a publish that timed out may have
+		// been stored, and its message names the upload. Stale uploads are
+		// left for a sweep.
+		g.writeError(w, r, publishError(id, err))
 		return
 	}
 	if sub == nil {
@@ -176,11 +174,57 @@ func (g *Gateway) mutate(w http.ResponseWriter, r *http.Request, m mutation) {
 	writeNotification(w, n.status(), n)
 }
 
-// newMessage is the message of request id on subj: the op's headers, the
-// request id as Nats-Msg-Id, and what the client asked to pass on.
-func newMessage(r *http.Request, subj, id string, header nats.Header) *nats.Msg {
+// Publish retries: a try that fails in a way that may have stored the
+// message is made again with the same message, which JetStream drops as a
+// duplicate if the first one was stored.
+const (
+	publishTries   = 4
+	publishBackoff = 50 * time.Millisecond
+)
+
+// publish publishes a mutation, trying again after an error that leaves
+// unknown whether the stream stored it (a timeout, no responders) while
+// the request's context lasts.
+func (g *Gateway) publish(ctx context.Context, msg *nats.Msg) (*jetstream.PubAck, error) {
+	backoff := publishBackoff
+	for try := 1; ; try++ {
+		ack, err := g.deps.JS.PublishMsg(ctx, msg)
+		if err == nil || !maybeStored(err) || try == publishTries || ctx.Err() != nil {
+			return ack, err
+		}
+		g.log.WarnContext(ctx, "publish mutation; trying again with the same message id", "subject", msg.Subject,
+			"msg_id", msg.Header.Get(subject.HeaderMsgID), "try", try, "err", err)
+		select {
+		case <-ctx.Done():
+			return nil, err
+		case <-time.After(backoff):
+		}
+		backoff *= 2
+	}
+}
+
+// maybeStored reports whether a publish error leaves open that the stream
+// stored the message: the ack, not the message, may be what was lost.
+func maybeStored(err error) bool {
+	return errors.Is(err, nats.ErrTimeout) || errors.Is(err, context.DeadlineExceeded) ||
+		errors.Is(err, nats.ErrNoResponders) || errors.Is(err, jetstream.ErrNoStreamResponse)
+}
+
+// publishError is the answer to a publish that failed on every try.
+func publishError(id string, err error) error {
+	what := fmt.Sprintf("publish request %s; retry with the same request id", id)
+	if maybeStored(err) {
+		return apierr.Errorf(apierr.Unavailable, "%s: %v", what, err)
+	}
+	return wrapNATS(what, err)
+}
+
+// newMessage is the message of request id of model on subj: the op's
+// headers, the model-scoped message id, and what the client asked to pass
+// on.
+func newMessage(r *http.Request, subj, model, id string, header nats.Header) *nats.Msg {
 	msg := &nats.Msg{Subject: subj, Header: header}
-	msg.Header.Set(subject.HeaderMsgID, id)
+	msg.Header.Set(subject.HeaderMsgID, subject.MsgID(model, id))
 	for _, h := range []string{subject.HeaderNotifyURL, subject.HeaderTraceparent} {
 		if v := r.Header.Get(h); v != "" {
 			msg.Header.Set(h, v)

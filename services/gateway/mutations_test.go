@@ -50,7 +50,7 @@ func TestAppendPublishesAndDedups(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, env.names.Mut("sales", subject.OpAppend), msg.Subject)
 	require.Equal(t, rows, msg.Data)
-	require.Equal(t, "r-1", msg.Header.Get(subject.HeaderMsgID))
+	require.Equal(t, "sales.r-1", msg.Header.Get(subject.HeaderMsgID))
 	require.Equal(t, "orders", msg.Header.Get(subject.HeaderTable))
 	require.Equal(t, "text/csv", msg.Header.Get(subject.HeaderContentType))
 	require.Equal(t, "https://example.com/hook", msg.Header.Get(subject.HeaderNotifyURL))
@@ -84,7 +84,7 @@ func TestUpsertSQLAndCall(t *testing.T) {
 	require.NoError(t, subject.ValidateRequest(a.GetRequestId()), "a generated id follows the contract")
 	msg, err = env.mut.GetMsg(ctx, a.GetSeq())
 	require.NoError(t, err)
-	require.Equal(t, a.GetRequestId(), msg.Header.Get(subject.HeaderMsgID))
+	require.Equal(t, subject.MsgID("sales", a.GetRequestId()), msg.Header.Get(subject.HeaderMsgID))
 
 	// SQL goes out unchanged.
 	sql := []byte(`{"sql":"update orders set amount = ? where id = ?","params":[5, 1]}`)
@@ -132,6 +132,9 @@ func TestMutationRejects(t *testing.T) {
 		{"reserved table name", "/v1/models/sales/tables/_tt_requests/rows", rows, csv, 400, "invalid_argument"},
 		{"bad request id", "/v1/models/sales/tables/orders/rows", rows, append([]string{"Idempotency-Key", "a.b"}, csv...), 400, "invalid_argument"},
 		{"bad request id in query", "/v1/models/sales/tables/orders/rows?request_id=a*b", rows, csv, 400, "invalid_argument"},
+		{"reserved request id", "/v1/models/sales/tables/orders/rows", rows, append([]string{"Idempotency-Key", "seq-7"}, csv...), 400, "invalid_argument"},
+		{"reserved request id header", "/v1/models/sales/sql", []byte(`{"sql":"select 1"}`), []string{"Tt-Request-Id", "seq-7"}, 400, "invalid_argument"},
+		{"reserved request id in query", "/v1/models/sales/tables/orders/rows?request_id=seq-7", rows, csv, 400, "invalid_argument"},
 		{"unknown model", "/v1/models/nope/tables/orders/rows", rows, csv, 404, "not_found"},
 		{"no content type", "/v1/models/sales/tables/orders/rows", rows, nil, 400, "invalid_argument"},
 		{"unknown content type", "/v1/models/sales/tables/orders/rows", rows, []string{"Content-Type", "text/plain"}, 400, "invalid_argument"},

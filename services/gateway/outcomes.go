@@ -93,7 +93,7 @@ func (g *Gateway) getRequest(w http.ResponseWriter, r *http.Request) {
 		g.writeError(w, r, err)
 		return
 	}
-	if err := subject.ValidateRequest(id); err != nil {
+	if err := subject.ValidateRequestRef(id); err != nil {
 		g.writeError(w, r, err)
 		return
 	}

@@ -69,7 +69,7 @@ func notifyOnPublish(t *testing.T, env *testEnv, model, id, status, errCode stri
 				if err != nil {
 					return nil, fmt.Errorf("watch TT_MUT: %w", err)
 				}
-				if msg.Headers().Get(subject.HeaderMsgID) != id {
+				if msg.Headers().Get(subject.HeaderMsgID) != subject.MsgID(model, id) {
 					continue
 				}
 				meta, err := msg.Metadata()

@@ -47,7 +47,7 @@ func (g *Gateway) postQuery(w http.ResponseWriter, r *http.Request) {
 			g.writeError(w, r, apierr.New(apierr.InvalidArgument, "a stored result needs ?result=ID&page=N with N from 1"))
 			return
 		}
-		if err := subject.ValidateRequest(id); err != nil {
+		if err := subject.ValidateRequestRef(id); err != nil {
 			g.writeError(w, r, apierr.Errorf(apierr.InvalidArgument, "result id %q: not a result id", id))
 			return
 		}

@@ -15,6 +15,7 @@ import (
 
 	"github.com/teatree-dev/teatree/pkg/apierr"
 	"github.com/teatree-dev/teatree/pkg/blob"
+	"github.com/teatree-dev/teatree/pkg/catalog"
 	"github.com/teatree-dev/teatree/pkg/subject"
 	"github.com/teatree-dev/teatree/pkg/wire"
 	teatreev1 "github.com/teatree-dev/teatree/proto/teatree/v1"
@@ -44,7 +45,7 @@ func (g *Gateway) listSnapshots(w http.ResponseWriter, r *http.Request) {
 	}
 	var versions []uint64
 	for _, name := range names {
-		if v, ok := blob.ParseVersionDir(name); ok && v <= spec.GetVersion() {
+		if v, ok := blob.ParseVersionDir(name); ok && catalog.VersionVisible(spec, v) {
 			versions = append(versions, v)
 		}
 	}
@@ -129,8 +130,8 @@ func (g *Gateway) getSnapshotFile(w http.ResponseWriter, r *http.Request) {
 
 // version resolves a {version} path segment: a number, or latest for the
 // newest version in the catalog.
-// A version is published once the catalog names it: a folder beyond that
-// is a publication cut short, which the next one overwrites.
+// A version is published once the catalog commits it: a folder beyond
+// the newest, or of a number a holder reserved and abandoned, is not one.
 func (g *Gateway) version(ctx context.Context, model, s string) (uint64, error) {
 	var v uint64
 	if s != "latest" {
@@ -146,11 +147,11 @@ func (g *Gateway) version(ctx context.Context, model, s string) (uint64, error) 
 	if spec.GetVersion() == 0 {
 		return 0, apierr.Errorf(apierr.NotFound, "model %s has no published version yet", model)
 	}
-	if v > spec.GetVersion() {
-		return 0, apierr.Errorf(apierr.NotFound, "model %s has no version %d yet (newest: %d)", model, v, spec.GetVersion())
-	}
 	if v == 0 {
 		v = spec.GetVersion()
+	}
+	if !catalog.VersionVisible(spec, v) {
+		return 0, apierr.Errorf(apierr.NotFound, "model %s has no version %d (newest: %d)", model, v, spec.GetVersion())
 	}
 	return v, nil
 }

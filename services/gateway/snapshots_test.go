@@ -13,6 +13,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/teatree-dev/teatree/pkg/blob"
+	"github.com/teatree-dev/teatree/pkg/catalog"
 	"github.com/teatree-dev/teatree/pkg/wire"
 	teatreev1 "github.com/teatree-dev/teatree/proto/teatree/v1"
 )
@@ -48,6 +49,19 @@ func putVersion(t *testing.T, env *testEnv, model string, v uint64, withManifest
 	return files
 }
 
+// abandon records version as reserved and left by an earlier holder.
+func abandon(t *testing.T, env *testEnv, model string, version uint64) {
+	t.Helper()
+	ctx := context.Background()
+	spec, rev, err := catalog.GetModel(ctx, env.models, model)
+	require.NoError(t, err)
+	spec.AbandonedVersions = append(spec.AbandonedVersions, version)
+	b, err := wire.Marshal(spec)
+	require.NoError(t, err)
+	_, err = env.models.Update(ctx, model, b, rev)
+	require.NoError(t, err)
+}
+
 func randomBytes(t *testing.T, n int) []byte {
 	t.Helper()
 	b := make([]byte, n)
@@ -63,9 +77,11 @@ func TestListSnapshots(t *testing.T) {
 	env.createModel(t, "crm")
 	putVersion(t, env, "sales", 1, true)
 	putVersion(t, env, "sales", 2, false) // still uploading
+	putVersion(t, env, "sales", 5, true)  // reserved by a holder that lost the model
 	putVersion(t, env, "sales", 10, true)
 	putVersion(t, env, "sales", 11, true) // cut short before the catalog named it
 	setVersion(t, env, "sales", 10)
+	abandon(t, env, "sales", 5)
 
 	r := env.send(t, http.MethodGet, "/v1/models/sales/snapshots", nil)
 	require.Equal(t, http.StatusOK, r.status, "body %s", r.body)
@@ -77,6 +93,8 @@ func TestListSnapshots(t *testing.T) {
 	require.Equal(t, "orders.parquet", list.GetSnapshots()[0].GetTables()[0].GetParquet().GetPath())
 
 	requireError(t, env.send(t, http.MethodGet, "/v1/models/sales/snapshots/11/model.duckdb", nil), http.StatusNotFound, "not_found")
+	requireError(t, env.send(t, http.MethodGet, "/v1/models/sales/snapshots/5/model.duckdb", nil), http.StatusNotFound, "not_found")
+	requireError(t, env.send(t, http.MethodGet, "/v1/models/sales/snapshots/5/manifest.json", nil), http.StatusNotFound, "not_found")
 
 	r = env.send(t, http.MethodGet, "/v1/models/crm/snapshots", nil)
 	require.Equal(t, http.StatusOK, r.status)

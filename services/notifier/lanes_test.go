@@ -68,7 +68,7 @@ func TestManyModelsKeepTheirOrder(t *testing.T) {
 		for m := range models {
 			model := fmt.Sprintf("m%02d", m)
 			last = h.publishOutcomes(&teatreev1.Outcomes{Model: model, Statuses: []*teatreev1.RequestStatus{
-				applied(model, fmt.Sprintf("r%d", seq), seq)}}, subject.OutcomesMsgID(model, seq))
+				applied(model, fmt.Sprintf("r%d", seq), seq)}}, subject.OutcomesMsgID(model, seq, 0))
 		}
 	}
 	h.processed(last)

@@ -20,7 +20,7 @@ func TestOutcomesBecomeOneNotificationPerStatus(t *testing.T) {
 		RequestId: "r2", Model: "sales", Op: subject.OpSQL, Status: subject.StatusFailed, Seq: 43,
 		AppliedAt: "2026-11-23T10:00:01Z",
 		Error:     &teatreev1.Error{Code: "sql_error", Message: `Binder Error: column "x" not found`},
-	}}}, subject.OutcomesMsgID("sales", 43))
+	}}}, subject.OutcomesMsgID("sales", 43, 0))
 
 	cases := []struct {
 		id, status, seq, body string
@@ -96,7 +96,7 @@ func TestReplayAddsNothingForANotifiedRequest(t *testing.T) {
 		{RequestId: "r1", Model: "sales", Op: subject.OpSQL, Status: subject.StatusApplied, Seq: 1},
 		{RequestId: "r2", Model: "sales", Op: subject.OpSQL, Status: subject.StatusFailed, Seq: 2,
 			Error: &teatreev1.Error{Code: "sql_error", Message: "bad"}},
-	}}, subject.OutcomesMsgID("sales", 2))
+	}}, subject.OutcomesMsgID("sales", 2, 0))
 	h.processed(seq)
 
 	raw := h.notification(h.names.NtfRequest("sales", "r2"))

@@ -32,7 +32,7 @@ func (h *harness) publishReject(model, id string, seq, epoch uint64) uint64 {
 		Error: &teatreev1.Error{Code: "unavailable", Message: "no live node"},
 	}}})
 	require.NoError(h.t, err)
-	return h.publishEvent(h.names.Evt(model, subject.EventReject), b, subject.RejectMsgID(model, seq)+"."+time.Now().String())
+	return h.publishEvent(h.names.Evt(model, subject.EventReject), b, subject.RejectMsgID(model, seq, epoch)+"."+time.Now().String())
 }
 
 func (h *harness) spec(model string) *teatreev1.ModelSpec {

@@ -57,6 +57,10 @@ type Config struct {
 	// IdleTimeout ends Run with ErrIdle once no mutation has come for this
 	// long and every change is in a published version (0: never).
 	IdleTimeout time.Duration
+
+	// beforeCommit, set by tests only, runs between writing a version's
+	// files and committing it in the catalog.
+	beforeCommit func(version uint64)
 }
 
 // ErrIdle ends Run when the model has been idle for IdleTimeout: its file
@@ -107,6 +111,9 @@ type Manager struct {
 	deps Deps
 	log  *slog.Logger
 	snap *snapshotter
+	// rejected are the sequences a dispatcher rejected as unavailable, as
+	// the catalog had them at takeover: they are not applied.
+	rejected map[uint64]bool
 }
 
 // New returns a manager; Run starts it.
@@ -141,6 +148,11 @@ func (m *Manager) Run(ctx context.Context) error {
 	// DuckDB calls are never interrupted by ctx (see noInterrupt); Run
 	// stops between batches instead.
 	dctx := noInterrupt(ctx)
+	// Fence out every earlier holder before anything is applied, and
+	// start from the catalog as it is then.
+	if err := m.takeOver(ctx); err != nil {
+		return err
+	}
 	st, err := m.openOrRestore(dctx)
 	if err != nil {
 		return err

@@ -11,6 +11,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -46,7 +47,16 @@ type snapshotter struct {
 	pendingAll bool
 	// published is the applied sequence of the newest version known out.
 	published uint64
-	wg        sync.WaitGroup
+	// reserved is a version number reserved in the catalog whose
+	// publication failed: the next attempt writes it again (it was never
+	// visible), rather than leaving a gap.
+	reserved uint64
+	// lost is set once the catalog refused a publication for a newer
+	// holder: Run ends with it.
+	lost error
+	// purged is the sequence TT_MUT is known purged up to for the model.
+	purged uint64
+	wg     sync.WaitGroup
 }
 
 func newSnapshotter(m *Manager, published uint64) *snapshotter {
@@ -76,9 +86,20 @@ func (s *snapshotter) busy() bool {
 
 func (s *snapshotter) wait() { s.wg.Wait() }
 
+// lostErr is the error a refused publication ended with, once a newer
+// holder has the model.
+func (s *snapshotter) lostErr() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.lost
+}
+
 // maybeSnapshot stages a copy when the model's policy says so and returns
 // how long to wait before asking again.
 func (w *writer) maybeSnapshot(ctx context.Context) (time.Duration, error) {
+	if err := w.m.snap.lostErr(); err != nil {
+		return 0, err
+	}
 	if w.changed == 0 && !w.m.snap.unpublished() {
 		if w.m.snap.busy() {
 			// Look again once the publication in flight is done: if it
@@ -161,6 +182,11 @@ func (s *snapshotter) start(ctx context.Context, st *staged) {
 		if err == nil {
 			s.published = max(s.published, st.appliedSeq)
 		}
+		if errors.Is(err, catalog.ErrStale) {
+			s.lost = s.m.lostError(err)
+			s.m.log.WarnContext(ctx, "a newer holder has the model: giving up", "applied_seq", st.appliedSeq, "err", err)
+			return
+		}
 		if err != nil {
 			if st.tables == nil {
 				s.pendingAll = true
@@ -176,17 +202,16 @@ func (s *snapshotter) start(ctx context.Context, st *staged) {
 
 // publish writes a staged copy as the next version: Parquet for the tables
 // that changed (links to the previous version's for the others), the
-// DuckDB file, then the manifest, which completes the version. The catalog
-// advances last, by compare-and-set, and only while the lease holds.
+// DuckDB file, then the manifest, which completes the version's folder.
+// The version number is reserved in the catalog first, so that no other
+// holder ever writes that folder; committing it in the catalog, by a
+// compare-and-set that fails for a holder that lost the model, is what
+// makes it visible.
 func (s *snapshotter) publish(ctx context.Context, st *staged) error {
 	m := s.m
 	model := m.cfg.Model
-	entry, err := m.deps.Models.Get(ctx, model)
+	spec, _, err := catalog.GetModel(ctx, m.deps.Models, model)
 	if err != nil {
-		return fmt.Errorf("read catalog: %w", err)
-	}
-	spec := &teatreev1.ModelSpec{}
-	if err := wire.Unmarshal(entry.Value(), spec); err != nil {
 		return fmt.Errorf("read catalog: %w", err)
 	}
 	if st.appliedSeq <= spec.GetAppliedSeq() {
@@ -198,7 +223,13 @@ func (s *snapshotter) publish(ctx context.Context, st *staged) error {
 	if err := m.deps.Fence(ctx); err != nil {
 		return err
 	}
-	version := spec.GetVersion() + 1
+	version := s.reserved
+	if version == 0 {
+		if version, err = catalog.ReserveVersion(ctx, m.deps.Models, model, m.cfg.Epoch); err != nil {
+			return err
+		}
+		s.reserved = version
+	}
 	prev := &teatreev1.Manifest{}
 	if spec.GetVersion() > 0 {
 		b, err := m.deps.Blobs.Get(ctx, blob.Key(model, spec.GetVersion(), blob.ManifestFile))
@@ -231,24 +262,21 @@ func (s *snapshotter) publish(ctx context.Context, st *staged) error {
 	if _, err := m.deps.Blobs.Put(ctx, blob.Key(model, version, blob.ManifestFile), bytes.NewReader(manifest)); err != nil {
 		return err
 	}
-	if err := m.deps.Fence(ctx); err != nil {
-		return err
+	if m.cfg.beforeCommit != nil {
+		m.cfg.beforeCommit(version)
 	}
-	spec.Version, spec.AppliedSeq, spec.LeaseEpoch = version, st.appliedSeq, m.cfg.Epoch
-	next, err := wire.Marshal(spec)
+	spec, err = catalog.CommitVersion(ctx, m.deps.Models, model, m.cfg.Epoch, version, st.appliedSeq)
 	if err != nil {
-		return err
+		return fmt.Errorf("commit version %d: %w", version, err)
 	}
-	if _, err := m.deps.Models.Update(ctx, model, next, entry.Revision()); err != nil {
-		return fmt.Errorf("advance catalog to version %d: %w", version, err)
-	}
+	s.reserved = 0
 	if err := s.publishEvent(ctx, version, manifest); err != nil {
 		return err
 	}
 	m.log.InfoContext(ctx, "published snapshot", "version", version, "applied_seq", st.appliedSeq)
 	// The version is out: failing to collect old ones is no reason to
 	// publish it again, only to try collecting next time.
-	if err := s.collect(ctx, version); err != nil {
+	if err := s.collect(ctx, spec); err != nil {
 		m.log.WarnContext(ctx, "collect old versions", "err", err)
 	}
 	return nil
@@ -351,9 +379,13 @@ func userTables(ctx context.Context, db *sql.DB) ([]string, error) {
 }
 
 // collect deletes versions older than the newest keep, except those a
-// reader has pinned.
-func (s *snapshotter) collect(ctx context.Context, newest uint64) error {
-	keep := uint64(s.m.cfg.Spec.GetSnapshot().GetKeep())
+// reader has pinned, and the folders of abandoned versions. Then it purges
+// the model's log up to the oldest version kept: a restore never needs
+// what comes before. Pinned older versions serve readers, not replay, and
+// do not hold the purge back.
+func (s *snapshotter) collect(ctx context.Context, spec *teatreev1.ModelSpec) error {
+	newest := spec.GetVersion()
+	keep := uint64(spec.GetSnapshot().GetKeep())
 	if keep == 0 {
 		keep = DefaultKeep
 	}
@@ -362,9 +394,23 @@ func (s *snapshotter) collect(ctx context.Context, newest uint64) error {
 		return err
 	}
 	var errs []error
+	var oldestKept uint64
 	for _, d := range dirs {
 		v, ok := blob.ParseVersionDir(d)
-		if !ok || v+keep > newest {
+		switch {
+		case !ok:
+			continue
+		case slices.Contains(spec.GetAbandonedVersions(), v):
+			// Never visible; a stale holder may write it again, and the
+			// next collection deletes it again.
+			errs = append(errs, s.m.deps.Blobs.DeleteAll(ctx, blob.VersionPrefix(s.m.cfg.Model, v)))
+			continue
+		case v > newest:
+			continue // reserved, not yet published
+		case v+keep > newest:
+			if catalog.VersionVisible(spec, v) && (oldestKept == 0 || v < oldestKept) {
+				oldestKept = v
+			}
 			continue
 		}
 		if s.m.deps.Pins != nil {
@@ -376,7 +422,23 @@ func (s *snapshotter) collect(ctx context.Context, newest uint64) error {
 		}
 		errs = append(errs, s.m.deps.Blobs.DeleteAll(ctx, blob.VersionPrefix(s.m.cfg.Model, v)))
 	}
+	if oldestKept > 0 {
+		errs = append(errs, s.purgeTo(ctx, oldestKept))
+	}
 	return errors.Join(errs...)
+}
+
+// purgeTo purges the log up to the applied sequence of a kept version.
+func (s *snapshotter) purgeTo(ctx context.Context, version uint64) error {
+	b, err := s.m.deps.Blobs.Get(ctx, blob.Key(s.m.cfg.Model, version, blob.ManifestFile))
+	if err != nil {
+		return fmt.Errorf("read manifest of version %d: %w", version, err)
+	}
+	man := &teatreev1.Manifest{}
+	if err := wire.Unmarshal(b, man); err != nil {
+		return fmt.Errorf("read manifest of version %d: %w", version, err)
+	}
+	return s.purgeLog(ctx, man.GetAppliedSeq())
 }
 
 func fileRef(path, name string) (*teatreev1.FileRef, error) {

@@ -142,6 +142,9 @@ func (w *writer) commit(runCtx context.Context, msgs []jetstream.Msg) error {
 		if err != nil {
 			return err
 		}
+		if w.m.rejected[r.seq] {
+			r.invalid = w.m.unavailable() // its client was told so
+		}
 		reqs = append(reqs, r)
 	}
 	defer func() {
@@ -501,14 +504,14 @@ func (w *writer) noteChange(res applyResult) {
 // announce publishes the outcomes of a batch for the notifier and waits
 // until JetStream has them.
 func (w *writer) announce(ctx context.Context, statuses []*teatreev1.RequestStatus, notify map[string]string, replay bool) error {
-	ev := &teatreev1.Outcomes{Model: w.m.cfg.Model, Statuses: statuses, NotifyUrls: notify, Replay: replay}
+	ev := &teatreev1.Outcomes{Model: w.m.cfg.Model, Epoch: w.m.cfg.Epoch, Statuses: statuses, NotifyUrls: notify, Replay: replay}
 	data, err := proto.Marshal(ev)
 	if err != nil {
 		return err
 	}
 	msg := nats.NewMsg(w.m.cfg.Names.Evt(w.m.cfg.Model, subject.EventOutcomes))
 	msg.Data = data
-	msg.Header.Set(subject.HeaderMsgID, subject.OutcomesMsgID(w.m.cfg.Model, statuses[len(statuses)-1].GetSeq()))
+	msg.Header.Set(subject.HeaderMsgID, subject.OutcomesMsgID(w.m.cfg.Model, statuses[len(statuses)-1].GetSeq(), w.m.cfg.Epoch))
 	if _, err := w.m.deps.JS.PublishMsg(ctx, msg); err != nil {
 		return fmt.Errorf("publish outcomes: %w", err)
 	}

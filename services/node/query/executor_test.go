@@ -35,6 +35,8 @@ type env struct {
 	js      jetstream.JetStream
 	results *results.Store
 	pins    jetstream.KeyValue
+	models  jetstream.KeyValue
+	blobs   *blob.Dir
 }
 
 // start runs an executor over a model "m" whose version 1 holds table t
@@ -83,7 +85,7 @@ func start(t *testing.T, rows int, cfg query.Config) *env {
 		require.NoError(t, <-done)
 	})
 	<-ready
-	return &env{nc: ne.Conn, js: ne.JS, results: store, pins: pins}
+	return &env{nc: ne.Conn, js: ne.JS, results: store, pins: pins, models: models, blobs: blobs}
 }
 
 func (e *env) query(t *testing.T, body string) *nats.Msg {
@@ -277,4 +279,29 @@ func TestPinsOpenVersions(t *testing.T) {
 	// Closed and unpinned, it opens again on demand.
 	msg = e.query(t, `{"sql":"select count(*) as n from t"}`)
 	require.JSONEq(t, `[{"n":3}]`, string(msg.Data))
+}
+
+// A version a holder reserved and abandoned is never read, even with a
+// folder: it may be incomplete, and its writer may still change it.
+func TestAbandonedVersionIsNotRead(t *testing.T) {
+	t.Parallel()
+	e := start(t, 3, query.Config{})
+	ctx := context.Background()
+	v1, err := e.blobs.Get(ctx, blob.Key("m", 1, blob.DuckDBFile))
+	require.NoError(t, err)
+	for _, v := range []uint64{2, 3} {
+		_, err := e.blobs.Put(ctx, blob.Key("m", v, blob.DuckDBFile), bytes.NewReader(v1))
+		require.NoError(t, err)
+	}
+	spec, rev, err := catalog.GetModel(ctx, e.models, "m")
+	require.NoError(t, err)
+	spec.Version, spec.AbandonedVersions = 3, []uint64{2}
+	b, err := wire.Marshal(spec)
+	require.NoError(t, err)
+	_, err = e.models.Update(ctx, "m", b, rev)
+	require.NoError(t, err)
+
+	requireFailed(t, e.query(t, `{"sql":"select count(*) from t","version":2}`), "not_found")
+	msg := e.query(t, `{"sql":"select count(*) AS n from t","version":3}`)
+	require.Empty(t, msg.Header.Get("Tt-Error-Code"), "body: %s", msg.Data)
 }

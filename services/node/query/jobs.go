@@ -92,8 +92,8 @@ func (e *Executor) job(ctx context.Context, msg jetstream.Msg) {
 		_ = msg.Term()
 		return
 	}
-	id := msg.Headers().Get(subject.HeaderMsgID)
-	if subject.ValidateRequest(id) != nil {
+	id, err := subject.RequestFromMsgID(model, msg.Headers().Get(subject.HeaderMsgID))
+	if err != nil {
 		id = subject.SeqRequestID(meta.Sequence.Stream)
 	}
 	out := &teatreev1.QueryOutcome{Model: model, RequestId: id, NotifyUrl: msg.Headers().Get(subject.HeaderNotifyURL)}

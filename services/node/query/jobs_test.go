@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/csv"
+	"strings"
 	"testing"
 	"time"
 
@@ -72,6 +73,15 @@ func TestJobs(t *testing.T) {
 	job("j4", `{"sql":`)
 	out = nextOutcome(t, cons)
 	require.Equal(t, "invalid_argument", out.GetError().GetCode())
+
+	// A model-prefixed message id names the request after the prefix; a
+	// reserved or foreign one falls back to the seq- id.
+	job("m.j5", `{"sql":"select 1 as one"}`)
+	out = nextOutcome(t, cons)
+	require.Equal(t, "j5", out.GetRequestId())
+	job("other.j6", `{"sql":"select 1 as one"}`)
+	out = nextOutcome(t, cons)
+	require.True(t, strings.HasPrefix(out.GetRequestId(), "seq-"), out.GetRequestId())
 
 	// Every job was acknowledged: nothing is left in the work queue.
 	require.Eventually(t, func() bool {

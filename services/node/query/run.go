@@ -123,7 +123,7 @@ func (e *Executor) resolve(ctx context.Context, model string, q *teatreev1.Query
 		return 0, err
 	}
 	if v := q.GetVersion(); v > 0 {
-		if v > spec.GetVersion() {
+		if !catalog.VersionVisible(spec, v) {
 			return 0, apierr.Errorf(apierr.NotFound, "model %s has no version %d (newest: %d)", model, v, spec.GetVersion())
 		}
 		return v, nil
