@@ -206,6 +206,13 @@ func (n *Node) supervise(ctx context.Context, model string, h *hosted) {
 			n.unload(ctx, model, h)
 			return
 		}
+		if errors.Is(err, catalog.ErrLeaseLost) {
+			// A newer holder took the model over (its catalog epoch is
+			// newer than ours): restarting would only be refused again.
+			n.log.WarnContext(ctx, "model taken over by a newer holder; stopping its db-manager", "model", model, "err", err)
+			n.forget(model, h)
+			return
+		}
 		n.log.WarnContext(ctx, "db-manager stopped; restarting", "model", model, "err", err, "backoff", backoff)
 		select {
 		case <-ctx.Done():
@@ -263,6 +270,15 @@ func (n *Node) unload(ctx context.Context, model string, h *hosted) {
 		return
 	}
 	n.log.InfoContext(ctx, "unloaded idle model", "model", model)
+}
+
+// forget drops a model whose db-manager ended for good, freeing its slot.
+func (n *Node) forget(model string, h *hosted) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.models[model] == h {
+		delete(n.models, model)
+	}
 }
 
 // renewConcurrency bounds the lease renewals in flight at once.

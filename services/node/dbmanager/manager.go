@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -160,9 +161,17 @@ func (m *Manager) Run(ctx context.Context) error {
 	defer st.close()
 	defer m.snap.wait()
 
-	applied, eventsSeq, err := st.state(dctx)
+	file, err := st.state(dctx)
 	if err != nil {
 		return err
+	}
+	applied, eventsSeq := file.applied, file.events
+	if file.epoch != m.cfg.Epoch {
+		// Outcomes an earlier epoch announced for requests after this
+		// epoch's start may have been dropped by the notifier, which no
+		// longer trusts them: announce them again under this epoch (the
+		// notifier publishes a request's notification once).
+		eventsSeq = min(eventsSeq, m.epochStart())
 	}
 	w := &writer{m: m, st: st, applied: applied, eventsSeq: eventsSeq}
 	if applied > m.cfg.Spec.GetAppliedSeq() {
@@ -249,14 +258,26 @@ func (m *Manager) openOrRestore(ctx context.Context) (*store, error) {
 		if err != nil {
 			return nil, err
 		}
-		localSeq, _, err = st.state(ctx)
-		if err != nil || m.cfg.Spec.GetAppliedSeq() <= localSeq {
-			if err != nil {
-				st.close()
-			}
-			return st, err
+		file, err := st.state(ctx)
+		if err != nil {
+			st.close()
+			return nil, err
+		}
+		localSeq = file.applied
+		if m.cfg.Spec.GetAppliedSeq() <= localSeq && m.trusts(file.epoch) {
+			return st, nil
 		}
 		st.close()
+		if !m.trusts(file.epoch) {
+			// Written by a holder that another one took over from: what
+			// it applied after the newest version may disagree with what
+			// the holders since applied and announced. Start from the
+			// newest version (or from nothing) instead.
+			m.log.InfoContext(ctx, "discard a local file of an earlier epoch", "file_epoch", file.epoch, "local_seq", localSeq)
+			if err := removeDB(m.dbPath()); err != nil {
+				return nil, err
+			}
+		}
 	}
 	if m.cfg.Spec.GetVersion() > 0 {
 		if err := m.restore(ctx, m.cfg.Spec.GetVersion()); err != nil {
@@ -265,6 +286,43 @@ func (m *Manager) openOrRestore(ctx context.Context) (*store, error) {
 		m.log.InfoContext(ctx, "restored snapshot", "version", m.cfg.Spec.GetVersion(), "applied_seq", m.cfg.Spec.GetAppliedSeq(), "local_seq", localSeq)
 	}
 	return m.open(ctx)
+}
+
+// trusts reports whether a local file last committed under fileEpoch may
+// be used as it is: it was this epoch's (a restart), the epoch right before
+// this one's (nobody else wrote since), or from before epochs were recorded.
+func (m *Manager) trusts(fileEpoch uint64) bool {
+	if fileEpoch == 0 || fileEpoch == m.cfg.Epoch {
+		return true
+	}
+	epochs := m.cfg.Spec.GetEpochs()
+	for i, e := range epochs {
+		if e.GetEpoch() == m.cfg.Epoch {
+			return i > 0 && epochs[i-1].GetEpoch() == fileEpoch
+		}
+	}
+	return false
+}
+
+// epochStart is the catalog's applied_seq when this epoch took the model
+// over: outcomes of earlier epochs are trusted only up to it.
+func (m *Manager) epochStart() uint64 {
+	for _, e := range m.cfg.Spec.GetEpochs() {
+		if e.GetEpoch() == m.cfg.Epoch {
+			return e.GetStartSeq()
+		}
+	}
+	return m.cfg.Spec.GetAppliedSeq()
+}
+
+// removeDB deletes a model file and its write-ahead log.
+func removeDB(path string) error {
+	for _, p := range []string{path, path + ".wal"} {
+		if err := os.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("remove %s: %w", p, err)
+		}
+	}
+	return nil
 }
 
 // sweep removes what a crashed run left in the model's scratch folders:

@@ -66,14 +66,15 @@ func openStore(ctx context.Context, path, spoolDir string, memoryLimit string, t
 	return s, nil
 }
 
-// The bookkeeping tables. _tt_state holds the stream sequence applied up to
-// and the sequence up to which outcome events are known to be published;
+// The bookkeeping tables. _tt_state holds the stream sequence applied up to,
+// the sequence up to which outcome events are known to be published, and
+// the lease epoch of the writer that committed last;
 // _tt_requests records the outcome of each recent request, written in the
 // transaction that applies it: it is the durable record that events and
 // notifications are derived from, and the request-id dedup table.
 const schemaSQL = `
 CREATE TABLE IF NOT EXISTS _tt_state (applied_seq UBIGINT NOT NULL, events_seq UBIGINT NOT NULL);
-INSERT INTO _tt_state SELECT 0, 0 WHERE NOT EXISTS (SELECT 1 FROM _tt_state);
+INSERT INTO _tt_state (applied_seq, events_seq) SELECT 0, 0 WHERE NOT EXISTS (SELECT 1 FROM _tt_state);
 CREATE TABLE IF NOT EXISTS _tt_requests (
 	request_id VARCHAR NOT NULL,
 	seq UBIGINT NOT NULL,
@@ -85,7 +86,8 @@ CREATE TABLE IF NOT EXISTS _tt_requests (
 	applied_at TIMESTAMPTZ NOT NULL,
 	notify_url VARCHAR
 );
-ALTER TABLE _tt_requests ADD COLUMN IF NOT EXISTS notify_url VARCHAR;`
+ALTER TABLE _tt_requests ADD COLUMN IF NOT EXISTS notify_url VARCHAR;
+ALTER TABLE _tt_state ADD COLUMN IF NOT EXISTS epoch UBIGINT DEFAULT 0;`
 
 func (s *store) init(ctx context.Context) error {
 	if _, err := s.conn.ExecContext(ctx, schemaSQL); err != nil {
@@ -94,12 +96,21 @@ func (s *store) init(ctx context.Context) error {
 	return nil
 }
 
-func (s *store) state(ctx context.Context) (applied, events uint64, err error) {
-	err = s.conn.QueryRowContext(ctx, "SELECT applied_seq, events_seq FROM _tt_state").Scan(&applied, &events)
+// fileState is what _tt_state says of the file.
+type fileState struct {
+	applied, events uint64
+	// epoch is the lease epoch of the writer that committed last; 0 in a
+	// file written before teatree recorded it.
+	epoch uint64
+}
+
+func (s *store) state(ctx context.Context) (fileState, error) {
+	var fs fileState
+	err := s.conn.QueryRowContext(ctx, "SELECT applied_seq, events_seq, epoch FROM _tt_state").Scan(&fs.applied, &fs.events, &fs.epoch)
 	if err != nil {
-		return 0, 0, fmt.Errorf("read applied_seq: %w", err)
+		return fileState{}, fmt.Errorf("read applied_seq: %w", err)
 	}
-	return applied, events, nil
+	return fs, nil
 }
 
 func (s *store) close() error {

@@ -457,7 +457,7 @@ func (w *writer) record(ctx context.Context, reqs []*request, results []applyRes
 		}
 		w.requests = w.m.cfg.RecentRequests - len(reqs)
 	}
-	_, err := w.st.conn.ExecContext(ctx, "UPDATE _tt_state SET applied_seq = ?, events_seq = ?", lastSeq, w.published)
+	_, err := w.st.conn.ExecContext(ctx, "UPDATE _tt_state SET applied_seq = ?, events_seq = ?, epoch = ?", lastSeq, w.published, w.m.cfg.Epoch)
 	return err
 }
 
