@@ -39,13 +39,34 @@ var (
 	ipCounter atomic.Int32
 	claimsMu  sync.Mutex
 	claims    []net.Listener
-	binDir    string // scratch directory of built binaries, set by TestMain
+	freeIPs   []string // claimed addresses whose test has ended
+	binDir    string   // scratch directory of built binaries, set by TestMain
 )
 
-// loopbackIP returns a loopback address that only this process's test
-// servers use.
+// loopbackIP returns a loopback address that only this test uses until it
+// ends. Its cleanup runs after those of the processes started later on
+// it, so an address is handed on only once nothing listens there.
 func loopbackIP(t *testing.T) string {
 	t.Helper()
+	ip := claimIP(t)
+	t.Cleanup(func() {
+		claimsMu.Lock()
+		defer claimsMu.Unlock()
+		freeIPs = append(freeIPs, ip)
+	})
+	return ip
+}
+
+func claimIP(t *testing.T) string {
+	t.Helper()
+	claimsMu.Lock()
+	if n := len(freeIPs); n > 0 {
+		ip := freeIPs[n-1]
+		freeIPs = freeIPs[:n-1]
+		claimsMu.Unlock()
+		return ip
+	}
+	claimsMu.Unlock()
 	pid := os.Getpid()
 	for {
 		c := ipCounter.Add(1)
