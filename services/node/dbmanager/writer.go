@@ -35,6 +35,9 @@ type writer struct {
 	lastSnap  time.Time
 	// now is set when a reader asked for a version at once (min_seq).
 	now bool
+	// notified holds the outcomes clients were told before this epoch
+	// (nil when nobody else may have told them anything).
+	notified *notified
 }
 
 func (w *writer) loop(ctx context.Context, msgs <-chan jetstream.Msg, pumpErr <-chan error, now <-chan struct{}) error {
@@ -156,6 +159,9 @@ func (w *writer) commit(runCtx context.Context, msgs []jetstream.Msg) error {
 	}()
 	todo, err := w.dropDuplicates(ctx, reqs)
 	if err != nil {
+		return err
+	}
+	if err := w.notified.failures(ctx, todo); err != nil {
 		return err
 	}
 	lastSeq := reqs[len(reqs)-1].seq
