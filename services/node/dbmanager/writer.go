@@ -165,6 +165,7 @@ func (w *writer) commit(runCtx context.Context, msgs []jetstream.Msg) error {
 		return err
 	}
 	lastSeq := reqs[len(reqs)-1].seq
+	w.m.log.DebugContext(ctx, "applying batch", "from_seq", reqs[0].seq, "to_seq", lastSeq, "requests", len(todo))
 	statuses, err := w.applyBatch(runCtx, todo, lastSeq)
 	if err != nil {
 		return err
