@@ -1,7 +1,6 @@
 package dbmanager_test
 
 import (
-	"context"
 	"sync/atomic"
 	"testing"
 
@@ -37,21 +36,9 @@ func TestLocalFileOfAnEarlierEpochIsNotTrusted(t *testing.T) {
 	l2 := make(chan lease, 1)
 	dir1 := t.TempDir()
 	r1 := h.start(t, l1, dir1, dbmanager.WithBeforeCommit(func(uint64) {
-		if !taken.CompareAndSwap(false, true) {
-			return
+		if taken.CompareAndSwap(false, true) {
+			l2 <- h.handOver(t, l1, "n2")
 		}
-		ctx := context.Background()
-		if err := catalog.Release(ctx, h.owners, "m", l1.rev); err != nil {
-			t.Errorf("release: %v", err)
-		}
-		epoch, rev, err := catalog.Grant(ctx, h.owners, "m", "n2")
-		if err != nil {
-			t.Errorf("grant: %v", err)
-		}
-		if _, err := catalog.TakeOver(ctx, h.models, "m", epoch); err != nil {
-			t.Errorf("take over: %v", err)
-		}
-		l2 <- lease{model: "m", node: "n2", epoch: epoch, rev: rev}
 	}))
 	second := <-l2
 	require.Eventually(t, func() bool { done, _ := r1.stopped(); return done }, waitFor, tick, "the stale holder keeps running")
