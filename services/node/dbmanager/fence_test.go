@@ -40,19 +40,9 @@ func TestStaleHolderCannotPublish(t *testing.T) {
 			return
 		}
 		// The lease expired meanwhile; a successor got it and took over.
-		ctx := context.Background()
-		if err := catalog.Release(ctx, h.owners, "m", l.rev); err != nil {
-			t.Errorf("release: %v", err)
-		}
-		epoch, rev, err := catalog.Grant(ctx, h.owners, "m", "n2")
-		if err != nil {
-			t.Errorf("grant: %v", err)
-		}
-		if _, err := catalog.TakeOver(ctx, h.models, "m", epoch); err != nil {
-			t.Errorf("take over: %v", err)
-		}
+		next := h.handOver(t, l, "n2")
 		refused.Store(v)
-		successor <- lease{model: "m", node: "n2", epoch: epoch, rev: rev}
+		successor <- next
 	}))
 
 	first := h.publish(t, "m", csvRows("a", "a1", "x\n1\n"))
@@ -105,6 +95,24 @@ func TestStaleHolderCannotPublish(t *testing.T) {
 		_, err := os.Stat(h.blobPath(blob.VersionPrefix("m", v)))
 		return os.IsNotExist(err)
 	}, waitFor, tick, "the abandoned version's folder is not collected")
+}
+
+// handOver gives the model of l to node as a successor would get it: the
+// lease released and granted anew, and the catalog taken over at the new
+// epoch. It may run on a db-manager's goroutine, so it reports with Errorf.
+func (h *harness) handOver(t *testing.T, l lease, node string) lease {
+	ctx := context.Background()
+	if err := catalog.Release(ctx, h.owners, l.model, l.rev); err != nil {
+		t.Errorf("release: %v", err)
+	}
+	epoch, rev, err := catalog.Grant(ctx, h.owners, l.model, node)
+	if err != nil {
+		t.Errorf("grant: %v", err)
+	}
+	if _, err := catalog.TakeOver(ctx, h.models, l.model, epoch); err != nil {
+		t.Errorf("take over: %v", err)
+	}
+	return lease{model: l.model, node: node, epoch: epoch, rev: rev}
 }
 
 // versionFiles is the sha256 of every file of a version's folder.

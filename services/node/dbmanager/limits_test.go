@@ -9,6 +9,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/teatree-dev/teatree/pkg/subject"
+	"github.com/teatree-dev/teatree/pkg/wire"
 	teatreev1 "github.com/teatree-dev/teatree/proto/teatree/v1"
 	"github.com/teatree-dev/teatree/services/node/dbmanager"
 )
@@ -109,9 +110,14 @@ func TestStopInterruptsStatement(t *testing.T) {
 
 	// The same file opens again in this process; with a short deadline the
 	// statement now fails as the request's own.
-	again := h.start(t, l, dir, func(c *dbmanager.Config) {
-		c.Spec.Limits = &teatreev1.ModelLimits{RequestTimeoutMs: 500}
-	})
+	// The limit lives in the catalog, which Run reads when it takes over.
+	spec := h.spec(t, "m")
+	spec.Limits = &teatreev1.ModelLimits{RequestTimeoutMs: 500}
+	b, err := wire.Marshal(spec)
+	require.NoError(t, err)
+	_, err = h.models.Put(testContext(t), "m", b)
+	require.NoError(t, err)
+	again := h.start(t, l, dir)
 	requireFailed(t, outcomes.await(t, "slow")["slow"], "deadline_exceeded")
 	h.publish(t, "m", ndjsonRows(subject.OpAppend, "t", "after", `{"n": 2}`))
 	requireApplied(t, outcomes.await(t, "after")["after"], 1)

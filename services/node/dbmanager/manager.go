@@ -174,6 +174,9 @@ func (m *Manager) Run(ctx context.Context) error {
 		eventsSeq = min(eventsSeq, m.epochStart())
 	}
 	w := &writer{m: m, st: st, applied: applied, eventsSeq: eventsSeq}
+	if w.notified, err = m.newNotified(dctx, file.epoch); err != nil {
+		return err
+	}
 	if applied > m.cfg.Spec.GetAppliedSeq() {
 		// The file is ahead of the newest version, after a crash or a lost
 		// publication: publish it without waiting for another mutation.
@@ -302,6 +305,13 @@ func (m *Manager) trusts(fileEpoch uint64) bool {
 		}
 	}
 	return false
+}
+
+// hasPredecessor reports whether another epoch held the model before this
+// one.
+func (m *Manager) hasPredecessor() bool {
+	epochs := m.cfg.Spec.GetEpochs()
+	return len(epochs) > 1 || len(epochs) == 1 && epochs[0].GetEpoch() != m.cfg.Epoch
 }
 
 // epochStart is the catalog's applied_seq when this epoch took the model

@@ -35,6 +35,9 @@ type writer struct {
 	lastSnap  time.Time
 	// now is set when a reader asked for a version at once (min_seq).
 	now bool
+	// notified holds the outcomes clients were told before this epoch
+	// (nil when nobody else may have told them anything).
+	notified *notified
 }
 
 func (w *writer) loop(ctx context.Context, msgs <-chan jetstream.Msg, pumpErr <-chan error, now <-chan struct{}) error {
@@ -158,7 +161,11 @@ func (w *writer) commit(runCtx context.Context, msgs []jetstream.Msg) error {
 	if err != nil {
 		return err
 	}
+	if err := w.notified.failures(ctx, todo); err != nil {
+		return err
+	}
 	lastSeq := reqs[len(reqs)-1].seq
+	w.m.log.DebugContext(ctx, "applying batch", "from_seq", reqs[0].seq, "to_seq", lastSeq, "requests", len(todo))
 	statuses, err := w.applyBatch(runCtx, todo, lastSeq)
 	if err != nil {
 		return err
