@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"net/http"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -102,16 +101,8 @@ func TestSIGTERMWhileAStatementRuns(t *testing.T) {
 		return false
 	}, time.Minute, 20*time.Millisecond, "the statement never started")
 	start := time.Now()
-	require.NoError(t, s.cmd.Process.Signal(syscall.SIGTERM))
-	done := make(chan error, 1)
-	go func() { done <- s.cmd.Wait() }()
-	select {
-	case err := <-done:
-		require.NoError(t, err, "teatree did not exit cleanly")
-		t.Logf("stopped %v after SIGTERM", time.Since(start))
-	case <-time.After(10 * time.Second):
-		t.Fatal("teatree did not stop within 10 s of SIGTERM while a statement ran")
-	}
+	require.NoError(t, s.terminate(10*time.Second), "while a statement ran")
+	t.Logf("stopped %v after SIGTERM", time.Since(start))
 }
 
 // countRows runs a query of one integer column n over HTTP, answered

@@ -217,18 +217,29 @@ func (p *proc) stop() {
 	}
 }
 
-// stopCleanly sends SIGTERM and requires a clean exit.
-func (p *proc) stopCleanly() {
-	p.t.Helper()
+// terminate sends SIGTERM and waits at most within for the process to
+// exit; it says how it went, nil for a clean exit in time.
+func (p *proc) terminate(within time.Duration) error {
 	cmd, exited := p.running()
-	require.NoError(p.t, cmd.Process.Signal(syscall.SIGTERM))
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		return fmt.Errorf("SIGTERM %s: %w", p.name, err)
+	}
 	select {
 	case <-exited:
-		require.True(p.t, cmd.ProcessState.Success(), "%s did not exit cleanly on SIGTERM: %v", p.name, cmd.ProcessState)
-	case <-time.After(30 * time.Second):
+		if !cmd.ProcessState.Success() {
+			return fmt.Errorf("%s did not exit cleanly on SIGTERM: %v", p.name, cmd.ProcessState)
+		}
+		return nil
+	case <-time.After(within):
 		p.kill()
-		p.t.Fatalf("%s did not stop within 30s of SIGTERM", p.name)
+		return fmt.Errorf("%s did not stop within %v of SIGTERM", p.name, within)
 	}
+}
+
+// stopCleanly sends SIGTERM and requires a clean exit within 30s.
+func (p *proc) stopCleanly() {
+	p.t.Helper()
+	require.NoError(p.t, p.terminate(30*time.Second))
 }
 
 // readyTeatree waits for the line a teatree process prints once all its
