@@ -53,14 +53,14 @@ type harness struct {
 	blobs  *blob.Dir
 }
 
-func newHarness(t *testing.T) *harness {
+func newHarness(t testing.TB) *harness {
 	t.Helper()
 	return newHarnessWith(t, natsboot.Config{})
 }
 
 // newHarnessWith sets the streams up again with cfg. Leases live an hour:
 // no test renews them, and a slow run must not lose one.
-func newHarnessWith(t *testing.T, cfg natsboot.Config) *harness {
+func newHarnessWith(t testing.TB, cfg natsboot.Config) *harness {
 	t.Helper()
 	env := natstest.Start(t)
 	cfg.LeaseTTL = time.Hour
@@ -71,7 +71,7 @@ func newHarnessWith(t *testing.T, cfg natsboot.Config) *harness {
 	return &harness{env: env, names: subject.Default(), models: env.Models, owners: env.Owners, pins: env.Pins, mut: env.Mut, blobs: blobs}
 }
 
-func testContext(t *testing.T) context.Context {
+func testContext(t testing.TB) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	t.Cleanup(cancel)
 	return ctx
@@ -85,7 +85,7 @@ type lease struct {
 
 // createModel creates a model whose snapshots are taken every 50ms and
 // grants its lease to node n1.
-func (h *harness) createModel(t *testing.T, spec *teatreev1.ModelSpec) lease {
+func (h *harness) createModel(t testing.TB, spec *teatreev1.ModelSpec) lease {
 	t.Helper()
 	ctx := testContext(t)
 	if spec.Snapshot == nil {
@@ -96,7 +96,7 @@ func (h *harness) createModel(t *testing.T, spec *teatreev1.ModelSpec) lease {
 	return h.grant(t, spec.GetId(), "n1")
 }
 
-func (h *harness) grant(t *testing.T, model, node string) lease {
+func (h *harness) grant(t testing.TB, model, node string) lease {
 	t.Helper()
 	epoch, rev, err := catalog.Grant(testContext(t), h.owners, model, node)
 	require.NoError(t, err)
@@ -104,7 +104,7 @@ func (h *harness) grant(t *testing.T, model, node string) lease {
 }
 
 // spec reads a model's current spec, with its newest version.
-func (h *harness) spec(t *testing.T, model string) *teatreev1.ModelSpec {
+func (h *harness) spec(t testing.TB, model string) *teatreev1.ModelSpec {
 	t.Helper()
 	spec, _, err := catalog.GetModel(testContext(t), h.models, model)
 	require.NoError(t, err)
@@ -122,7 +122,7 @@ type runner struct {
 
 // start runs a db-manager for l in dir, from the model's current spec, until
 // stop (at the latest in t.Cleanup).
-func (h *harness) start(t *testing.T, l lease, dir string, opts ...func(*dbmanager.Config)) *runner {
+func (h *harness) start(t testing.TB, l lease, dir string, opts ...func(*dbmanager.Config)) *runner {
 	t.Helper()
 	cfg := dbmanager.Config{
 		Model: l.model,
@@ -142,7 +142,7 @@ func (h *harness) start(t *testing.T, l lease, dir string, opts ...func(*dbmanag
 		Fence: func(ctx context.Context) error {
 			return catalog.Fence(ctx, h.owners, l.model, l.node, l.epoch)
 		},
-		Log: slog.New(slog.NewTextHandler(testWriter{t}, nil)),
+		Log: testLogger(t),
 	})
 	ctx, cancel := context.WithCancel(context.Background())
 	r := &runner{dir: dir, cancel: cancel, done: make(chan error, 1)}
@@ -153,7 +153,7 @@ func (h *harness) start(t *testing.T, l lease, dir string, opts ...func(*dbmanag
 
 // stop cancels the manager and waits for Run to return. Run's error after a
 // cancel is only logged: an interrupted commit legitimately reports one.
-func (r *runner) stop(t *testing.T) error {
+func (r *runner) stop(t testing.TB) error {
 	t.Helper()
 	r.once.Do(func() {
 		r.cancel()
@@ -182,7 +182,16 @@ func (r *runner) stopped() (bool, error) {
 	}
 }
 
-type testWriter struct{ t *testing.T }
+// testLogger logs to the test; a benchmark's runs log nothing, so that
+// its output is its numbers.
+func testLogger(t testing.TB) *slog.Logger {
+	if _, ok := t.(*testing.B); ok {
+		return slog.New(slog.DiscardHandler)
+	}
+	return slog.New(slog.NewTextHandler(testWriter{t}, nil))
+}
+
+type testWriter struct{ t testing.TB }
 
 func (w testWriter) Write(p []byte) (int, error) {
 	w.t.Log(strings.TrimRight(string(p), "\n"))
@@ -201,7 +210,7 @@ type mutation struct {
 	subject string
 }
 
-func (h *harness) publish(t *testing.T, model string, m mutation) *jetstream.PubAck {
+func (h *harness) publish(t testing.TB, model string, m mutation) *jetstream.PubAck {
 	t.Helper()
 	subj := m.subject
 	if subj == "" {
