@@ -117,7 +117,7 @@ func manyModels(t *testing.T, models, slots, rounds int) {
 				got += c
 			}
 			return got >= uint64(n)
-		}, 20*time.Second, 50*time.Millisecond, "notifications: want %d; logs:\n%s", n, logs)
+		}, 20*time.Second+time.Duration(models)*50*time.Millisecond, 50*time.Millisecond, "notifications: want %d; logs:\n%s", n, logs)
 	}
 	start := time.Now()
 	for round := range rounds {
