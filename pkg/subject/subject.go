@@ -214,6 +214,11 @@ func (n Names) ParseResult(subj string) (id string, page int, ok bool) {
 // newer version asks the model's db-manager to publish one now.
 func (n Names) SnapshotNow(model string) string { return n.prefix + ".ctl." + model + ".snapshot" }
 
+// NodeEvict is tt.ctl.node.<node>.evict, internal: a dispatcher that finds
+// no free slot asks a node to close its least recently used settled model.
+// The reply names the model closed, empty when none could be.
+func (n Names) NodeEvict(node string) string { return n.prefix + ".ctl.node." + node + ".evict" }
+
 // The Nats-Msg-Id of every derived message is a pure function of what it
 // describes, so that a retry after a crash is dropped by JetStream's
 // duplicate window instead of being published twice.

@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"time"
 
@@ -402,9 +403,14 @@ func requestID(model string, header nats.Header, seq uint64) string {
 var errNoNode = errors.New("no live node can serve the model")
 
 // place grants model's lease to the live node with the most free slots
-// among those that have every capability the model needs.
+// among those that have every capability the model needs. When every such
+// node is full, it asks them in turn to close a settled model and places
+// the model on the first that did.
 func (d *Dispatcher) place(ctx context.Context, spec *teatreev1.ModelSpec) error {
 	node := d.pick(spec.GetCapabilities())
+	if node == "" {
+		node = d.evict(ctx, spec.GetCapabilities())
+	}
 	if node == "" {
 		return errNoNode
 	}
@@ -413,9 +419,23 @@ func (d *Dispatcher) place(ctx context.Context, spec *teatreev1.ModelSpec) error
 		return d.heldBy(ctx, spec.GetId())
 	}
 	if err == nil {
+		d.took(node)
 		d.deps.Log.InfoContext(ctx, "placed model", "model", spec.GetId(), "node", node)
 	}
 	return err
+}
+
+// took counts a slot of node as taken until its next heartbeat says how
+// many are free: placements between two heartbeats must not fill more
+// slots than the node has.
+func (d *Dispatcher) took(node string) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if ws, ok := d.workers[node]; ok && ws.w.GetFreeSlots() > 0 {
+		w := proto.CloneOf(ws.w)
+		w.FreeSlots--
+		d.workers[node] = workerSeen{w: w, at: ws.at}
+	}
 }
 
 func (d *Dispatcher) pick(needs []string) string {
@@ -429,6 +449,40 @@ func (d *Dispatcher) pick(needs []string) string {
 		best, bestFree = id, ws.w.GetFreeSlots()
 	}
 	return best
+}
+
+// evictTimeout bounds one node's answer to an eviction request.
+const evictTimeout = 15 * time.Second
+
+// evict asks the live full nodes that could serve a model with needs,
+// those with the most slots first, to close their least recently used
+// settled model, and returns the first that did ("" when none could).
+// The node closes it as an idle model and releases its lease, so the
+// slot is free when it answers.
+func (d *Dispatcher) evict(ctx context.Context, needs []string) string {
+	d.mu.Lock()
+	var nodes []*teatreev1.Worker
+	for _, ws := range d.workers {
+		if time.Since(ws.at) <= d.cfg.WorkerTTL && ws.w.GetSlots() > 0 && covers(ws.w.GetCapabilities(), needs) {
+			nodes = append(nodes, ws.w)
+		}
+	}
+	d.mu.Unlock()
+	slices.SortFunc(nodes, func(a, b *teatreev1.Worker) int { return int(b.GetSlots() - a.GetSlots()) })
+	for _, w := range nodes {
+		rctx, cancel := context.WithTimeout(ctx, evictTimeout)
+		reply, err := d.deps.JS.Conn().RequestWithContext(rctx, d.cfg.Names.NodeEvict(w.GetNode()), nil)
+		cancel()
+		if err != nil {
+			d.deps.Log.WarnContext(ctx, "ask a node to close a model", "node", w.GetNode(), "err", err)
+			continue
+		}
+		if len(reply.Data) > 0 {
+			d.deps.Log.InfoContext(ctx, "node closed a model to free a slot", "node", w.GetNode(), "closed", string(reply.Data))
+			return w.GetNode()
+		}
+	}
+	return ""
 }
 
 func covers(have, needs []string) bool {

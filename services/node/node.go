@@ -11,10 +11,13 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"golang.org/x/sync/errgroup"
 
@@ -42,7 +45,14 @@ type Config struct {
 	WorkerTTL time.Duration
 	// Manager is the template of every db-manager's configuration.
 	Manager dbmanager.Config
+	// StartBound is how long a model's db-manager may keep failing before
+	// the node gives its lease up, so that the dispatcher places it again
+	// or its requests end unavailable (default DefaultStartBound).
+	StartBound time.Duration
 }
+
+// DefaultStartBound is Config.StartBound's default.
+const DefaultStartBound = 30 * time.Second
 
 // Validate reports a configuration that cannot work.
 func (c Config) Validate() error {
@@ -87,7 +97,12 @@ type Node struct {
 
 	mu     sync.Mutex
 	models map[string]*hosted
-	wg     sync.WaitGroup
+	// stopping holds, per model, a channel that closes once the model's
+	// detached db-manager has stopped (and a deleted model's files are
+	// gone): a new db-manager of the model waits for it, the event loop
+	// never does.
+	stopping map[string]<-chan struct{}
+	wg       sync.WaitGroup
 }
 
 // hosted is a model whose db-manager runs on this node.
@@ -96,6 +111,14 @@ type hosted struct {
 	rev    uint64 // the lease's KV revision to renew from
 	cancel context.CancelFunc
 	done   chan struct{}
+	// prev closes once the model's previous db-manager on this node has
+	// stopped; nil when there was none.
+	prev <-chan struct{}
+	// close asks the db-manager to close the model if it is settled.
+	close chan chan<- bool
+	// used is when the db-manager last committed (or started), in Unix
+	// nanoseconds: the node closes its least recently used models first.
+	used atomic.Int64
 }
 
 // New returns a node; Run starts it.
@@ -103,7 +126,8 @@ func New(cfg Config, deps Deps) (*Node, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	return &Node{cfg: cfg, deps: deps, log: deps.Log.With("node", cfg.ID), models: map[string]*hosted{}}, nil
+	return &Node{cfg: cfg, deps: deps, log: deps.Log.With("node", cfg.ID), models: map[string]*hosted{},
+		stopping: map[string]<-chan struct{}{}}, nil
 }
 
 // Run serves until ctx ends, then stops every db-manager and gives up its
@@ -122,6 +146,19 @@ func (n *Node) Run(ctx context.Context, ready func()) error {
 		return fmt.Errorf("watch models: %w", err)
 	}
 	defer specs.Stop()
+	// Evictions run beside the event loop: closing a model waits for its
+	// db-manager, which must not delay leases and heartbeats.
+	evict, err := n.deps.JS.Conn().Subscribe(n.cfg.Names.NodeEvict(n.cfg.ID), func(msg *nats.Msg) {
+		n.wg.Add(1)
+		go func() {
+			defer n.wg.Done()
+			n.evict(ctx, msg)
+		}()
+	})
+	if err != nil {
+		return fmt.Errorf("subscribe to evictions: %w", err)
+	}
+	defer evict.Unsubscribe()
 	defer n.stopAll()
 
 	tick := time.NewTicker(min(n.cfg.LeaseTTL, n.cfg.WorkerTTL) / 3)
@@ -174,20 +211,26 @@ func (n *Node) onLease(ctx context.Context, e jetstream.KeyValueEntry) {
 		}
 		// The old lease ended and this node was granted a new one before
 		// it noticed: nobody else would renew the new lease. The old
-		// db-manager must be gone before the new one opens the file; only
-		// this goroutine starts db-managers, so wait without the lock.
-		done := n.detachLocked(model, h)
-		n.mu.Unlock()
-		<-done
-		n.mu.Lock()
+		// db-manager must be gone before the new one opens the file: the
+		// new one waits for it (see stopping).
+		n.detachLocked(model, h)
 	}
 	mctx, cancel := context.WithCancel(ctx)
-	h := &hosted{lease: l, rev: e.Revision(), cancel: cancel, done: make(chan struct{})}
+	h := &hosted{lease: l, rev: e.Revision(), cancel: cancel, done: make(chan struct{}),
+		prev: n.stopping[model], close: make(chan chan<- bool)}
+	h.used.Store(time.Now().UnixNano())
 	n.models[model] = h
 	n.wg.Add(1)
 	go func() {
 		defer n.wg.Done()
 		defer close(h.done)
+		if h.prev != nil {
+			select {
+			case <-h.prev:
+			case <-mctx.Done():
+				return
+			}
+		}
 		n.supervise(mctx, model, h)
 	}()
 }
@@ -197,8 +240,14 @@ func (n *Node) onLease(ctx context.Context, e jetstream.KeyValueEntry) {
 // goes idle.
 func (n *Node) supervise(ctx context.Context, model string, h *hosted) {
 	backoff := 100 * time.Millisecond
+	bound := n.cfg.StartBound
+	if bound <= 0 {
+		bound = DefaultStartBound
+	}
+	var failingSince time.Time
 	for ctx.Err() == nil {
-		err := n.runManager(ctx, model, h.lease.GetEpoch())
+		started := time.Now()
+		err := n.runManager(ctx, model, h)
 		if ctx.Err() != nil {
 			return
 		}
@@ -213,7 +262,18 @@ func (n *Node) supervise(ctx context.Context, model string, h *hosted) {
 			n.forget(model, h)
 			return
 		}
-		n.log.WarnContext(ctx, "db-manager stopped; restarting", "model", model, "err", err, "backoff", backoff)
+		if failingSince.IsZero() || time.Since(started) > bound {
+			failingSince = started // it ran a while: a new failure
+		}
+		if time.Since(failingSince) > bound {
+			// Say so where an operator looks, and let the model go: the
+			// dispatcher places it again (elsewhere if it can) or ends
+			// its requests unavailable, instead of them waiting in silence.
+			n.log.ErrorContext(ctx, "db-manager keeps failing; giving its lease up", "model", model, "err", err, "failing_for", time.Since(failingSince).Round(time.Millisecond))
+			n.unload(ctx, model, h)
+			return
+		}
+		n.log.ErrorContext(ctx, "db-manager stopped; restarting", "model", model, "err", err, "backoff", backoff)
 		select {
 		case <-ctx.Done():
 			return
@@ -223,7 +283,8 @@ func (n *Node) supervise(ctx context.Context, model string, h *hosted) {
 	}
 }
 
-func (n *Node) runManager(ctx context.Context, model string, epoch uint64) error {
+func (n *Node) runManager(ctx context.Context, model string, h *hosted) error {
+	epoch := h.lease.GetEpoch()
 	spec, _, err := catalog.GetModel(ctx, n.deps.Models, model)
 	if err != nil {
 		return err
@@ -233,6 +294,8 @@ func (n *Node) runManager(ctx context.Context, model string, epoch uint64) error
 	}
 	cfg := n.cfg.Manager
 	cfg.Model, cfg.Spec, cfg.Epoch, cfg.Names = model, spec, epoch, n.cfg.Names
+	cfg.Close = h.close
+	cfg.Activity = func() { h.used.Store(time.Now().UnixNano()) }
 	// One directory per incarnation of the model id: a model deleted and
 	// created again never opens the old one's file.
 	cfg.Dir = filepath.Join(n.cfg.Dir, model, strconv.FormatUint(spec.GetCreatedSeq(), 10))
@@ -270,6 +333,63 @@ func (n *Node) unload(ctx context.Context, model string, h *hosted) {
 		return
 	}
 	n.log.InfoContext(ctx, "unloaded idle model", "model", model)
+	// Say at once that a slot is free: a dispatcher may be waiting for it.
+	if err := n.heartbeat(ctx); err != nil {
+		n.log.WarnContext(ctx, "heartbeat", "err", err)
+	}
+}
+
+// evictWait bounds how long an eviction waits for a db-manager to answer
+// and to stop.
+const evictWait = 10 * time.Second
+
+// evict closes the least recently used settled model to free a slot for a
+// dispatcher's placement, and replies with the model closed (empty when
+// none was settled). Closing goes through the idle unload (ErrIdle, then
+// the lease is released), so fencing and exactly-once hold as for an idle
+// model.
+func (n *Node) evict(ctx context.Context, msg *nats.Msg) {
+	n.mu.Lock()
+	type candidate struct {
+		model string
+		h     *hosted
+		used  int64
+	}
+	cands := make([]candidate, 0, len(n.models))
+	for model, h := range n.models {
+		cands = append(cands, candidate{model, h, h.used.Load()})
+	}
+	n.mu.Unlock()
+	slices.SortFunc(cands, func(a, b candidate) int { return int(min(max(a.used-b.used, -1), 1)) })
+	closed := ""
+	for _, c := range cands {
+		reply := make(chan bool, 1) // the writer never blocks on it
+		select {
+		case c.h.close <- reply:
+		case <-c.h.done:
+			continue
+		case <-ctx.Done():
+			return
+		case <-time.After(evictWait):
+			continue // busy with a long batch: not the one to close
+		}
+		if !<-reply {
+			continue
+		}
+		select {
+		case <-c.h.done: // unloaded: the lease is released
+			closed = c.model
+		case <-ctx.Done():
+			return
+		case <-time.After(evictWait):
+			n.log.WarnContext(ctx, "evicted model did not stop in time", "model", c.model)
+		}
+		break
+	}
+	if closed != "" {
+		n.log.InfoContext(ctx, "closed least recently used model for a placement", "model", closed)
+	}
+	_ = msg.Respond([]byte(closed))
 }
 
 // forget drops a model whose db-manager ended for good, freeing its slot.
@@ -295,7 +415,6 @@ func (n *Node) renew(ctx context.Context) {
 		held[model], revs[model] = h, h.rev
 	}
 	n.mu.Unlock()
-	var stopped []<-chan struct{} // guarded by n.mu
 	// Concurrently: one round trip after another, a node with a thousand
 	// models takes longer than the TTL to renew them all under load.
 	var g errgroup.Group
@@ -309,7 +428,7 @@ func (n *Node) renew(ctx context.Context) {
 			case n.models[model] != h: // stopped or replaced meanwhile
 			case errors.Is(err, catalog.ErrLeaseLost):
 				n.log.WarnContext(ctx, "lease lost; stopping db-manager", "model", model)
-				stopped = append(stopped, n.detachLocked(model, h))
+				n.detachLocked(model, h)
 			case err != nil:
 				n.log.WarnContext(ctx, "renew lease", "model", model, "err", err)
 			default:
@@ -319,34 +438,57 @@ func (n *Node) renew(ctx context.Context) {
 		})
 	}
 	_ = g.Wait()
-	for _, done := range stopped {
-		<-done
-	}
 }
 
 // onDelete stops a deleted model and removes its files.
 func (n *Node) onDelete(ctx context.Context, model string) {
 	n.mu.Lock()
-	var done <-chan struct{}
+	defer n.mu.Unlock()
 	if h := n.models[model]; h != nil {
-		done = n.detachLocked(model, h)
+		n.detachLocked(model, h)
 	}
-	n.mu.Unlock()
-	if done != nil {
-		<-done
-	}
-	if err := os.RemoveAll(filepath.Join(n.cfg.Dir, model)); err != nil {
-		n.log.WarnContext(ctx, "remove files of deleted model", "model", model, "err", err)
+	// Remove the files once the db-manager has stopped, beside the event
+	// loop; a model of the same id created meanwhile waits for it.
+	prev := n.stopping[model]
+	removed := make(chan struct{})
+	n.stopping[model] = removed
+	n.wg.Add(1)
+	go func() {
+		defer n.wg.Done()
+		defer n.stopped(model, removed)
+		if prev != nil {
+			<-prev
+		}
+		if err := os.RemoveAll(filepath.Join(n.cfg.Dir, model)); err != nil {
+			n.log.WarnContext(ctx, "remove files of deleted model", "model", model, "err", err)
+		}
+	}()
+}
+
+// stopped closes done and forgets it as the model's stopping channel.
+func (n *Node) stopped(model string, done chan struct{}) {
+	close(done)
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.stopping[model] == done {
+		delete(n.stopping, model)
 	}
 }
 
-// detachLocked stops a db-manager and forgets it; the returned channel
-// closes once it has stopped, which callers wait for without the lock:
-// stopping can take as long as a commit.
-func (n *Node) detachLocked(model string, h *hosted) <-chan struct{} {
+// detachLocked stops a db-manager and forgets it without waiting for it
+// (stopping can take as long as a commit): the model's next db-manager
+// waits for it through n.stopping.
+func (n *Node) detachLocked(model string, h *hosted) {
 	h.cancel()
 	delete(n.models, model)
-	return h.done
+	done := make(chan struct{})
+	n.stopping[model] = done
+	n.wg.Add(1)
+	go func() {
+		defer n.wg.Done()
+		defer n.stopped(model, done)
+		<-h.done
+	}()
 }
 
 // stopAll stops every db-manager and releases its lease.

@@ -58,6 +58,13 @@ type Config struct {
 	// IdleTimeout ends Run with ErrIdle once no mutation has come for this
 	// long and every change is in a published version (0: never).
 	IdleTimeout time.Duration
+	// Close carries requests to close the model before IdleTimeout, when
+	// its node needs the slot: Run answers on the given channel whether
+	// the model is settled, and if so ends with ErrIdle (nil: never asked).
+	Close <-chan chan<- bool
+	// Activity, if set, is called after every committed batch: the node
+	// closes its least recently used models first.
+	Activity func()
 
 	// beforeCommit, set by tests only, runs between writing a version's
 	// files and committing it in the catalog.

@@ -75,6 +75,12 @@ func (w *writer) loop(ctx context.Context, msgs <-chan jetstream.Msg, pumpErr <-
 				return nil
 			}
 			first = msg
+		case reply := <-w.m.cfg.Close:
+			ok := w.settled(len(msgs))
+			reply <- ok
+			if ok {
+				return ErrIdle
+			}
 		case <-timer:
 			timer = nil
 		case <-now:
@@ -106,6 +112,9 @@ func (w *writer) loop(ctx context.Context, msgs <-chan jetstream.Msg, pumpErr <-
 			}
 			if idle != nil {
 				idle.Reset(w.m.cfg.IdleTimeout)
+			}
+			if w.m.cfg.Activity != nil {
+				w.m.cfg.Activity()
 			}
 		}
 		wait, err := w.maybeSnapshot(ctx)
