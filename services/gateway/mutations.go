@@ -71,7 +71,7 @@ func (g *Gateway) postRows(w http.ResponseWriter, r *http.Request) {
 	m.header.Set(subject.HeaderTable, table)
 	m.header.Set(subject.HeaderContentType, ct)
 	if key := r.URL.Query().Get("key"); key != "" {
-		if err := checkKey(key); err != nil {
+		if _, err := subject.ParseKey(key); err != nil {
 			g.writeError(w, r, err)
 			return
 		}
@@ -333,18 +333,6 @@ func checkJSONType(ct string) error {
 	}
 	if mt, _, err := mime.ParseMediaType(ct); err != nil || mt != subject.ContentJSON {
 		return apierr.Errorf(apierr.InvalidArgument, "Content-Type %q: want %s", ct, subject.ContentJSON)
-	}
-	return nil
-}
-
-// checkKey applies the db-manager's rule for Tt-Key, so that a bad key is
-// refused now rather than failed later.
-func checkKey(key string) error {
-	for _, col := range strings.Split(key, ",") {
-		col = strings.TrimSpace(col)
-		if col == "" || strings.ContainsAny(col, "\"\x00") {
-			return apierr.Errorf(apierr.InvalidArgument, "key=%q: want column names separated by commas", key)
-		}
 	}
 	return nil
 }

@@ -10,7 +10,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/teatree-dev/teatree/services/bench"
+	"github.com/teatree-dev/teatree/internal/bench"
 )
 
 func benchCmd() *cobra.Command {

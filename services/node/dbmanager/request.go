@@ -85,7 +85,7 @@ func parseRequest(names subject.Names, msg jetstream.Msg) (*request, error) {
 			r.invalid = err
 		}
 		if op == subject.OpUpsert && r.invalid == nil {
-			r.keys, r.invalid = parseKeys(h.Get(subject.HeaderKey))
+			r.keys, r.invalid = subject.ParseKey(h.Get(subject.HeaderKey))
 		}
 	case subject.OpSQL, subject.OpCall:
 		if r.contentType != "" && r.contentType != subject.ContentJSON {
@@ -98,21 +98,6 @@ func parseRequest(names subject.Names, msg jetstream.Msg) (*request, error) {
 		r.invalid = apierr.New(apierr.InvalidArgument, "empty body")
 	}
 	return r, nil
-}
-
-func parseKeys(header string) ([]string, error) {
-	if header == "" {
-		return nil, apierr.Errorf(apierr.InvalidArgument, "upsert needs the %s header: the key columns, comma separated", subject.HeaderKey)
-	}
-	var keys []string
-	for _, k := range strings.Split(header, ",") {
-		k = strings.TrimSpace(k)
-		if k == "" || strings.ContainsAny(k, "\"\x00") {
-			return nil, apierr.Errorf(apierr.InvalidArgument, "%s %q: bad column name", subject.HeaderKey, header)
-		}
-		keys = append(keys, k)
-	}
-	return keys, nil
 }
 
 // mediaType strips parameters such as "; charset=utf-8".

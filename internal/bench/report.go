@@ -166,7 +166,7 @@ func (rep *Report) Markdown() string {
 // so that two runs compare with `benchstat old.txt new.txt`.
 func (rep *Report) Benchstat() string {
 	var sb strings.Builder
-	fmt.Fprintf(&sb, "goos: linux\ngoarch: %s\ncpu: %s\npkg: github.com/teatree-dev/teatree/services/bench\n", runtime.GOARCH, rep.Machine.CPU)
+	fmt.Fprintf(&sb, "goos: linux\ngoarch: %s\ncpu: %s\npkg: github.com/teatree-dev/teatree/internal/bench\n", runtime.GOARCH, rep.Machine.CPU)
 	for _, r := range rep.Results {
 		name := "Benchmark" + camel(r.Scenario)
 		if r.Variant != "" {
