@@ -114,7 +114,13 @@ func (d *Dispatcher) Run(ctx context.Context, ready func()) error {
 	}
 	cc, err := cons.Consume(func(msg jetstream.Msg) {
 		if err := d.handle(ctx, msg); err != nil {
-			if ctx.Err() == nil {
+			switch {
+			case ctx.Err() != nil:
+			case errors.Is(err, errNodesFull):
+				// Waiting for a slot is normal under load: no warning per
+				// waiting request and second.
+				d.deps.Log.DebugContext(ctx, "dispatch", "subject", msg.Subject(), "err", err)
+			default:
 				d.deps.Log.WarnContext(ctx, "dispatch", "subject", msg.Subject(), "err", err)
 			}
 			_ = msg.NakWithDelay(time.Second)
@@ -402,6 +408,11 @@ func requestID(model string, header nats.Header, seq uint64) string {
 
 var errNoNode = errors.New("no live node can serve the model")
 
+// errNodesFull: live nodes can serve the model, but none has a free slot
+// or a model it could close now. The request waits for a slot rather than
+// failing: unavailable means that no live node can serve the model at all.
+var errNodesFull = errors.New("every node that can serve the model is full; waiting for a slot")
+
 // place grants model's lease to the live node with the most free slots
 // among those that have every capability the model needs. When every such
 // node is full, it asks them in turn to close a settled model and places
@@ -410,6 +421,9 @@ func (d *Dispatcher) place(ctx context.Context, spec *teatreev1.ModelSpec) error
 	node := d.pick(spec.GetCapabilities())
 	if node == "" {
 		node = d.evict(ctx, spec.GetCapabilities())
+	}
+	if node == "" && d.capable(spec.GetCapabilities()) {
+		return errNodesFull
 	}
 	if node == "" {
 		return errNoNode
@@ -436,6 +450,19 @@ func (d *Dispatcher) took(node string) {
 		w.FreeSlots--
 		d.workers[node] = workerSeen{w: w, at: ws.at}
 	}
+}
+
+// capable reports whether a live node has every capability in needs,
+// whether or not it has a free slot.
+func (d *Dispatcher) capable(needs []string) bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for _, ws := range d.workers {
+		if time.Since(ws.at) <= d.cfg.WorkerTTL && ws.w.GetSlots() > 0 && covers(ws.w.GetCapabilities(), needs) {
+			return true
+		}
+	}
+	return false
 }
 
 func (d *Dispatcher) pick(needs []string) string {
@@ -601,8 +628,8 @@ func (d *Dispatcher) reconcileModel(ctx context.Context, model string) (bool, er
 		return false, err
 	}
 	err = d.place(ctx, spec)
-	if errors.Is(err, errNoNode) {
-		return false, nil // a node may join before the next tick
+	if errors.Is(err, errNoNode) || errors.Is(err, errNodesFull) {
+		return false, nil // a node may join, or a slot free up, before the next tick
 	}
 	return err == nil, err
 }

@@ -175,3 +175,30 @@ func TestAppliedRequestIsNotRejected(t *testing.T) {
 	require.True(t, h.stored(seq))
 	require.Nil(t, h.lease("trainer"))
 }
+
+// A request whose only capable node is full waits for a slot, however long:
+// unavailable means no live node can serve the model, and this one can as
+// soon as it has room.
+func TestFullNodeMakesRequestsWaitNotFail(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	h := newHarness(t, natsboot.Config{})
+	h.createModel("sales")
+	h.heartbeat("node-full", 0, "duckdb")
+	h.run(dispatcher.Config{PlacementGrace: 300 * time.Millisecond})
+
+	h.publish(h.names.Mut("sales", subject.OpSQL), subject.MsgID("sales", "r1"))
+	// A third delivery comes only after the second, past the grace, was
+	// handled without a rejection (a rejection acknowledges the message).
+	cons, err := h.js.Consumer(ctx, h.names.MutStream(), "dispatcher")
+	require.NoError(t, err)
+	require.Eventually(t, func() bool {
+		info, err := cons.Info(ctx)
+		return err == nil && info.Delivered.Consumer >= 3
+	}, 30*time.Second, 50*time.Millisecond)
+	h.noEvent("sales", subject.EventReject)
+
+	h.heartbeat("node-full", 1, "duckdb")
+	h.waitLease("sales", "node-full")
+	h.noEvent("sales", subject.EventReject)
+}

@@ -24,10 +24,22 @@ import (
 // terminal notification, and that the newest snapshot agrees.
 func TestCrashKill9(t *testing.T) {
 	t.Parallel()
-	const total = 3000
+	crashTest(t, 1, 3000)
+}
+
+// TestCrashKill9ManyModels is the same over 50 models written at once.
+func TestCrashKill9ManyModels(t *testing.T) {
+	t.Parallel()
+	crashTest(t, 50, 3000)
+}
+
+func crashTest(t *testing.T, models, total int) {
 	const publishers = 4
 	s := startServer(t)
-	createModel(t, s, `{"id":"crash","snapshot":{"interval_ms":200}}`)
+	model := func(n int) string { return fmt.Sprintf("crash-%d", n%models) }
+	for m := range models {
+		createModel(t, s, fmt.Sprintf(`{"id":%q,"snapshot":{"interval_ms":200}}`, model(m)))
+	}
 	_, js := s.connect(t)
 
 	var next, ackCount atomic.Int64
@@ -39,13 +51,13 @@ func TestCrashKill9(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			for {
-				n := next.Add(1) - 1
+				n := int(next.Add(1) - 1)
 				if n >= total {
 					return
 				}
 				id := fmt.Sprintf("r-%d", n)
-				msg := nats.NewMsg("tt.mut.crash.append")
-				msg.Header.Set("Nats-Msg-Id", id)
+				msg := nats.NewMsg("tt.mut." + model(n) + ".append")
+				msg.Header.Set("Nats-Msg-Id", model(n)+"."+id)
 				msg.Header.Set("Tt-Table", "numbers")
 				msg.Header.Set("Content-Type", "application/x-ndjson")
 				msg.Data = fmt.Appendf(nil, "{\"n\":%d}\n", n)
@@ -83,27 +95,46 @@ func TestCrashKill9(t *testing.T) {
 
 	// Every request ends with exactly one terminal notification.
 	seen := map[string]int{}
-	var maxSeq uint64
 	require.Eventually(t, func() bool {
-		seen = readNotifications(t, js, "crash")
+		seen = map[string]int{}
+		for m := range models {
+			for id, n := range readNotifications(t, js, model(m)) {
+				seen[id] += n
+			}
+		}
 		return len(seen) == total
 	}, 2*time.Minute, 250*time.Millisecond, "notifications for %d of %d requests", len(seen), total)
 	for id, n := range seen {
 		require.Equal(t, 1, n, "request %s has %d terminal notifications", id, n)
 	}
+	maxSeq := map[string]uint64{}
 	for i := range total {
 		id := fmt.Sprintf("r-%d", i)
-		st, _ := waitNotification(t, js, "crash", id)
+		st, _ := waitNotification(t, js, model(i), id)
 		require.Equal(t, "applied", st.Status, "%s: %+v", id, st)
 		seq, _ := acked.Load(id)
 		require.Equal(t, seq.(uint64), st.Seq, id)
-		maxSeq = max(maxSeq, st.Seq)
+		maxSeq[model(i)] = max(maxSeq[model(i)], st.Seq)
 	}
 
-	// The newest snapshot holds every number exactly once.
+	// The newest snapshots hold every number exactly once.
+	var rows, distinct, sum int64
+	for m := range models {
+		r, d, sm := newestNumbers(t, s, model(m), maxSeq[model(m)])
+		rows, distinct, sum = rows+r, distinct+d, sum+sm
+	}
+	require.Equal(t, int64(total), rows)
+	require.Equal(t, int64(total), distinct)
+	require.Equal(t, int64(total*(total-1)/2), sum)
+}
+
+// newestNumbers downloads the newest version of model once it includes
+// seq, and returns the count, distinct count and sum of its numbers.
+func newestNumbers(t *testing.T, s *server, model string, seq uint64) (rows, distinct, sum int64) {
+	t.Helper()
 	var version uint64
 	require.Eventually(t, func() bool {
-		code, body, _ := do(t, http.MethodGet, s.url("/v1/models/crash/snapshots"), "", nil)
+		code, body, _ := do(t, http.MethodGet, s.url("/v1/models/"+model+"/snapshots"), "", nil)
 		if code != http.StatusOK {
 			return false
 		}
@@ -114,21 +145,18 @@ func TestCrashKill9(t *testing.T) {
 			} `json:"snapshots"`
 		}
 		require.NoError(t, json.Unmarshal(body, &list))
-		if len(list.Snapshots) == 0 || list.Snapshots[0].AppliedSeq < maxSeq {
+		if len(list.Snapshots) == 0 || list.Snapshots[0].AppliedSeq < seq {
 			return false
 		}
 		version = list.Snapshots[0].Version
 		return true
-	}, time.Minute, 100*time.Millisecond)
-	code, file, _ := do(t, http.MethodGet, s.url(fmt.Sprintf("/v1/models/crash/snapshots/%d/model.duckdb", version)), "", nil)
+	}, time.Minute, 100*time.Millisecond, "no version of %s includes seq %d", model, seq)
+	code, file, _ := do(t, http.MethodGet, s.url(fmt.Sprintf("/v1/models/%s/snapshots/%d/model.duckdb", model, version)), "", nil)
 	require.Equal(t, http.StatusOK, code)
-	path := filepath.Join(t.TempDir(), "model.duckdb")
+	path := filepath.Join(t.TempDir(), model+".duckdb")
 	require.NoError(t, os.WriteFile(path, file, 0o644))
-	var rows, distinct, sum int64
-	require.NoError(t, openReadOnly(t, path).QueryRow("SELECT count(*), count(DISTINCT n), sum(n) FROM numbers").Scan(&rows, &distinct, &sum))
-	require.Equal(t, int64(total), rows)
-	require.Equal(t, int64(total), distinct)
-	require.Equal(t, int64(total*(total-1)/2), sum)
+	require.NoError(t, openReadOnly(t, path).QueryRow("SELECT count(*), count(DISTINCT n), coalesce(sum(n), 0) FROM numbers").Scan(&rows, &distinct, &sum))
+	return rows, distinct, sum
 }
 
 // readNotifications counts the request notifications of a model in TT_NTF,
