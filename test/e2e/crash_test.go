@@ -163,22 +163,9 @@ func newestNumbers(t *testing.T, s *server, model string, seq uint64) (rows, dis
 // by request id.
 func readNotifications(t *testing.T, js jetstream.JetStream, model string) map[string]int {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	cons, err := js.OrderedConsumer(ctx, "TT_NTF", jetstream.OrderedConsumerConfig{FilterSubjects: []string{"tt.ntf." + model + ".req.>"}})
-	require.NoError(t, err)
-	info, err := cons.Info(ctx)
-	require.NoError(t, err)
-	pending := info.NumPending
 	seen := map[string]int{}
-	for pending > 0 {
-		batch, err := cons.Fetch(int(min(pending, 1000)), jetstream.FetchMaxWait(5*time.Second))
-		require.NoError(t, err)
-		for msg := range batch.Messages() {
-			seen[msg.Headers().Get("Tt-Request-Id")]++
-			pending--
-		}
-		require.NoError(t, batch.Error())
+	for _, n := range readStatuses(t, js, model) {
+		seen[n.header]++
 	}
 	return seen
 }
