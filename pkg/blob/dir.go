@@ -57,9 +57,22 @@ func (d *Dir) Put(ctx context.Context, key string, r io.Reader) (int64, error) {
 	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
 		return 0, fmt.Errorf("put %s: %w", key, err)
 	}
-	tmp, err := os.CreateTemp(filepath.Dir(p), ".put-*")
+	n, err := WriteFile(ctx, p, r)
 	if err != nil {
 		return 0, fmt.Errorf("put %s: %w", key, err)
+	}
+	return n, nil
+}
+
+// WriteFile writes r to the file at path so that a reader, or the file
+// system after a crash, sees the whole new file or the old one: it writes a
+// temporary file beside it, fsyncs it, renames it over path and fsyncs the
+// folder. It returns the bytes written.
+func WriteFile(ctx context.Context, path string, r io.Reader) (int64, error) {
+	dir := filepath.Dir(path)
+	tmp, err := os.CreateTemp(dir, ".put-*")
+	if err != nil {
+		return 0, err
 	}
 	defer os.Remove(tmp.Name()) // a no-op after the rename
 	n, err := io.Copy(tmp, contextReader{ctx, r})
@@ -70,13 +83,13 @@ func (d *Dir) Put(ctx context.Context, key string, r io.Reader) (int64, error) {
 		err = cerr
 	}
 	if err == nil {
-		err = os.Rename(tmp.Name(), p)
+		err = os.Rename(tmp.Name(), path)
 	}
 	if err == nil {
-		err = syncDir(filepath.Dir(p))
+		err = syncDir(dir)
 	}
 	if err != nil {
-		return 0, fmt.Errorf("put %s: %w", key, err)
+		return 0, err
 	}
 	return n, nil
 }

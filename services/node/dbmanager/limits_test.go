@@ -163,7 +163,8 @@ func TestOutOfMemory(t *testing.T) {
 	require.Equal(t, []string{"1", "2"}, queryStrings(t, db, "SELECT n FROM t ORDER BY n"))
 }
 
-// What a crashed run left in staging/ and spool/ is removed at open.
+// What a crashed run left in staging/ and spool/, and a restore's temporary
+// file, are removed at open.
 func TestOpenSweepsLeftovers(t *testing.T) {
 	t.Parallel()
 	h := newHarness(t)
@@ -179,6 +180,10 @@ func TestOpenSweepsLeftovers(t *testing.T) {
 			leftovers = append(leftovers, p)
 		}
 	}
+	// And a restore cut short.
+	temp := filepath.Join(dir, ".put-123")
+	require.NoError(t, os.WriteFile(temp, []byte("half a file"), 0o644))
+	leftovers = append(leftovers, temp)
 	run := h.start(t, l, dir)
 	h.publish(t, "m", ndjsonRows(subject.OpAppend, "t", "x", `{"n": 1}`))
 	requireApplied(t, outcomes.await(t, "x")["x"], 1)

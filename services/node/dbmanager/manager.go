@@ -346,8 +346,13 @@ func removeDB(path string) error {
 // staged snapshot copies and spooled request bodies. Only a running manager
 // uses them, and the model has one manager, so at open they are garbage.
 func (m *Manager) sweep() error {
-	for _, dir := range []string{m.stagingDir(), m.spoolDir()} {
-		if err := os.RemoveAll(dir); err != nil {
+	// A restore cut short leaves its temporary file (blob.WriteFile's).
+	temps, err := filepath.Glob(filepath.Join(m.cfg.Dir, ".put-*"))
+	if err != nil {
+		return err
+	}
+	for _, p := range append(temps, m.stagingDir(), m.spoolDir()) {
+		if err := os.RemoveAll(p); err != nil {
 			return fmt.Errorf("remove leftovers of an earlier run: %w", err)
 		}
 	}
@@ -364,24 +369,12 @@ func (m *Manager) restore(ctx context.Context, version uint64) error {
 		return fmt.Errorf("restore version %d: %w", version, err)
 	}
 	defer src.Close()
-	tmp := m.dbPath() + ".restore"
-	f, err := os.Create(tmp)
-	if err != nil {
+	// The old file's log goes first: the old file without it is still a
+	// consistent, older state, which the next start restores over again.
+	if err := os.Remove(m.dbPath() + ".wal"); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("restore version %d: %w", version, err)
 	}
-	_, err = io.Copy(f, src)
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		os.Remove(m.dbPath() + ".wal")
-		err = os.Rename(tmp, m.dbPath())
-	}
-	if err != nil {
-		os.Remove(tmp)
+	if _, err := blob.WriteFile(ctx, m.dbPath(), src); err != nil {
 		return fmt.Errorf("restore version %d: %w", version, err)
 	}
 	return nil

@@ -455,8 +455,10 @@ func fileRef(path, name string) (*teatreev1.FileRef, error) {
 	return &teatreev1.FileRef{Path: name, Bytes: n, Sha256: hex.EncodeToString(h.Sum(nil))}, nil
 }
 
-// copyFile copies src to dst and syncs it; between two files on Linux,
-// io.Copy uses copy_file_range, so the bytes need not pass through Go.
+// copyFile copies src to dst; between two files on Linux, io.Copy uses
+// copy_file_range, so the bytes need not pass through Go. It does not sync:
+// the writer waits while it copies, the copy is synced when it is published
+// (blob.Dir.PutFile), and a copy a crash left half written is swept at open.
 func copyFile(dst, src string) error {
 	in, err := os.Open(src)
 	if err != nil {
