@@ -21,6 +21,7 @@ import (
 	"github.com/teatree-dev/teatree/pkg/apierr"
 	"github.com/teatree-dev/teatree/pkg/catalog"
 	"github.com/teatree-dev/teatree/pkg/natsboot"
+	"github.com/teatree-dev/teatree/pkg/outcome"
 	"github.com/teatree-dev/teatree/pkg/subject"
 	"github.com/teatree-dev/teatree/pkg/wire"
 	teatreev1 "github.com/teatree-dev/teatree/proto/teatree/v1"
@@ -389,12 +390,7 @@ func (d *Dispatcher) unservable(ctx context.Context, model string, from, through
 // failedStatus ends the mutation of model at seq with header failed with
 // cause.
 func failedStatus(model, op string, header nats.Header, seq uint64, cause error) *teatreev1.RequestStatus {
-	code, text := apierr.From(cause)
-	return &teatreev1.RequestStatus{
-		RequestId: requestID(model, header, seq), Model: model, Op: op, Status: subject.StatusFailed, Seq: seq,
-		AppliedAt: time.Now().UTC().Format(time.RFC3339Nano),
-		Error:     &teatreev1.Error{Code: string(code), Message: text},
-	}
+	return outcome.Failed(model, requestID(model, header, seq), op, seq, time.Now(), cause)
 }
 
 // requestID is the request id of a mutation of model with header at seq.

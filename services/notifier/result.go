@@ -9,6 +9,8 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/teatree-dev/teatree/pkg/apierr"
+	"github.com/teatree-dev/teatree/pkg/outcome"
 	"github.com/teatree-dev/teatree/pkg/results"
 	"github.com/teatree-dev/teatree/pkg/subject"
 	teatreev1 "github.com/teatree-dev/teatree/proto/teatree/v1"
@@ -25,10 +27,8 @@ const pagesInFlight = 16
 // on after the last page already published.
 func (n *Notifier) publishResult(ctx context.Context, out *teatreev1.QueryOutcome, redelivered bool) error {
 	if out.GetError() != nil {
-		m, err := n.statusMsg(&teatreev1.RequestStatus{
-			RequestId: out.GetRequestId(), Model: out.GetModel(), Op: "query", Status: subject.StatusFailed,
-			AppliedAt: time.Now().UTC().Format(time.RFC3339Nano), Error: out.GetError(),
-		})
+		cause := apierr.New(apierr.Code(out.GetError().GetCode()), out.GetError().GetMessage())
+		m, err := n.statusMsg(outcome.Failed(out.GetModel(), out.GetRequestId(), "query", 0, time.Now(), cause))
 		if err != nil {
 			return err
 		}

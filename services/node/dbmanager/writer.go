@@ -12,6 +12,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/teatree-dev/teatree/pkg/apierr"
+	"github.com/teatree-dev/teatree/pkg/outcome"
 	"github.com/teatree-dev/teatree/pkg/subject"
 	teatreev1 "github.com/teatree-dev/teatree/proto/teatree/v1"
 )
@@ -485,20 +486,13 @@ func (w *writer) countRequests(ctx context.Context) error {
 }
 
 func (w *writer) statuses(reqs []*request, results []applyResult, failed []error, at time.Time) []*teatreev1.RequestStatus {
-	now := at.Format(time.RFC3339Nano)
 	out := make([]*teatreev1.RequestStatus, len(reqs))
 	for i, r := range reqs {
-		s := &teatreev1.RequestStatus{RequestId: r.id, Model: w.m.cfg.Model, Op: r.op, Seq: r.seq, AppliedAt: now}
 		if failed[i] != nil {
-			code, msg := apierr.From(failed[i])
-			s.Status = subject.StatusFailed
-			s.Error = &teatreev1.Error{Code: string(code), Message: msg}
+			out[i] = outcome.Failed(w.m.cfg.Model, r.id, r.op, r.seq, at, failed[i])
 		} else {
-			s.Status = subject.StatusApplied
-			rows := results[i].rows
-			s.RowsAffected = &rows
+			out[i] = outcome.Applied(w.m.cfg.Model, r.id, r.op, r.seq, at, results[i].rows)
 		}
-		out[i] = s
 	}
 	return out
 }
