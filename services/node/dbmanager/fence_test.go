@@ -8,18 +8,15 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"sync"
 	"sync/atomic"
 	"testing"
 
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/stretchr/testify/require"
-	"google.golang.org/protobuf/proto"
 
 	"github.com/teatree-dev/teatree/pkg/apierr"
 	"github.com/teatree-dev/teatree/pkg/blob"
 	"github.com/teatree-dev/teatree/pkg/catalog"
-	"github.com/teatree-dev/teatree/pkg/subject"
 	teatreev1 "github.com/teatree-dev/teatree/proto/teatree/v1"
 	"github.com/teatree-dev/teatree/services/node/dbmanager"
 )
@@ -135,56 +132,18 @@ func versionFiles(t *testing.T, h *harness, model string, version uint64) map[st
 	return out
 }
 
-// epochLog records the epoch of every outcomes event of a model, by the
-// request ids it carries.
-type epochLog struct {
-	mu     sync.Mutex
-	epochs map[string][]uint64
-}
-
-func (h *harness) watchEpochs(t *testing.T, model string) *epochLog {
-	t.Helper()
-	cons, err := h.env.JS.OrderedConsumer(testContext(t), h.names.EvtStream(), jetstream.OrderedConsumerConfig{
-		FilterSubjects: []string{h.names.Evt(model, subject.EventOutcomes)},
-	})
-	require.NoError(t, err)
-	l := &epochLog{epochs: map[string][]uint64{}}
-	cc, err := cons.Consume(func(msg jetstream.Msg) {
-		ev := &teatreev1.Outcomes{}
-		if err := proto.Unmarshal(msg.Data(), ev); err != nil {
-			t.Errorf("decode outcomes: %v", err)
-			return
-		}
-		l.mu.Lock()
-		defer l.mu.Unlock()
-		for _, s := range ev.GetStatuses() {
-			l.epochs[s.GetRequestId()] = append(l.epochs[s.GetRequestId()], ev.GetEpoch())
-		}
-	})
-	require.NoError(t, err)
-	t.Cleanup(cc.Stop)
-	return l
-}
-
-func (l *epochLog) of(id string) []uint64 {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return append([]uint64(nil), l.epochs[id]...)
-}
-
 // Outcome events say which writer epoch produced them: the notifier trusts
 // an older epoch's outcomes only up to where the next epoch started.
 func TestOutcomesCarryTheEpoch(t *testing.T) {
 	t.Parallel()
 	h := newHarness(t)
 	l := h.createModel(t, &teatreev1.ModelSpec{Id: "m"})
-	epochs := h.watchEpochs(t, "m")
+	outcomes := h.watchOutcomes(t, "m")
 	dir := t.TempDir()
 
 	run := h.start(t, l, dir)
 	h.publish(t, "m", csvRows("a", "a1", "x\n1\n"))
-	require.Eventually(t, func() bool { return len(epochs.of("a1")) > 0 }, waitFor, tick)
-	require.Equal(t, []uint64{l.epoch}, epochs.of("a1"))
+	require.Equal(t, l.epoch, outcomes.await(t, "a1")["a1"].epoch)
 	run.stop(t)
 
 	require.NoError(t, catalog.Release(testContext(t), h.owners, "m", l.rev))
@@ -192,8 +151,10 @@ func TestOutcomesCarryTheEpoch(t *testing.T) {
 	require.Greater(t, l2.epoch, l.epoch)
 	h.start(t, l2, dir)
 	h.publish(t, "m", csvRows("a", "a2", "x\n2\n"))
-	require.Eventually(t, func() bool { return len(epochs.of("a2")) > 0 }, waitFor, tick)
-	require.Equal(t, []uint64{l2.epoch}, epochs.of("a2"))
+	outcomes.await(t, "a2")
+	for _, o := range outcomes.byID()["a2"] {
+		require.Equal(t, l2.epoch, o.epoch)
+	}
 	require.Equal(t, l2.epoch, h.spec(t, "m").GetLeaseEpoch())
 }
 

@@ -273,6 +273,8 @@ type outcome struct {
 	*teatreev1.RequestStatus
 	replay    bool
 	notifyURL string
+	// epoch is the writer epoch of the event that carried it.
+	epoch uint64
 }
 
 // outcomeLog collects every outcomes event of a model from TT_EVT.
@@ -300,7 +302,7 @@ func (h *harness) watchOutcomes(t *testing.T, model string) *outcomeLog {
 		defer l.mu.Unlock()
 		l.events++
 		for _, s := range ev.GetStatuses() {
-			l.list = append(l.list, outcome{s, ev.GetReplay(), ev.GetNotifyUrls()[s.GetRequestId()]})
+			l.list = append(l.list, outcome{s, ev.GetReplay(), ev.GetNotifyUrls()[s.GetRequestId()], ev.GetEpoch()})
 		}
 	})
 	require.NoError(t, err)
