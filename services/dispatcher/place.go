@@ -1,0 +1,131 @@
+package dispatcher
+
+import (
+	"context"
+	"errors"
+	"slices"
+	"time"
+
+	"google.golang.org/protobuf/proto"
+
+	"github.com/teatree-dev/teatree/pkg/catalog"
+	teatreev1 "github.com/teatree-dev/teatree/proto/teatree/v1"
+)
+
+var errNoNode = errors.New("no live node can serve the model")
+
+// errNodesFull: live nodes can serve the model, but none has a free slot
+// or a model it could close now. The request waits for a slot rather than
+// failing: unavailable means that no live node can serve the model at all.
+var errNodesFull = errors.New("every node that can serve the model is full; waiting for a slot")
+
+// place grants model's lease to the live node with the most free slots
+// among those that have every capability the model needs. When every such
+// node is full, it asks them in turn to close a settled model and places
+// the model on the first that did.
+func (d *Dispatcher) place(ctx context.Context, spec *teatreev1.ModelSpec) error {
+	node := d.pick(spec.GetCapabilities())
+	if node != "" {
+		return d.grant(ctx, spec, node)
+	}
+	capable := d.capable(spec.GetCapabilities())
+	if len(capable) == 0 {
+		return errNoNode
+	}
+	if node = d.evict(ctx, capable); node == "" {
+		return errNodesFull
+	}
+	return d.grant(ctx, spec, node)
+}
+
+// grant gives the model's lease to node.
+func (d *Dispatcher) grant(ctx context.Context, spec *teatreev1.ModelSpec, node string) error {
+	_, _, err := catalog.Grant(ctx, d.deps.Owners, spec.GetId(), node)
+	if errors.Is(err, catalog.ErrLeaseHeld) {
+		return d.heldBy(ctx, spec.GetId())
+	}
+	if err == nil {
+		d.took(node)
+		d.deps.Log.InfoContext(ctx, "placed model", "model", spec.GetId(), "node", node)
+	}
+	return err
+}
+
+// took counts a slot of node as taken until its next heartbeat says how
+// many are free: placements between two heartbeats must not fill more
+// slots than the node has.
+func (d *Dispatcher) took(node string) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if ws, ok := d.workers[node]; ok && ws.w.GetFreeSlots() > 0 {
+		w := proto.CloneOf(ws.w)
+		w.FreeSlots--
+		d.workers[node] = workerSeen{w: w, at: ws.at}
+	}
+}
+
+// capable returns the live nodes that have every capability in needs,
+// whether or not they have a free slot.
+func (d *Dispatcher) capable(needs []string) []*teatreev1.Worker {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	var nodes []*teatreev1.Worker
+	for _, ws := range d.workers {
+		if time.Since(ws.at) <= d.cfg.WorkerTTL && ws.w.GetSlots() > 0 && covers(ws.w.GetCapabilities(), needs) {
+			nodes = append(nodes, ws.w)
+		}
+	}
+	return nodes
+}
+
+func (d *Dispatcher) pick(needs []string) string {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	best, bestFree := "", int32(0)
+	for id, ws := range d.workers {
+		if time.Since(ws.at) > d.cfg.WorkerTTL || ws.w.GetFreeSlots() <= bestFree || !covers(ws.w.GetCapabilities(), needs) {
+			continue
+		}
+		best, bestFree = id, ws.w.GetFreeSlots()
+	}
+	return best
+}
+
+// evictTimeout bounds one node's answer to an eviction request.
+const evictTimeout = 15 * time.Second
+
+// evict asks nodes, those with the most slots first, to close their least
+// recently used settled model, and returns the first that did ("" when
+// none could).
+// The node closes it as an idle model and releases its lease, so the
+// slot is free when it answers.
+func (d *Dispatcher) evict(ctx context.Context, nodes []*teatreev1.Worker) string {
+	slices.SortFunc(nodes, func(a, b *teatreev1.Worker) int { return int(b.GetSlots() - a.GetSlots()) })
+	for _, w := range nodes {
+		rctx, cancel := context.WithTimeout(ctx, evictTimeout)
+		reply, err := d.deps.JS.Conn().RequestWithContext(rctx, d.cfg.Names.NodeEvict(w.GetNode()), nil)
+		cancel()
+		if err != nil {
+			d.deps.Log.WarnContext(ctx, "ask a node to close a model", "node", w.GetNode(), "err", err)
+			continue
+		}
+		if len(reply.Data) > 0 {
+			d.deps.Log.InfoContext(ctx, "node closed a model to free a slot", "node", w.GetNode(), "closed", string(reply.Data))
+			return w.GetNode()
+		}
+	}
+	return ""
+}
+
+func covers(have, needs []string) bool {
+	for _, n := range needs {
+		found := false
+		for _, h := range have {
+			found = found || h == n
+		}
+		if !found {
+			return false
+		}
+	}
+	return true
+}
