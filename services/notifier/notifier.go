@@ -244,17 +244,11 @@ func (n *Notifier) handle(ctx context.Context, msg jetstream.Msg) error {
 			n.deps.Log.ErrorContext(ctx, "drop malformed snapshot event", "err", err)
 			return nil
 		}
-		subj := names.NtfSnapshot(man.GetModel(), man.GetVersion())
-		// A redelivered event may come after TT_NTF's duplicate window.
-		if redelivered(msg) {
-			exists, err := n.exists(ctx, subj)
-			if err != nil || exists {
-				return err
-			}
-		}
-		m := nats.NewMsg(subj)
+		m := nats.NewMsg(names.NtfSnapshot(man.GetModel(), man.GetVersion()))
 		m.Data = msg.Data()
 		m.Header.Set(subject.HeaderMsgID, subject.SnapshotMsgID(man.GetModel(), man.GetVersion()))
+		// A version is notified once, however late its event comes again.
+		m.Header.Set(jetstream.ExpectedLastSubjSeqHeader, "0")
 		m.Header.Set(subject.HeaderModel, man.GetModel())
 		m.Header.Set(subject.HeaderVersion, strconv.FormatUint(man.GetVersion(), 10))
 		m.Header.Set(subject.HeaderSeq, strconv.FormatUint(man.GetAppliedSeq(), 10))

@@ -36,3 +36,19 @@ func TestSnapshotEventBecomesASnapshotNotification(t *testing.T) {
 	require.Equal(t, subject.SnapshotMsgID("sales", 7), raw.Header.Get(subject.HeaderMsgID))
 	require.EqualValues(t, 1, h.count(h.names.NtfModel("sales")))
 }
+
+// A version's event delivered again after TT_NTF's duplicate window adds
+// no second notification of the version: it is only written where none
+// exists.
+func TestSnapshotNotifiedOnce(t *testing.T) {
+	t.Parallel()
+	h := start(t)
+	// Version 8 was notified before the window, so its message id no
+	// longer protects it: here it is under another id.
+	old := h.publishEvent(h.names.NtfSnapshot("sales", 8), []byte(`{"model":"sales","version":8}`), "from-long-ago")
+	body, err := wire.Marshal(&teatreev1.Manifest{Model: "sales", Version: 8, AppliedSeq: 9})
+	require.NoError(t, err)
+	h.processed(h.publishEvent(h.names.Evt("sales", subject.EventSnapshot), body, "again"))
+	require.Equal(t, old, h.notification(h.names.NtfSnapshot("sales", 8)).Sequence, "the first notification is still the only one")
+	require.EqualValues(t, 1, h.count(h.names.NtfSnapshot("sales", 8)))
+}
