@@ -247,7 +247,7 @@ func (m *Manager) Run(ctx context.Context) error {
 // same file in this process (the restart of this db-manager) then spins
 // forever in DuckDB's instance cache, holding the cache's lock, which blocks
 // every DuckDB open of the process. Seen under load when stopping Run.
-// The one exception is a request's own statements (writer.requestContext):
+// The one exception is a request's own statements (underDeadline):
 // they are interrupted at the request's deadline or when Run ends, on a
 // connection that stays open, and only their transaction is rolled back.
 func noInterrupt(ctx context.Context) context.Context { return context.WithoutCancel(ctx) }

@@ -145,7 +145,7 @@ func (w *writer) settled(waiting int) bool {
 }
 
 // commit applies a batch in one transaction, then announces its outcomes.
-// Only the requests' own statements end with ctx (see requestContext); the
+// Only the requests' own statements end with ctx (see underDeadline); the
 // bookkeeping around them runs to its end (see noInterrupt).
 func (w *writer) commit(runCtx context.Context, msgs []jetstream.Msg) error {
 	ctx := noInterrupt(runCtx)
@@ -306,33 +306,31 @@ var errStopped = errors.New("db-manager stopping")
 // errRequestTimeout is the cause of a request context past its deadline.
 var errRequestTimeout = errors.New("request timeout")
 
-// requestContext is the context of one request's statements: it ends at
-// the model's request timeout, or when Run's ctx ends; either interrupts
-// the running DuckDB statement. The connection stays open: the caller rolls
-// the transaction back (see noInterrupt for why the rest never sees ctx's
-// cancellation).
-func (w *writer) requestContext(runCtx context.Context) (context.Context, context.CancelFunc) {
+// underDeadline runs apply, a request's own statements, under a context
+// that ends at the model's request timeout or when Run's ctx ends; either
+// interrupts the running DuckDB statement. The connection stays open: the
+// caller rolls the transaction back (see noInterrupt for why the rest never
+// sees ctx's cancellation). Its error is errStopped when Run is ending,
+// deadline_exceeded when the request's own deadline interrupted it
+// (whatever DuckDB made of the interrupt), else apply's own.
+func underDeadline[T any](w *writer, runCtx context.Context, apply func(context.Context) (T, error)) (T, error) {
 	base, stopBase := context.WithCancelCause(context.WithoutCancel(runCtx))
+	defer stopBase(nil)
 	stopAfter := context.AfterFunc(runCtx, func() { stopBase(errStopped) })
+	defer stopAfter()
 	ctx, stopTimeout := context.WithTimeoutCause(base, w.m.requestTimeout(), errRequestTimeout)
-	return ctx, func() {
-		stopAfter()
-		stopTimeout()
-		stopBase(nil)
+	defer stopTimeout()
+	res, err := apply(ctx)
+	if err == nil {
+		return res, nil
 	}
-}
-
-// requestFailure says what an error of applying requests under rctx is:
-// errStopped when Run is ending, deadline_exceeded when the request's own
-// deadline interrupted it (whatever DuckDB made of the interrupt), else err.
-func (w *writer) requestFailure(rctx context.Context, err error) error {
-	switch cause := context.Cause(rctx); {
+	switch cause := context.Cause(ctx); {
 	case errors.Is(cause, errStopped):
-		return errStopped
+		return res, errStopped
 	case errors.Is(cause, errRequestTimeout):
-		return apierr.Errorf(apierr.DeadlineExceeded, "the request ran longer than the model's request timeout, %s (spec.limits.request_timeout_ms)", w.m.requestTimeout())
+		return res, apierr.Errorf(apierr.DeadlineExceeded, "the request ran longer than the model's request timeout, %s (spec.limits.request_timeout_ms)", w.m.requestTimeout())
 	}
-	return err
+	return res, err
 }
 
 // outOfMemory is the failure of a request that runs out of memory alone.
@@ -362,12 +360,9 @@ func (w *writer) tryBatch(runCtx context.Context, reqs []*request, failed []erro
 			continue
 		}
 		if j := combinedRun(reqs, failed, i); j-i > 1 {
-			rctx, done := w.requestContext(runCtx)
-			res, err := w.m.applyCombined(rctx, w.st, reqs[i:j])
-			if err != nil {
-				err = w.requestFailure(rctx, err)
-			}
-			done()
+			res, err := underDeadline(w, runCtx, func(ctx context.Context) ([]applyResult, error) {
+				return w.m.applyCombined(ctx, w.st, reqs[i:j])
+			})
 			if err != nil {
 				rollback()
 				if isNodeError(err) || errors.Is(err, errStopped) {
@@ -384,12 +379,9 @@ func (w *writer) tryBatch(runCtx context.Context, reqs []*request, failed []erro
 			i = j
 			continue
 		}
-		rctx, done := w.requestContext(runCtx)
-		res, err := w.m.apply(rctx, w.st, r)
-		if err != nil {
-			err = w.requestFailure(rctx, err)
-		}
-		done()
+		res, err := underDeadline(w, runCtx, func(ctx context.Context) (applyResult, error) {
+			return w.m.apply(ctx, w.st, r)
+		})
 		if err != nil {
 			rollback()
 			if isNodeError(err) || errors.Is(err, errStopped) {
