@@ -313,7 +313,7 @@ var errRequestTimeout = errors.New("request timeout")
 // sees ctx's cancellation). Its error is errStopped when Run is ending,
 // deadline_exceeded when the request's own deadline interrupted it
 // (whatever DuckDB made of the interrupt), else apply's own.
-func underDeadline[T any](w *writer, runCtx context.Context, apply func(context.Context) (T, error)) (T, error) {
+func underDeadline[T any](runCtx context.Context, w *writer, apply func(context.Context) (T, error)) (T, error) {
 	base, stopBase := context.WithCancelCause(context.WithoutCancel(runCtx))
 	defer stopBase(nil)
 	stopAfter := context.AfterFunc(runCtx, func() { stopBase(errStopped) })
@@ -360,7 +360,7 @@ func (w *writer) tryBatch(runCtx context.Context, reqs []*request, failed []erro
 			continue
 		}
 		if j := combinedRun(reqs, failed, i); j-i > 1 {
-			res, err := underDeadline(w, runCtx, func(ctx context.Context) ([]applyResult, error) {
+			res, err := underDeadline(runCtx, w, func(ctx context.Context) ([]applyResult, error) {
 				return w.m.applyCombined(ctx, w.st, reqs[i:j])
 			})
 			if err != nil {
@@ -379,7 +379,7 @@ func (w *writer) tryBatch(runCtx context.Context, reqs []*request, failed []erro
 			i = j
 			continue
 		}
-		res, err := underDeadline(w, runCtx, func(ctx context.Context) (applyResult, error) {
+		res, err := underDeadline(runCtx, w, func(ctx context.Context) (applyResult, error) {
 			return w.m.apply(ctx, w.st, r)
 		})
 		if err != nil {
