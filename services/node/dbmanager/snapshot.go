@@ -232,12 +232,8 @@ func (s *snapshotter) publish(ctx context.Context, st *staged) error {
 	}
 	prev := &teatreev1.Manifest{}
 	if spec.GetVersion() > 0 {
-		b, err := m.deps.Blobs.Get(ctx, blob.Key(model, spec.GetVersion(), blob.ManifestFile))
-		if err != nil {
-			return fmt.Errorf("read manifest of version %d: %w", spec.GetVersion(), err)
-		}
-		if err := wire.Unmarshal(b, prev); err != nil {
-			return fmt.Errorf("read manifest of version %d: %w", spec.GetVersion(), err)
+		if prev, err = s.manifest(ctx, spec.GetVersion()); err != nil {
+			return err
 		}
 	}
 	man := &teatreev1.Manifest{
@@ -430,15 +426,24 @@ func (s *snapshotter) collect(ctx context.Context, spec *teatreev1.ModelSpec) er
 
 // purgeTo purges the log up to the applied sequence of a kept version.
 func (s *snapshotter) purgeTo(ctx context.Context, version uint64) error {
+	man, err := s.manifest(ctx, version)
+	if err != nil {
+		return err
+	}
+	return s.purgeLog(ctx, man.GetAppliedSeq())
+}
+
+// manifest reads the manifest of one of the model's versions.
+func (s *snapshotter) manifest(ctx context.Context, version uint64) (*teatreev1.Manifest, error) {
 	b, err := s.m.deps.Blobs.Get(ctx, blob.Key(s.m.cfg.Model, version, blob.ManifestFile))
 	if err != nil {
-		return fmt.Errorf("read manifest of version %d: %w", version, err)
+		return nil, fmt.Errorf("read manifest of version %d: %w", version, err)
 	}
 	man := &teatreev1.Manifest{}
 	if err := wire.Unmarshal(b, man); err != nil {
-		return fmt.Errorf("read manifest of version %d: %w", version, err)
+		return nil, fmt.Errorf("read manifest of version %d: %w", version, err)
 	}
-	return s.purgeLog(ctx, man.GetAppliedSeq())
+	return man, nil
 }
 
 func fileRef(path, name string) (*teatreev1.FileRef, error) {
