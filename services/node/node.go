@@ -311,14 +311,10 @@ func (n *Node) runManager(ctx context.Context, model string, h *hosted) error {
 // unload forgets an idle model and gives up its lease, freeing the slot;
 // the dispatcher places the model again when its next mutation comes.
 func (n *Node) unload(ctx context.Context, model string, h *hosted) {
-	n.mu.Lock()
-	if n.models[model] != h {
-		n.mu.Unlock()
+	rev, ok := n.forget(model, h)
+	if !ok {
 		return
 	}
-	delete(n.models, model)
-	rev := h.rev
-	n.mu.Unlock()
 	err := catalog.Release(ctx, n.deps.Owners, model, rev)
 	if err != nil {
 		// A renewal may have raced the unload: release the lease as it is
@@ -392,13 +388,16 @@ func (n *Node) evict(ctx context.Context, msg *nats.Msg) {
 	_ = msg.Respond([]byte(closed))
 }
 
-// forget drops a model whose db-manager ended for good, freeing its slot.
-func (n *Node) forget(model string, h *hosted) {
+// forget drops a model whose db-manager ended for good, freeing its slot,
+// if h is still the model's; it returns the lease revision to release.
+func (n *Node) forget(model string, h *hosted) (rev uint64, ok bool) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	if n.models[model] == h {
-		delete(n.models, model)
+	if n.models[model] != h {
+		return 0, false
 	}
+	delete(n.models, model)
+	return h.rev, true
 }
 
 // renewConcurrency bounds the lease renewals in flight at once.
@@ -449,19 +448,27 @@ func (n *Node) onDelete(ctx context.Context, model string) {
 	}
 	// Remove the files once the db-manager has stopped, beside the event
 	// loop; a model of the same id created meanwhile waits for it.
-	prev := n.stopping[model]
-	removed := make(chan struct{})
-	n.stopping[model] = removed
-	n.wg.Add(1)
-	go func() {
-		defer n.wg.Done()
-		defer n.stopped(model, removed)
-		if prev != nil {
-			<-prev
-		}
+	n.afterLocked(model, n.stopping[model], func() {
 		if err := os.RemoveAll(filepath.Join(n.cfg.Dir, model)); err != nil {
 			n.log.WarnContext(ctx, "remove files of deleted model", "model", model, "err", err)
 		}
+	})
+}
+
+// afterLocked runs f, beside the event loop, once wait (if any) has
+// closed, and makes that the model's stopping: its next db-manager waits
+// until f is done.
+func (n *Node) afterLocked(model string, wait <-chan struct{}, f func()) {
+	done := make(chan struct{})
+	n.stopping[model] = done
+	n.wg.Add(1)
+	go func() {
+		defer n.wg.Done()
+		defer n.stopped(model, done)
+		if wait != nil {
+			<-wait
+		}
+		f()
 	}()
 }
 
@@ -481,14 +488,7 @@ func (n *Node) stopped(model string, done chan struct{}) {
 func (n *Node) detachLocked(model string, h *hosted) {
 	h.cancel()
 	delete(n.models, model)
-	done := make(chan struct{})
-	n.stopping[model] = done
-	n.wg.Add(1)
-	go func() {
-		defer n.wg.Done()
-		defer n.stopped(model, done)
-		<-h.done
-	}()
+	n.afterLocked(model, h.done, func() {})
 }
 
 // stopAll stops every db-manager and releases its lease.
