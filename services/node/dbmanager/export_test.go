@@ -5,3 +5,9 @@ package dbmanager
 func WithBeforeCommit(f func(version uint64)) func(*Config) {
 	return func(c *Config) { c.beforeCommit = f }
 }
+
+// WithBeforeExport runs f between staging a state and writing its Parquet
+// files, while the writer goes on applying.
+func WithBeforeExport(f func(appliedSeq uint64)) func(*Config) {
+	return func(c *Config) { c.beforeExport = f }
+}

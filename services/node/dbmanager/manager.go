@@ -65,10 +65,16 @@ type Config struct {
 	// Activity, if set, is called after every committed batch: the node
 	// closes its least recently used models first.
 	Activity func()
+	// Publications is the node's budget of versions published at once,
+	// shared by its models (nil: no bound).
+	Publications *Publications
 
 	// beforeCommit, set by tests only, runs between writing a version's
 	// files and committing it in the catalog.
 	beforeCommit func(version uint64)
+	// beforeExport, set by tests only, runs between staging a state and
+	// writing its Parquet files, while the writer goes on.
+	beforeExport func(appliedSeq uint64)
 }
 
 // ErrIdle ends Run when the model has been idle for IdleTimeout: its file
@@ -360,7 +366,7 @@ func (m *Manager) sweep() error {
 }
 
 func (m *Manager) open(ctx context.Context) (*store, error) {
-	return openStore(ctx, m.dbPath(), m.spoolDir(), m.cfg.MemoryLimit, m.cfg.Threads)
+	return openStore(ctx, m.dbPath(), storeDirs{spool: m.spoolDir(), staging: m.stagingDir()}, m.cfg.MemoryLimit, m.cfg.Threads)
 }
 
 func (m *Manager) restore(ctx context.Context, version uint64) error {

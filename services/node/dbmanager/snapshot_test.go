@@ -4,6 +4,8 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"os"
+	"sync"
+	"sync/atomic"
 	"testing"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -13,6 +15,7 @@ import (
 	"github.com/teatree-dev/teatree/pkg/subject"
 	"github.com/teatree-dev/teatree/pkg/wire"
 	teatreev1 "github.com/teatree-dev/teatree/proto/teatree/v1"
+	"github.com/teatree-dev/teatree/services/node/dbmanager"
 )
 
 // Each version is a DuckDB file and one Parquet file per table, described
@@ -169,4 +172,72 @@ func TestSnapshotOfFileAheadOfCatalog(t *testing.T) {
 	spec := h.awaitVersion(t, "m", last)
 	require.Equal(t, last, spec.GetAppliedSeq())
 	require.Equal(t, int64(3), tablesOf(h.manifest(t, "m", spec.GetVersion()))["a"].GetRows())
+}
+
+// A version's Parquet files are written while the writer goes on applying,
+// from a read transaction begun when the version was staged: they hold the
+// state at the version's applied_seq, as its DuckDB file does, and nothing
+// applied after it.
+func TestVersionHoldsTheStagedState(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t)
+	l := h.createModel(t, &teatreev1.ModelSpec{Id: "m", Snapshot: &teatreev1.SnapshotPolicy{IntervalMs: 50, Keep: 5}})
+	staged := make(chan uint64, 1)
+	hold := make(chan struct{})
+	release := sync.OnceFunc(func() { close(hold) })
+	var held atomic.Bool
+	h.start(t, l, t.TempDir(), dbmanager.WithBeforeExport(func(applied uint64) {
+		if held.CompareAndSwap(false, true) {
+			staged <- applied
+			<-hold
+		}
+	}))
+	t.Cleanup(release) // before the runner stops
+	outcomes := h.watchOutcomes(t, "m")
+
+	first := h.publish(t, "m", csvRows("a", "a1", "x\n1\n2\n3\n"))
+	require.Equal(t, first.Sequence, <-staged)
+	// The first version waits before its Parquet; the writer applies more.
+	h.publish(t, "m", csvRows("a", "a2", "x\n4\n5\n"))
+	requireApplied(t, outcomes.await(t, "a2")["a2"], 2)
+	release()
+
+	spec := h.awaitVersion(t, "m", first.Sequence)
+	man := h.manifest(t, "m", spec.GetVersion())
+	require.Equal(t, first.Sequence, man.GetAppliedSeq())
+	require.Equal(t, int64(3), tablesOf(man)["a"].GetRows())
+	db := openCopy(t, h.blobPath(blob.Key("m", man.GetVersion(), blob.DuckDBFile)))
+	var n int
+	queryRow(t, db, "SELECT count(*) FROM a", &n)
+	require.Equal(t, 3, n, "the version's DuckDB file")
+	queryRow(t, db, "SELECT count(*) FROM read_parquet('"+h.blobPath(blob.Key("m", man.GetVersion(), blob.ParquetFile("a")))+"')", &n)
+	require.Equal(t, 3, n, "the version's Parquet file")
+}
+
+// A model of one row costs little disk: its file and each of its versions
+// (DuckDB file, Parquet and manifest) are under 100 KiB, because new model
+// files use small blocks.
+func TestOneRowModelIsSmall(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t)
+	l := h.createModel(t, &teatreev1.ModelSpec{Id: "m", Snapshot: &teatreev1.SnapshotPolicy{IntervalMs: 50}})
+	dir := t.TempDir()
+	h.start(t, l, dir)
+	ack := h.publish(t, "m", csvRows("a", "a1", "x,y\n1,hello\n"))
+	spec := h.awaitVersion(t, "m", ack.Sequence)
+
+	const limit = 100 << 10
+	fi, err := os.Stat(localFile(dir))
+	require.NoError(t, err)
+	require.Less(t, fi.Size(), int64(limit), "the model's file")
+	var version int64
+	entries, err := os.ReadDir(h.blobPath(blob.VersionPrefix("m", spec.GetVersion())))
+	require.NoError(t, err)
+	for _, e := range entries {
+		fi, err := e.Info()
+		require.NoError(t, err)
+		version += fi.Size()
+	}
+	require.Less(t, version, int64(limit), "the version's files")
+	t.Logf("model file %d bytes, version %d bytes", fi.Size(), version)
 }

@@ -12,22 +12,43 @@ import (
 	"github.com/duckdb/duckdb-go/v2"
 )
 
-// store is a model's read-write DuckDB file and its one connection.
+// store is a model's read-write DuckDB file with its two connections: conn,
+// the writer's, and export, on which a version's Parquet files are written
+// from a read transaction begun when the version was staged, while the
+// writer goes on (DuckDB's MVCC keeps that read consistent). Both share one
+// DuckDB instance: one buffer pool and thread pool per model, not one more
+// per version.
 type store struct {
-	db   *sql.DB
-	conn *sql.Conn
-	path string
+	db     *sql.DB
+	conn   *sql.Conn
+	export *sql.Conn
+	path   string
 }
 
-// openStore opens (or creates) the read-write file at path. The connection
-// cannot reach the file system outside spoolDir, cannot load extensions and
-// cannot change its configuration: the sql op runs client SQL on it.
-func openStore(ctx context.Context, path, spoolDir string, memoryLimit string, threads int) (*store, error) {
-	if err := os.MkdirAll(spoolDir, 0o755); err != nil {
-		return nil, fmt.Errorf("create spool dir: %w", err)
+// newFileOptions apply to new model files only (files made before keep
+// theirs). DuckDB's default 256 KiB blocks and oldest storage format make a
+// one-row model's file about half a megabyte, and every version of it as
+// large; with 16 KiB blocks and the storage format of DuckDB 1.2, which packs
+// small tables' data and metadata into few blocks, it is about 60 KiB.
+// Versions are copies of the file: DuckDB 1.2 or newer reads them.
+const newFileOptions = "default_block_size=16384&storage_compatibility_version=v1.2.0"
+
+// storeDirs are the folders a model's connections may reach: spool (request
+// bodies spooled for DuckDB to read) and staging (the versions' Parquet
+// files, written by the export connection).
+type storeDirs struct{ spool, staging string }
+
+// openStore opens (or creates) the read-write file at path. Its connections
+// cannot reach the file system outside dirs, cannot load extensions and
+// cannot change its configuration: the sql op runs client SQL on conn.
+func openStore(ctx context.Context, path string, dirs storeDirs, memoryLimit string, threads int) (*store, error) {
+	for _, d := range []string{dirs.spool, dirs.staging} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			return nil, fmt.Errorf("create %s: %w", d, err)
+		}
 	}
 	settings := []string{
-		fmt.Sprintf("SET allowed_directories=[%s]", quoteString(spoolDir+"/")),
+		fmt.Sprintf("SET allowed_directories=[%s, %s]", quoteString(dirs.spool+"/"), quoteString(dirs.staging+"/")),
 		"SET enable_external_access=false",
 		"SET allow_community_extensions=false",
 		"SET autoinstall_known_extensions=false",
@@ -40,25 +61,34 @@ func openStore(ctx context.Context, path, spoolDir string, memoryLimit string, t
 		settings = append(settings, fmt.Sprintf("SET threads=%d", threads))
 	}
 	settings = append(settings, "SET lock_configuration=true")
-	connector, err := duckdb.NewConnector(path, func(ex driver.ExecerContext) error {
+	// The settings are the instance's: made on its first connection, and
+	// locked from then on.
+	configured := false
+	connector, err := duckdb.NewConnector(path+"?"+newFileOptions, func(ex driver.ExecerContext) error {
+		if configured {
+			return nil
+		}
 		for _, s := range settings {
 			if _, err := ex.ExecContext(ctx, s, nil); err != nil {
 				return fmt.Errorf("%s: %w", s, err)
 			}
 		}
+		configured = true
 		return nil
 	})
 	if err != nil {
 		return nil, fmt.Errorf("open %s: %w", path, err)
 	}
 	db := sql.OpenDB(connector)
-	db.SetMaxOpenConns(1)
-	conn, err := db.Conn(ctx)
+	db.SetMaxOpenConns(2)
+	s := &store{db: db, path: path}
+	if s.conn, err = db.Conn(ctx); err == nil {
+		s.export, err = db.Conn(ctx)
+	}
 	if err != nil {
-		db.Close()
+		s.close()
 		return nil, fmt.Errorf("connect %s: %w", path, err)
 	}
-	s := &store{db: db, conn: conn, path: path}
 	if err := s.init(ctx); err != nil {
 		s.close()
 		return nil, err
@@ -115,8 +145,10 @@ func (s *store) state(ctx context.Context) (fileState, error) {
 
 func (s *store) close() error {
 	var errs []error
-	if s.conn != nil {
-		errs = append(errs, s.conn.Close())
+	for _, c := range []*sql.Conn{s.export, s.conn} {
+		if c != nil {
+			errs = append(errs, c.Close())
+		}
 	}
 	errs = append(errs, s.db.Close())
 	return errors.Join(errs...)
