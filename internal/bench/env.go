@@ -56,7 +56,6 @@ func (r *runner) startTeatree(ctx context.Context, name string, o stackOptions) 
 		Node:     node.Config{ID: "bench", Capabilities: []string{"duckdb"}, Slots: 4000},
 		Log:      r.log.With("stack", name),
 	}
-	cfg.Manager.MemoryLimit = "1GB"
 	cfg.Manager.IdleTimeout = o.idleTimeout
 	ready := make(chan stack.Ready, 1)
 	cfg.OnReady = func(rd stack.Ready) { ready <- rd }

@@ -37,6 +37,14 @@ type Config struct {
 	Capabilities []string
 	// Slots is how many models the node runs at once.
 	Slots int
+	// Memory and Threads are the DuckDB memory (bytes) and threads of all
+	// the node's db-managers together, shared out per slot (0: half the
+	// machine's memory, and its cores). Publications bounds the versions
+	// published at once (0: the cores). They set the Manager template's
+	// MemoryLimit, Threads and Publications.
+	Memory       int64
+	Threads      int
+	Publications int
 	// Dir holds the read-write files of the models the node runs.
 	Dir      string
 	Names    subject.Names
@@ -126,7 +134,8 @@ func New(cfg Config, deps Deps) (*Node, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	return &Node{cfg: cfg, deps: deps, log: deps.Log.With("node", cfg.ID), models: map[string]*hosted{},
+	log := deps.Log.With("node", cfg.ID)
+	return &Node{cfg: cfg.budget(log), deps: deps, log: log, models: map[string]*hosted{},
 		stopping: map[string]<-chan struct{}{}}, nil
 }
 

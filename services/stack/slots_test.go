@@ -56,8 +56,8 @@ func manyModels(t *testing.T, models, slots, rounds int) {
 			Embedded: natsboot.ServerConfig{Addr: "127.0.0.1:0"},
 			Boot:     natsboot.Config{LeaseTTL: 2 * time.Second},
 			Data:     data,
-			Node:     node.Config{ID: "n1", Capabilities: []string{"duckdb"}, Slots: slots},
-			Manager:  dbmanager.Config{IdleTimeout: time.Hour, Threads: 1, MemoryLimit: "64MB"},
+			Node:     node.Config{ID: "n1", Capabilities: []string{"duckdb"}, Slots: slots, Memory: int64(slots) * 16 << 20, Threads: 1},
+			Manager:  dbmanager.Config{IdleTimeout: time.Hour},
 			Log:      slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelInfo})),
 			OnReady:  func(r stack.Ready) { ready <- r },
 		})

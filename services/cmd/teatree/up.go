@@ -20,10 +20,12 @@ import (
 // serverFlags are the flags `up` and `serve` share.
 type serverFlags struct {
 	data, httpAddr, prefix, logLevel string
-	nodeID, memoryLimit              string
+	nodeID                           string
 	capabilities, webhookAllow       []string
 	webhookSecret                    string
 	slots, maxBatch, replicas        int
+	threads, publications            int
+	memory                           byteSize
 	maxBody                          int64
 	leaseTTL, notificationAge        time.Duration
 	idleTimeout                      time.Duration
@@ -40,7 +42,9 @@ func (f *serverFlags) register(cmd *cobra.Command) {
 	fl.IntVar(&f.slots, "slots", 1000, "how many models this node runs at once")
 	fl.Int64Var(&f.maxBody, "max-body", 256<<20, "largest HTTP request body the gateway accepts, in bytes")
 	fl.IntVar(&f.maxBatch, "max-batch", 1000, "most mutations applied in one DuckDB transaction")
-	fl.StringVar(&f.memoryLimit, "model-memory", "1GB", "DuckDB memory limit of each model's read-write connection")
+	fl.Var(&f.memory, "memory", "DuckDB memory of all the models this node runs together, shared out per slot (each model gets --memory/--slots; 0: half the machine's memory); for a few large models, lower --slots")
+	fl.IntVar(&f.threads, "threads", 0, "DuckDB threads of all the models this node runs together, shared out per slot, at least one each (0: the cores)")
+	fl.IntVar(&f.publications, "publications", 0, "versions this node publishes at once across its models; under load a model's versions come further apart (0: the cores)")
 	fl.IntVar(&f.replicas, "replicas", 1, "replicas of every stream and bucket (3 in a cluster)")
 	fl.DurationVar(&f.idleTimeout, "idle-timeout", time.Minute, "close a model's DuckDB file and give up its lease after this long without mutations (0: never); the next mutation opens it again")
 	fl.DurationVar(&f.leaseTTL, "lease-ttl", natsboot.DefaultLeaseTTL, "how long a model's lease outlives its node")
@@ -60,12 +64,12 @@ func (f *serverFlags) config(services []string) (stack.Config, error) {
 		HTTPAddr: f.httpAddr,
 		MaxBody:  f.maxBody,
 		Boot:     natsboot.Config{Names: names, Replicas: f.replicas, LeaseTTL: f.leaseTTL, NotificationMaxAge: f.notificationAge},
-		Node:     node.Config{ID: f.nodeID, Capabilities: f.capabilities, Slots: f.slots},
+		Node: node.Config{ID: f.nodeID, Capabilities: f.capabilities, Slots: f.slots,
+			Memory: int64(f.memory), Threads: f.threads, Publications: f.publications},
 		Log:      newLogger(f.logLevel),
 		Webhooks: notifier.WebhookConfig{Allow: f.webhookAllow, Secret: f.webhookSecret},
 	}
 	cfg.Manager.MaxBatchMessages = f.maxBatch
-	cfg.Manager.MemoryLimit = f.memoryLimit
 	cfg.Manager.IdleTimeout = f.idleTimeout
 	return cfg, nil
 }
