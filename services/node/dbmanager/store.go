@@ -101,7 +101,9 @@ func openStore(ctx context.Context, path string, dirs storeDirs, memoryLimit str
 // the lease epoch of the writer that committed last;
 // _tt_requests records the outcome of each recent request, written in the
 // transaction that applies it: it is the durable record that events and
-// notifications are derived from, and the request-id dedup table.
+// notifications are derived from, and the request-id dedup table, indexed
+// by request id so that each batch's duplicate check looks its ids up
+// instead of scanning every recent request.
 const schemaSQL = `
 CREATE TABLE IF NOT EXISTS _tt_state (applied_seq UBIGINT NOT NULL, events_seq UBIGINT NOT NULL);
 INSERT INTO _tt_state (applied_seq, events_seq) SELECT 0, 0 WHERE NOT EXISTS (SELECT 1 FROM _tt_state);
@@ -117,7 +119,8 @@ CREATE TABLE IF NOT EXISTS _tt_requests (
 	notify_url VARCHAR
 );
 ALTER TABLE _tt_requests ADD COLUMN IF NOT EXISTS notify_url VARCHAR;
-ALTER TABLE _tt_state ADD COLUMN IF NOT EXISTS epoch UBIGINT DEFAULT 0;`
+ALTER TABLE _tt_state ADD COLUMN IF NOT EXISTS epoch UBIGINT DEFAULT 0;
+CREATE INDEX IF NOT EXISTS _tt_requests_id ON _tt_requests (request_id);`
 
 func (s *store) init(ctx context.Context) error {
 	if _, err := s.conn.ExecContext(ctx, schemaSQL); err != nil {

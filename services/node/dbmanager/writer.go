@@ -223,7 +223,7 @@ func (w *writer) dropDuplicates(ctx context.Context, reqs []*request) ([]*reques
 	for i, r := range reqs {
 		ids[i] = r.id
 	}
-	rows, err := w.st.conn.QueryContext(ctx, "SELECT request_id FROM _tt_requests WHERE list_contains(?, request_id)", ids)
+	rows, err := w.st.conn.QueryContext(ctx, seenQuery, ids)
 	if err != nil {
 		return nil, nodeError{fmt.Errorf("look up request ids: %w", err)}
 	}
@@ -250,6 +250,10 @@ func (w *writer) dropDuplicates(ctx context.Context, reqs []*request) ([]*reques
 	}
 	return todo, nil
 }
+
+// seenQuery finds which of a list of request ids _tt_requests has; DuckDB
+// answers = ANY of a list from the index on request_id.
+const seenQuery = "SELECT request_id FROM _tt_requests WHERE request_id = ANY(?)"
 
 // applyBatch runs the batch in one transaction. DuckDB aborts a transaction
 // on an execution error, so a request that fails for its own reasons (or
