@@ -9,38 +9,51 @@ import (
 	"github.com/teatree-dev/teatree/services/node/dbmanager"
 )
 
-// minModelMemory is the least DuckDB memory a running model is given: below
-// it a checkpoint of a modest table no longer fits.
-const minModelMemory = 8 << 20
+// minModelMemory is the least DuckDB memory limit a model is given: DuckDB's
+// JSON reader, which NDJSON appends go through, allocates 32 MiB buffers.
+const minModelMemory = 64 << 20
 
-// budget shares the node's resources among the models it runs: Memory and
-// Threads (the DuckDB memory and threads of all its writers together) are
-// divided by Slots, so that however many models run, their DuckDB instances
-// together stay within them; publications at once are bounded node-wide.
-// When Memory cannot give every slot minModelMemory, the node runs fewer
-// models at once and says so.
-func (c Config) budget(log *slog.Logger) Config {
+// shares is how the node's resources are shared among its models.
+type shares struct {
+	// limit is each model's DuckDB memory limit, in bytes.
+	limit int64
+	// work is how many models may run DuckDB work at once.
+	work, threads, publications int
+}
+
+// shares divides the node's resources. Memory (the DuckDB memory of all its
+// writers together) gives each model a limit of Memory/Slots, at least
+// minModelMemory; when that is more than an equal share, only Memory/limit
+// models work at once (an open model between batches holds little), so
+// their DuckDB memory together stays within Memory. Threads are divided by
+// Slots, at least one each.
+func (c Config) shares() shares {
 	mem := c.Memory
 	if mem <= 0 {
 		mem = physicalMemory() / 2
 	}
-	if per := mem / int64(c.Slots); per < minModelMemory {
-		slots := int(max(1, mem/minModelMemory))
-		log.Warn("the memory budget cannot give every slot its minimum: running fewer models at once",
-			"memory", mem, "slots", c.Slots, "runs_at_once", slots, "min_per_model", minModelMemory)
-		c.Slots = slots
+	s := shares{limit: max(mem/int64(c.Slots), minModelMemory), threads: c.Threads, publications: c.Publications}
+	s.work = int(max(1, mem/s.limit))
+	if s.threads <= 0 {
+		s.threads = runtime.NumCPU()
 	}
-	threads := c.Threads
-	if threads <= 0 {
-		threads = runtime.NumCPU()
+	s.threads = max(1, s.threads/c.Slots)
+	if s.publications <= 0 {
+		s.publications = runtime.NumCPU()
 	}
-	publications := c.Publications
-	if publications <= 0 {
-		publications = runtime.NumCPU()
+	return s
+}
+
+// budget sets the Manager template from the node's shares.
+func (c Config) budget(log *slog.Logger) Config {
+	s := c.shares()
+	if s.work < c.Slots {
+		log.Info("the memory budget lets fewer models work at once than run",
+			"memory", c.Memory, "slots", c.Slots, "model_memory_limit", s.limit, "working_at_once", s.work)
 	}
-	c.Manager.MemoryLimit = fmt.Sprintf("%dKiB", mem/int64(c.Slots)>>10)
-	c.Manager.Threads = max(1, threads/c.Slots)
-	c.Manager.Publications = dbmanager.NewPublications(publications)
+	c.Manager.MemoryLimit = fmt.Sprintf("%dKiB", s.limit>>10)
+	c.Manager.Threads = s.threads
+	c.Manager.Budget = dbmanager.NewBudget(s.work, s.publications)
 	return c
 }
 

@@ -1,7 +1,6 @@
 package node
 
 import (
-	"log/slog"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -9,22 +8,17 @@ import (
 
 // The node's DuckDB memory and threads are shared out per slot, so that
 // however many models run, their instances stay within the node's budget.
-func TestBudgetSharesPerSlot(t *testing.T) {
-	c := Config{Slots: 10, Memory: 1 << 30, Threads: 4, Publications: 3}.budget(slog.Default())
-	require.Equal(t, 10, c.Slots)
-	require.Equal(t, "104857KiB", c.Manager.MemoryLimit)
-	require.Equal(t, 1, c.Manager.Threads, "at least one thread each")
-	require.NotNil(t, c.Manager.Publications)
+func TestSharesPerSlot(t *testing.T) {
+	s := Config{Slots: 10, Memory: 1 << 30, Threads: 4, Publications: 3}.shares()
+	require.Equal(t, shares{limit: 1 << 30 / 10, work: 10, threads: 1, publications: 3}, s, "at least one thread each")
 
-	c = Config{Slots: 2, Memory: 1 << 30, Threads: 4}.budget(slog.Default())
-	require.Equal(t, "524288KiB", c.Manager.MemoryLimit)
-	require.Equal(t, 2, c.Manager.Threads)
+	s = Config{Slots: 2, Memory: 1 << 30, Threads: 4, Publications: 1}.shares()
+	require.Equal(t, shares{limit: 1 << 29, work: 2, threads: 2, publications: 1}, s)
 }
 
-// A budget too small for every slot runs fewer models at once rather than
-// starving each one.
-func TestBudgetTooSmallRunsFewerModels(t *testing.T) {
-	c := Config{Slots: 1000, Memory: 80 << 20}.budget(slog.Default())
-	require.Equal(t, 10, c.Slots)
-	require.Equal(t, "8192KiB", c.Manager.MemoryLimit)
+// A budget too small to give every slot the least limit keeps the slots
+// but lets only as many models work at once as the budget holds.
+func TestSharesTooSmallBoundWork(t *testing.T) {
+	s := Config{Slots: 1000, Memory: 640 << 20, Threads: 2, Publications: 2}.shares()
+	require.Equal(t, shares{limit: minModelMemory, work: 10, threads: 1, publications: 2}, s)
 }

@@ -56,7 +56,7 @@ func manyModels(t *testing.T, models, slots, rounds int) {
 			Embedded: natsboot.ServerConfig{Addr: "127.0.0.1:0"},
 			Boot:     natsboot.Config{LeaseTTL: 2 * time.Second},
 			Data:     data,
-			Node:     node.Config{ID: "n1", Capabilities: []string{"duckdb"}, Slots: slots, Memory: int64(slots) * 16 << 20, Threads: 1},
+			Node:     node.Config{ID: "n1", Capabilities: []string{"duckdb"}, Slots: slots, Memory: 4 << 30, Threads: 1},
 			Manager:  dbmanager.Config{IdleTimeout: time.Hour},
 			Log:      slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelInfo})),
 			OnReady:  func(r stack.Ready) { ready <- r },

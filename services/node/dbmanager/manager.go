@@ -65,9 +65,9 @@ type Config struct {
 	// Activity, if set, is called after every committed batch: the node
 	// closes its least recently used models first.
 	Activity func()
-	// Publications is the node's budget of versions published at once,
-	// shared by its models (nil: no bound).
-	Publications *Publications
+	// Budget is shared by the node's db-managers: models working and
+	// versions published at once (nil: no bound).
+	Budget *Budget
 
 	// beforeCommit, set by tests only, runs between writing a version's
 	// files and committing it in the catalog.

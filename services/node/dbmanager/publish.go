@@ -100,7 +100,7 @@ func (s *snapshotter) start(ctx context.Context, st *staged) {
 			err = nodeError{fmt.Errorf("end export: %w", eerr)}
 		}
 		os.Remove(st.path)
-		s.m.cfg.Publications.done()
+		s.m.cfg.Budget.published()
 		s.mu.Lock()
 		defer s.mu.Unlock()
 		s.running = false
@@ -168,7 +168,11 @@ func (s *snapshotter) publish(ctx context.Context, st *staged) error {
 	if m.cfg.beforeExport != nil {
 		m.cfg.beforeExport(st.appliedSeq)
 	}
+	if err := m.cfg.Budget.startWork(ctx); err != nil {
+		return err
+	}
 	man.Tables, err = s.writeTables(ctx, st, version, prev)
+	m.cfg.Budget.endWork()
 	if err != nil {
 		return err
 	}

@@ -32,7 +32,7 @@ func (st *staged) end(ctx context.Context) error {
 }
 
 // maybeSnapshot stages a copy when the model's policy says so and the
-// node's publication budget has room, and returns how long to wait before
+// node's budget has room for a publication, and returns how long to wait before
 // asking again. Changes made while the budget is full wait for the next
 // version, which then holds them all.
 func (w *writer) maybeSnapshot(ctx context.Context) (time.Duration, error) {
@@ -61,12 +61,17 @@ func (w *writer) maybeSnapshot(ctx context.Context) (time.Duration, error) {
 	if !w.now && w.changed < every && since < interval {
 		return interval - since, nil
 	}
-	if w.m.snap.busy() || !w.m.cfg.Publications.tryStart() {
+	if w.m.snap.busy() || !w.m.cfg.Budget.tryPublish() {
 		return min(interval/4, 50*time.Millisecond), nil
 	}
+	if err := w.m.cfg.Budget.startWork(ctx); err != nil {
+		w.m.cfg.Budget.published()
+		return 0, nil // ctx ended: Run stops
+	}
 	st, err := w.stage(noInterrupt(ctx))
+	w.m.cfg.Budget.endWork()
 	if err != nil {
-		w.m.cfg.Publications.done()
+		w.m.cfg.Budget.published()
 		return 0, err
 	}
 	w.changed, w.tables, w.allTables, w.lastSnap, w.now = 0, nil, false, time.Now(), false

@@ -103,7 +103,12 @@ func (w *writer) loop(ctx context.Context, msgs <-chan jetstream.Msg, pumpErr <-
 					break drain
 				}
 			}
-			if err := w.commit(ctx, batch); err != nil {
+			if err := w.m.cfg.Budget.startWork(ctx); err != nil {
+				return nil // ctx ended: Run stops
+			}
+			err := w.commit(ctx, batch)
+			w.m.cfg.Budget.endWork()
+			if err != nil {
 				if errors.Is(err, errStopped) {
 					// Interrupted mid-statement by the end of ctx: the
 					// batch was rolled back and the next Run applies it.
