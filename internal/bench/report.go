@@ -88,6 +88,15 @@ func ms(v float64) string {
 	return fmt.Sprintf("%.1f", v)
 }
 
+// notified is a result's notification count for the tables ("" when
+// the scenario sends no mutations).
+func notified(r Result) string {
+	if r.Notifications == nil {
+		return ""
+	}
+	return r.Notifications.String()
+}
+
 func verdict(r Result) string {
 	switch {
 	case r.Met == nil:
@@ -103,7 +112,7 @@ func verdict(r Result) string {
 func (rep *Report) Table() string {
 	var sb strings.Builder
 	w := tabwriter.NewWriter(&sb, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(w, "scenario\tvariant\tteatree\tbaseline\tratio\tunit\tp50 ms\tp99 ms\tp999 ms\tpeak RSS MiB\ttarget\t")
+	fmt.Fprintln(w, "scenario\tvariant\tteatree\tbaseline\tratio\tunit\tp50 ms\tp99 ms\tp999 ms\tpeak RSS MiB\tnotifications\ttarget\t")
 	for _, r := range rep.Results {
 		base, ratio := "", ""
 		if r.Baseline > 0 {
@@ -113,8 +122,8 @@ func (rep *Report) Table() string {
 		if v := verdict(r); v != "" {
 			target += ": " + v
 		}
-		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%.0f\t%s\t\n", r.Scenario, r.Variant, human(r.Teatree), base, ratio, r.Unit,
-			ms(r.P50), ms(r.P99), ms(r.P999), r.PeakRSS, target)
+		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%.0f\t%s\t%s\t\n", r.Scenario, r.Variant, human(r.Teatree), base, ratio, r.Unit,
+			ms(r.P50), ms(r.P99), ms(r.P999), r.PeakRSS, notified(r), target)
 	}
 	w.Flush()
 	for _, e := range rep.Errors {
@@ -133,8 +142,8 @@ func (rep *Report) Markdown() string {
 	m := rep.Machine
 	fmt.Fprintf(&sb, "# teatree benchmark report\n\n%s run of %s, took %s.\n\n", kind, rep.Started.Format("2006-01-02 15:04 UTC"), rep.Duration)
 	fmt.Fprintf(&sb, "Machine: %s, %d cores, %d GiB, Linux %s, %s, %s, %s.\n\n", m.CPU, m.Cores, m.MemGiB, m.Kernel, m.FS, m.GoVer, m.OS)
-	sb.WriteString("| scenario | variant | teatree | baseline (same run) | ratio | unit | p50 ms | p99 ms | p999 ms | peak RSS MiB | target |\n")
-	sb.WriteString("|---|---|---:|---:|---:|---|---:|---:|---:|---:|---|\n")
+	sb.WriteString("| scenario | variant | teatree | baseline (same run) | ratio | unit | p50 ms | p99 ms | p999 ms | peak RSS MiB | notifications | target |\n")
+	sb.WriteString("|---|---|---:|---:|---:|---|---:|---:|---:|---:|---|---|\n")
 	for _, r := range rep.Results {
 		base, ratio := "—", "—"
 		if r.Baseline > 0 {
@@ -144,8 +153,8 @@ func (rep *Report) Markdown() string {
 		if v := verdict(r); v != "" {
 			target += ": **" + v + "**"
 		}
-		fmt.Fprintf(&sb, "| %s | %s | %s | %s | %s | %s | %s | %s | %s | %.0f | %s |\n", r.Scenario, r.Variant, human(r.Teatree), base, ratio,
-			r.Unit, ms(r.P50), ms(r.P99), ms(r.P999), r.PeakRSS, target)
+		fmt.Fprintf(&sb, "| %s | %s | %s | %s | %s | %s | %s | %s | %s | %.0f | %s | %s |\n", r.Scenario, r.Variant, human(r.Teatree), base, ratio,
+			r.Unit, ms(r.P50), ms(r.P99), ms(r.P999), r.PeakRSS, notified(r), target)
 	}
 	var notes []string
 	for _, r := range rep.Results {
