@@ -34,6 +34,10 @@ type Options struct {
 	Work string
 	// Only runs the named scenarios (see Scenarios); empty runs all.
 	Only []string
+	// Docs, when set, receives the Markdown report of a complete default
+	// run (not quick, every scenario, none failed), in place of the page's
+	// "## Last full run" section.
+	Docs string
 	// Progress receives one line per step; nil discards them.
 	Progress io.Writer
 }
@@ -193,6 +197,13 @@ func Run(ctx context.Context, opt Options) (*Report, error) {
 	r.report.Duration = time.Since(r.report.Started).Round(time.Second).String()
 	if err := r.write(); err != nil {
 		return r.report, err
+	}
+	if opt.Docs != "" {
+		if opt.Quick || len(opt.Only) > 0 || len(r.report.Errors) > 0 || ctx.Err() != nil {
+			r.stepf("not writing %s: only a complete default run goes there", opt.Docs)
+		} else if err := r.report.writeDocs(opt.Docs); err != nil {
+			return r.report, fmt.Errorf("write %s: %w", opt.Docs, err)
+		}
 	}
 	if len(r.report.Errors) > 0 {
 		return r.report, fmt.Errorf("%d scenarios failed: %s", len(r.report.Errors), strings.Join(r.report.Errors, "; "))

@@ -2,7 +2,9 @@ package bench
 
 import (
 	"bufio"
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"runtime"
 	"strings"
@@ -133,15 +135,22 @@ func (rep *Report) Table() string {
 }
 
 // Markdown is the report as a Markdown document.
-func (rep *Report) Markdown() string {
+func (rep *Report) Markdown() string { return "# teatree benchmark report\n\n" + rep.markdownBody() }
+
+// markdownBody is the report without its title: the machine, the table
+// and its notes.
+func (rep *Report) markdownBody() string {
 	var sb strings.Builder
 	kind := "default"
 	if rep.Quick {
 		kind = "quick"
 	}
 	m := rep.Machine
-	fmt.Fprintf(&sb, "# teatree benchmark report\n\n%s run of %s, took %s.\n\n", kind, rep.Started.Format("2006-01-02 15:04 UTC"), rep.Duration)
+	fmt.Fprintf(&sb, "%s run of %s, took %s.\n\n", kind, rep.Started.Format("2006-01-02 15:04 UTC"), rep.Duration)
 	fmt.Fprintf(&sb, "Machine: %s, %d cores, %d GiB, Linux %s, %s, %s, %s.\n\n", m.CPU, m.Cores, m.MemGiB, m.Kernel, m.FS, m.GoVer, m.OS)
+	sb.WriteString("How to read: each row runs teatree and its baseline minutes apart in the same run on the same machine; " +
+		"read the ratio (teatree ÷ baseline), not the absolute figures. Notifications are the terminal notifications " +
+		"received of the requests sent; every mutation scenario must have exactly one per request.\n\n")
 	sb.WriteString("| scenario | variant | teatree | baseline (same run) | ratio | unit | p50 ms | p99 ms | p999 ms | peak RSS MiB | notifications | target |\n")
 	sb.WriteString("|---|---|---:|---:|---:|---|---:|---:|---:|---:|---|---|\n")
 	for _, r := range rep.Results {
@@ -169,6 +178,24 @@ func (rep *Report) Markdown() string {
 		fmt.Fprintf(&sb, "\n**Failed:** %s\n", e)
 	}
 	return sb.String()
+}
+
+// docsSection is the heading under which docs/benchmarks.md carries the
+// report of the last full run; the page's text above it is kept.
+const docsSection = "## Last full run"
+
+// writeDocs puts the report in the page at path: in place of its last-run
+// section, or as the whole page when it has none.
+func (rep *Report) writeDocs(path string) error {
+	old, err := os.ReadFile(path)
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return err
+	}
+	page := rep.Markdown()
+	if before, _, ok := strings.Cut(string(old), "\n"+docsSection+"\n"); ok {
+		page = before + "\n" + docsSection + "\n\n" + rep.markdownBody()
+	}
+	return os.WriteFile(path, []byte(page), 0o644)
 }
 
 // Benchstat is the report in Go's benchmark format, one line per figure,

@@ -2,10 +2,33 @@ package bench
 
 import (
 	"io"
+	"os"
+	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/require"
 )
+
+func TestWriteDocsReplacesOnlyTheLastRun(t *testing.T) {
+	rep := &Report{Duration: "1s", Results: []Result{{Scenario: "idle models", Unit: "MiB RSS", Teatree: 1}}}
+	path := filepath.Join(t.TempDir(), "benchmarks.md")
+	require.NoError(t, os.WriteFile(path, []byte("# Benchmarks\n\nWhy the misses miss.\n\n## Last full run\n\n| old table |\n"), 0o644))
+	require.NoError(t, rep.writeDocs(path))
+	b, err := os.ReadFile(path)
+	require.NoError(t, err)
+	page := string(b)
+	require.True(t, strings.HasPrefix(page, "# Benchmarks\n\nWhy the misses miss.\n\n## Last full run\n\ndefault run of"), page)
+	require.NotContains(t, page, "old table")
+	require.Contains(t, page, "| idle models |")
+	require.Equal(t, 1, strings.Count(page, "## Last full run"))
+
+	fresh := filepath.Join(t.TempDir(), "new.md")
+	require.NoError(t, rep.writeDocs(fresh))
+	b, err = os.ReadFile(fresh)
+	require.NoError(t, err)
+	require.Equal(t, rep.Markdown(), string(b))
+}
 
 func TestTargetNeedsExactlyOneNotificationPerRequest(t *testing.T) {
 	r := &runner{opt: Options{Progress: io.Discard}, report: &Report{}}
