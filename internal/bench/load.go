@@ -61,7 +61,7 @@ func smallMutation(names subject.Names, subj, model, id string, k int) *nats.Msg
 func (l loadResult) note(n int, phase time.Duration) string {
 	var parts []string
 	if l.issued < n {
-		parts = append(parts, fmt.Sprintf("only %d of %d requests were sent within %s.", l.issued, n, phase))
+		parts = append(parts, fmt.Sprintf("Only %d of %d requests were sent within %s.", l.issued, n, phase))
 	}
 	if l.failed > 0 {
 		parts = append(parts, fmt.Sprintf("%d requests failed.", l.failed))
