@@ -37,10 +37,10 @@ test/node/node_modules: test/node/package.json test/node/package-lock.json
 	cd test/node && npm install --no-audit --no-fund
 	@touch $@
 
-bench: build ## Benchmarks beside raw DuckDB and raw JetStream (under 10 min); report in bench/
-	./bin/teatree bench --out bench
+bench: build ## Benchmarks beside raw DuckDB and raw JetStream (about 20 min); report in bench/ and docs/benchmarks.md
+	./bin/teatree bench --out bench --docs docs/benchmarks.md
 
-bench-quick: build ## The benchmarks at small sizes (under 2 min)
+bench-quick: build ## The benchmarks at small sizes (about 3 min)
 	./bin/teatree bench --quick --out bench
 
 lint: ## gofmt and go vet

@@ -25,7 +25,7 @@ import (
 
 // Options configure a run.
 type Options struct {
-	// Quick runs smaller sizes: the whole suite in under two minutes.
+	// Quick runs smaller sizes: the whole suite in about three minutes.
 	Quick bool
 	// Out receives results.json, report.md, bench.txt, profiles/ and
 	// teatree.log.
@@ -34,6 +34,10 @@ type Options struct {
 	Work string
 	// Only runs the named scenarios (see Scenarios); empty runs all.
 	Only []string
+	// Docs, when set, receives the Markdown report of a complete default
+	// run (not quick, every scenario, none failed), in place of the page's
+	// "## Last full run" section.
+	Docs string
 	// Progress receives one line per step; nil discards them.
 	Progress io.Writer
 }
@@ -41,7 +45,8 @@ type Options struct {
 // Scenarios are the names Options.Only accepts, in the order they run.
 // Idle models runs first: it measures the process's memory, which later
 // scenarios grow.
-var Scenarios = []string{"idle-models", "bulk-ingest", "small-mutations", "many-models", "latency", "cold-start", "snapshot", "direct-queries", "large-results"}
+var Scenarios = []string{"idle-models", "bulk-ingest", "small-mutations", "many-models", "slots", "latency", "cold-start", "model-disk",
+	"snapshot", "direct-queries", "large-results"}
 
 // Result is one row of the report.
 type Result struct {
@@ -62,10 +67,35 @@ type Result struct {
 	// PeakRSS of the process during the scenario, in MiB.
 	PeakRSS float64 `json:"peak_rss_mib,omitempty"`
 	Count   int     `json:"count,omitempty"`
-	// Target is the issue's target in words; Met whether it was met.
+	// Notifications of a mutation scenario, counted per request.
+	Notifications *Notifications `json:"notifications,omitempty"`
+	// Target is the issue's target in words; Met whether it was met (a
+	// mutation scenario meets none with a request missing its notification
+	// or notified twice).
 	Target string `json:"target,omitempty"`
 	Met    *bool  `json:"met,omitempty"`
 	Note   string `json:"note,omitempty"`
+}
+
+// Notifications count the terminal notifications of a run's requests.
+type Notifications struct {
+	Requests   int `json:"requests"`
+	Notified   int `json:"notified"`
+	Duplicates int `json:"duplicates"`
+}
+
+// exact says whether every request had exactly one terminal notification.
+func (n *Notifications) exact() bool { return n.Notified == n.Requests && n.Duplicates == 0 }
+
+// add counts another run's notifications in n.
+func (n *Notifications) add(o *Notifications) {
+	n.Requests += o.Requests
+	n.Notified += o.Notified
+	n.Duplicates += o.Duplicates
+}
+
+func (n *Notifications) String() string {
+	return fmt.Sprintf("%d/%d, %d duplicates", n.Notified, n.Requests, n.Duplicates)
 }
 
 // Report is a whole run.
@@ -98,6 +128,8 @@ type sizes struct {
 	queryFor                    time.Duration
 	largeRows                   int
 	idleModels                  int
+	// slotModels are written once each on a node of slots slots.
+	slotModels, slots int
 	// maxPhase bounds every measured loop in time.
 	maxPhase time.Duration
 }
@@ -106,11 +138,11 @@ func sizesFor(quick bool) sizes {
 	if quick {
 		return sizes{ingestRows: 1 << 20, smallRequests: 6_000, manyRequests: 4_000, manyModels: 100, loadFor: 2 * time.Second,
 			coldModels: 30, snapshotMB: []int{100}, queryFor: 1500 * time.Millisecond, largeRows: 1_000_000, idleModels: 2_000,
-			maxPhase: 20 * time.Second}
+			slotModels: 600, slots: 100, maxPhase: 20 * time.Second}
 	}
 	return sizes{ingestRows: 5_000_000, smallRequests: 40_000, manyRequests: 20_000, manyModels: 1_000, loadFor: 8 * time.Second,
 		coldModels: 200, snapshotMB: []int{100, 1000}, queryFor: 5 * time.Second, largeRows: 5_000_000, idleModels: 10_000,
-		maxPhase: 60 * time.Second}
+		slotModels: 10_000, slots: 500, maxPhase: 60 * time.Second}
 }
 
 // Run runs the suite and writes its outputs; the report is returned even
@@ -143,7 +175,7 @@ func Run(ctx context.Context, opt Options) (*Report, error) {
 		report: &Report{Started: time.Now().UTC(), Quick: opt.Quick, Machine: readMachine(work)}}
 	scenarios := map[string]func(context.Context) error{
 		"idle-models": r.idleModels, "bulk-ingest": r.bulkIngest, "small-mutations": r.smallMutations,
-		"many-models": r.manyModels, "latency": r.latencyUnderLoad, "cold-start": r.coldStart,
+		"many-models": r.manyModels, "slots": r.slotsTurnover, "latency": r.latencyUnderLoad, "cold-start": r.coldStart, "model-disk": r.modelDisk,
 		"snapshot": r.snapshotPublish, "direct-queries": r.directQueries, "large-results": r.largeResults,
 	}
 	for i, name := range Scenarios {
@@ -166,6 +198,13 @@ func Run(ctx context.Context, opt Options) (*Report, error) {
 	if err := r.write(); err != nil {
 		return r.report, err
 	}
+	if opt.Docs != "" {
+		if opt.Quick || len(opt.Only) > 0 || len(r.report.Errors) > 0 || ctx.Err() != nil {
+			r.stepf("not writing %s: only a complete default run goes there", opt.Docs)
+		} else if err := r.report.writeDocs(opt.Docs); err != nil {
+			return r.report, fmt.Errorf("write %s: %w", opt.Docs, err)
+		}
+	}
 	if len(r.report.Errors) > 0 {
 		return r.report, fmt.Errorf("%d scenarios failed: %s", len(r.report.Errors), strings.Join(r.report.Errors, "; "))
 	}
@@ -183,7 +222,7 @@ func (r *runner) add(res Result, target func(Result) bool) {
 		res.Ratio = res.Teatree / res.Baseline
 	}
 	if target != nil {
-		met := target(res)
+		met := target(res) && (res.Notifications == nil || res.Notifications.exact())
 		res.Met = &met
 	}
 	res.PeakRSS = peakRSSMiB()
@@ -194,6 +233,9 @@ func (r *runner) add(res Result, target func(Result) bool) {
 	}
 	if res.P50 > 0 {
 		line += fmt.Sprintf(", p50 %.1f ms p99 %.1f ms", res.P50, res.P99)
+	}
+	if res.Notifications != nil {
+		line += ", notifications " + res.Notifications.String()
 	}
 	r.stepf("%s", line)
 }

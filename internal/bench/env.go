@@ -4,8 +4,10 @@ import (
 	"bufio"
 	"context"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"slices"
 	"strconv"
 	"strings"
@@ -30,12 +32,16 @@ type teatree struct {
 	api   *client.Client
 	names subject.Names
 	data  string
-	stop  func()
+	// logged counts the node's log lines that say a model opened or closed.
+	logged logCounts
+	stop   func()
 }
 
 type stackOptions struct {
 	syncAlways  bool
 	idleTimeout time.Duration
+	// slots is how many models the node runs at once (default 4000).
+	slots int
 }
 
 func syncName(always bool) string {
@@ -49,12 +55,17 @@ func syncName(always bool) string {
 // data in a fresh directory, as `teatree up` does.
 func (r *runner) startTeatree(ctx context.Context, name string, o stackOptions) (*teatree, error) {
 	data := filepath.Join(r.opt.Work, slug(name))
+	slots := o.slots
+	if slots == 0 {
+		slots = 4000
+	}
+	logged := newLogCounts(msgManagerStarted, msgEvicted, msgUnloaded)
 	cfg := stack.Config{
 		Services: stack.AllServices, Data: data, HTTPAddr: "127.0.0.1:0", MaxBody: 256 << 20,
 		Embedded: natsboot.ServerConfig{Addr: "127.0.0.1:0", SyncAlways: o.syncAlways},
 		Boot:     natsboot.Config{Names: subject.Default()},
-		Node:     node.Config{ID: "bench", Capabilities: []string{"duckdb"}, Slots: 4000},
-		Log:      r.log.With("stack", name),
+		Node:     node.Config{ID: "bench", Capabilities: []string{"duckdb"}, Slots: slots},
+		Log:      slog.New(logged.handler(r.log.Handler())).With("stack", name),
 	}
 	cfg.Manager.IdleTimeout = o.idleTimeout
 	ready := make(chan stack.Ready, 1)
@@ -83,7 +94,7 @@ func (r *runner) startTeatree(ctx context.Context, name string, o stackOptions) 
 		cancel()
 		return nil, err
 	}
-	t := &teatree{nc: nc, js: js, api: client.New(rd.HTTPURL), names: cfg.Boot.Names, data: data}
+	t := &teatree{nc: nc, js: js, api: client.New(rd.HTTPURL), names: cfg.Boot.Names, data: data, logged: logged}
 	t.stop = func() {
 		nc.Close()
 		cancel()
@@ -192,7 +203,7 @@ func percentiles(d []time.Duration, ps ...float64) []float64 {
 	return out
 }
 
-// procStatus reads a kB field of /proc/self/status in MiB.
+// procStatus reads a numeric field of /proc/self/status (kB for sizes).
 func procStatus(field string) float64 {
 	f, err := os.Open("/proc/self/status")
 	if err != nil {
@@ -202,15 +213,25 @@ func procStatus(field string) float64 {
 	sc := bufio.NewScanner(f)
 	for sc.Scan() {
 		if v, ok := strings.CutPrefix(sc.Text(), field+":"); ok {
-			kb, _ := strconv.ParseFloat(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 64)
-			return kb / 1024
+			n, _ := strconv.ParseFloat(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 64)
+			return n
 		}
 	}
 	return 0
 }
 
-func peakRSSMiB() float64 { return procStatus("VmHWM") }
-func rssMiB() float64     { return procStatus("VmRSS") }
+func peakRSSMiB() float64 { return procStatus("VmHWM") / 1024 }
+func rssMiB() float64     { return procStatus("VmRSS") / 1024 }
+func threads() int        { return int(procStatus("Threads")) }
+
+// settledRSS is the process's resident memory in MiB once the Go heap's
+// free pages went back to the system, after two seconds for the node's
+// work in flight to end.
+func settledRSS() float64 {
+	time.Sleep(2 * time.Second)
+	debug.FreeOSMemory()
+	return rssMiB()
+}
 
 // resetPeakRSS starts a new peak (Linux ≥ 4.0; ignored elsewhere).
 func resetPeakRSS() { _ = os.WriteFile("/proc/self/clear_refs", []byte("5"), 0) }

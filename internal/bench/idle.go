@@ -3,8 +3,6 @@ package bench
 import (
 	"context"
 	"fmt"
-	"runtime/debug"
-	"time"
 )
 
 // idleModels compares the resident memory of a node with many registered,
@@ -15,18 +13,13 @@ func (r *runner) idleModels(ctx context.Context) error {
 		return err
 	}
 	defer t.stop()
-	settle := func() float64 {
-		time.Sleep(2 * time.Second)
-		debug.FreeOSMemory()
-		return rssMiB()
-	}
-	empty := settle()
+	empty := settledRSS()
 	n := r.sz.idleModels
 	r.stepf("  registering %d models", n)
 	if err := r.profile("idle-models", func() error { return t.createModels(ctx, specs(modelIDs("idle", n))) }); err != nil {
 		return err
 	}
-	full := settle()
+	full := settledRSS()
 	r.add(Result{Scenario: "idle models", Variant: fmt.Sprintf("%d registered models vs none", n), Unit: "MiB RSS",
 		Teatree: full, Baseline: empty, BaselineName: "empty node", Target: "< 50 MiB more than an empty node",
 		Note: fmt.Sprintf("%.1f MiB more, %.1f KiB per model; the whole process (NATS server included)", full-empty, (full-empty)*1024/float64(n))},

@@ -24,7 +24,12 @@ const (
 
 // loadResult is what a load run measured.
 type loadResult struct {
+	// done counts the requests that got a terminal notification, failed
+	// those of them that were not applied.
 	done, failed int
+	// issued counts the requests sent; duplicates the terminal
+	// notifications beyond the first of a request.
+	issued, duplicates int
 	// recovered notifications were found in TT_NTF, not delivered in time.
 	recovered int
 	elapsed   time.Duration
@@ -51,16 +56,42 @@ func smallMutation(names subject.Names, subj, model, id string, k int) *nats.Msg
 	return m
 }
 
+// note says what of a run of n requests, sent for at most phase, did not
+// go as asked ("" when all did).
+func (l loadResult) note(n int, phase time.Duration) string {
+	var parts []string
+	if l.issued < n {
+		parts = append(parts, fmt.Sprintf("Only %d of %d requests were sent within %s.", l.issued, n, phase))
+	}
+	if l.failed > 0 {
+		parts = append(parts, fmt.Sprintf("%d requests failed.", l.failed))
+	}
+	if l.recovered > 0 {
+		parts = append(parts, fmt.Sprintf("%d notifications not delivered to the loaded client in time were found in TT_NTF afterwards.", l.recovered))
+	}
+	return strings.Join(parts, " ")
+}
+
+// notifications are a mutation scenario's count of terminal
+// notifications: the contract wants exactly one per request.
+func (l loadResult) notifications() *Notifications {
+	return &Notifications{Requests: l.issued, Notified: l.done, Duplicates: l.duplicates}
+}
+
 // tracker matches terminal notifications to the requests of one run by
 // the run's request-id prefix.
 type tracker struct {
-	prefix  string
-	starts  []atomic.Int64 // unix nanos by request number
-	mu      sync.Mutex
-	lats    []time.Duration
-	failed  int
-	last    time.Time
-	pending atomic.Int64
+	prefix string
+	starts []atomic.Int64 // unix nanos by request number
+	// seen counts the terminal notifications of each request.
+	seen       []atomic.Int32
+	issued     atomic.Int64
+	duplicates atomic.Int64
+	mu         sync.Mutex
+	lats       []time.Duration
+	failed     int
+	last       time.Time
+	pending    atomic.Int64
 	// recovered counts notifications found in the stream, not delivered.
 	recovered atomic.Int64
 	release   func(k int)
@@ -68,7 +99,8 @@ type tracker struct {
 }
 
 func newTracker(nc *nats.Conn, names subject.Names, prefix string, n int, release func(k int)) (*tracker, error) {
-	tr := &tracker{prefix: prefix + "-", starts: make([]atomic.Int64, n), lats: make([]time.Duration, 0, n), release: release}
+	tr := &tracker{prefix: prefix + "-", starts: make([]atomic.Int64, n), seen: make([]atomic.Int32, n),
+		lats: make([]time.Duration, 0, n), release: release}
 	sub, err := nc.Subscribe(names.NtfAll(), tr.on)
 	if err != nil {
 		return nil, err
@@ -79,6 +111,20 @@ func newTracker(nc *nats.Conn, names subject.Names, prefix string, n int, releas
 }
 
 func (tr *tracker) id(k int) string { return tr.prefix + strconv.Itoa(k) }
+
+// issue records that request k is sent now; its latency counts from at.
+func (tr *tracker) issue(k int, at time.Time) {
+	tr.issued.Add(1)
+	tr.pending.Add(1)
+	tr.starts[k].Store(at.UnixNano())
+}
+
+// unissue takes back request k, whose publish failed.
+func (tr *tracker) unissue(k int) {
+	tr.issued.Add(-1)
+	tr.pending.Add(-1)
+	tr.starts[k].Store(0)
+}
 
 func (tr *tracker) on(msg *nats.Msg) {
 	now := time.Now()
@@ -91,9 +137,13 @@ func (tr *tracker) on(msg *nats.Msg) {
 	if err != nil || k < 0 || k >= len(tr.starts) {
 		return
 	}
-	start := tr.starts[k].Swap(0)
+	start := tr.starts[k].Load()
 	if start == 0 {
-		return // a second notification would be a bug; the counts tell
+		return // not sent by this run
+	}
+	if tr.seen[k].Add(1) > 1 {
+		tr.duplicates.Add(1)
+		return
 	}
 	tr.mu.Lock()
 	tr.lats = append(tr.lats, now.Sub(time.Unix(0, start)))
@@ -130,7 +180,7 @@ func (tr *tracker) recover(ctx context.Context, t *teatree, timeout time.Duratio
 	}
 	missing := 0
 	for k := range tr.starts {
-		if tr.starts[k].Load() == 0 {
+		if tr.starts[k].Load() == 0 || tr.seen[k].Load() > 0 {
 			continue
 		}
 		raw, err := ntf.GetLastMsgForSubject(ctx, t.names.NtfRequest("*", tr.id(k)))
@@ -151,7 +201,8 @@ func (tr *tracker) result(start time.Time) loadResult {
 	tr.sub.Unsubscribe()
 	tr.mu.Lock()
 	defer tr.mu.Unlock()
-	return loadResult{done: len(tr.lats), failed: tr.failed, recovered: int(tr.recovered.Load()), elapsed: tr.last.Sub(start), lats: tr.lats}
+	return loadResult{done: len(tr.lats), failed: tr.failed, issued: int(tr.issued.Load()), duplicates: int(tr.duplicates.Load()),
+		recovered: int(tr.recovered.Load()), elapsed: tr.last.Sub(start), lats: tr.lats}
 }
 
 // closedLoop sends n small mutations spread over models from 16
@@ -174,12 +225,11 @@ func (r *runner) closedLoop(ctx context.Context, t *teatree, models []string, n 
 		wg.Go(func() {
 			for k := p; k < n && time.Now().Before(deadline) && ctx.Err() == nil; k += publishers {
 				sems[p] <- struct{}{}
-				tr.pending.Add(1)
-				tr.starts[k].Store(time.Now().UnixNano())
+				tr.issue(k, time.Now())
 				model := models[k%len(models)]
 				if _, err := t.js.PublishMsgAsync(smallMutation(t.names, "", model, tr.id(k), k)); err != nil {
 					pubErr.Store(&err)
-					tr.pending.Add(-1)
+					tr.unissue(k)
 					<-sems[p]
 					return
 				}
@@ -214,8 +264,7 @@ func (r *runner) openLoop(ctx context.Context, t *teatree, model string, rate fl
 		if ctx.Err() != nil {
 			return loadResult{}, ctx.Err()
 		}
-		tr.pending.Add(1)
-		tr.starts[k].Store(due.UnixNano())
+		tr.issue(k, due)
 		if _, err := t.js.PublishMsgAsync(smallMutation(t.names, "", model, tr.id(k), k)); err != nil {
 			return loadResult{}, err
 		}

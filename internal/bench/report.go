@@ -2,7 +2,9 @@ package bench
 
 import (
 	"bufio"
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"runtime"
 	"strings"
@@ -88,6 +90,15 @@ func ms(v float64) string {
 	return fmt.Sprintf("%.1f", v)
 }
 
+// notified is a result's notification count for the tables ("" when
+// the scenario sends no mutations).
+func notified(r Result) string {
+	if r.Notifications == nil {
+		return ""
+	}
+	return r.Notifications.String()
+}
+
 func verdict(r Result) string {
 	switch {
 	case r.Met == nil:
@@ -103,7 +114,7 @@ func verdict(r Result) string {
 func (rep *Report) Table() string {
 	var sb strings.Builder
 	w := tabwriter.NewWriter(&sb, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(w, "scenario\tvariant\tteatree\tbaseline\tratio\tunit\tp50 ms\tp99 ms\tp999 ms\tpeak RSS MiB\ttarget\t")
+	fmt.Fprintln(w, "scenario\tvariant\tteatree\tbaseline\tratio\tunit\tp50 ms\tp99 ms\tp999 ms\tpeak RSS MiB\tnotifications\ttarget\t")
 	for _, r := range rep.Results {
 		base, ratio := "", ""
 		if r.Baseline > 0 {
@@ -113,8 +124,8 @@ func (rep *Report) Table() string {
 		if v := verdict(r); v != "" {
 			target += ": " + v
 		}
-		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%.0f\t%s\t\n", r.Scenario, r.Variant, human(r.Teatree), base, ratio, r.Unit,
-			ms(r.P50), ms(r.P99), ms(r.P999), r.PeakRSS, target)
+		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%.0f\t%s\t%s\t\n", r.Scenario, r.Variant, human(r.Teatree), base, ratio, r.Unit,
+			ms(r.P50), ms(r.P99), ms(r.P999), r.PeakRSS, notified(r), target)
 	}
 	w.Flush()
 	for _, e := range rep.Errors {
@@ -124,17 +135,24 @@ func (rep *Report) Table() string {
 }
 
 // Markdown is the report as a Markdown document.
-func (rep *Report) Markdown() string {
+func (rep *Report) Markdown() string { return "# teatree benchmark report\n\n" + rep.markdownBody() }
+
+// markdownBody is the report without its title: the machine, the table
+// and its notes.
+func (rep *Report) markdownBody() string {
 	var sb strings.Builder
 	kind := "default"
 	if rep.Quick {
 		kind = "quick"
 	}
 	m := rep.Machine
-	fmt.Fprintf(&sb, "# teatree benchmark report\n\n%s run of %s, took %s.\n\n", kind, rep.Started.Format("2006-01-02 15:04 UTC"), rep.Duration)
+	fmt.Fprintf(&sb, "%s run of %s, took %s.\n\n", kind, rep.Started.Format("2006-01-02 15:04 UTC"), rep.Duration)
 	fmt.Fprintf(&sb, "Machine: %s, %d cores, %d GiB, Linux %s, %s, %s, %s.\n\n", m.CPU, m.Cores, m.MemGiB, m.Kernel, m.FS, m.GoVer, m.OS)
-	sb.WriteString("| scenario | variant | teatree | baseline (same run) | ratio | unit | p50 ms | p99 ms | p999 ms | peak RSS MiB | target |\n")
-	sb.WriteString("|---|---|---:|---:|---:|---|---:|---:|---:|---:|---|\n")
+	sb.WriteString("How to read: each row runs teatree and its baseline minutes apart in the same run on the same machine; " +
+		"read the ratio (teatree ÷ baseline), not the absolute figures. Notifications are the terminal notifications " +
+		"received of the requests sent; every mutation scenario must have exactly one per request.\n\n")
+	sb.WriteString("| scenario | variant | teatree | baseline (same run) | ratio | unit | p50 ms | p99 ms | p999 ms | peak RSS MiB | notifications | target |\n")
+	sb.WriteString("|---|---|---:|---:|---:|---|---:|---:|---:|---:|---|---|\n")
 	for _, r := range rep.Results {
 		base, ratio := "—", "—"
 		if r.Baseline > 0 {
@@ -144,8 +162,8 @@ func (rep *Report) Markdown() string {
 		if v := verdict(r); v != "" {
 			target += ": **" + v + "**"
 		}
-		fmt.Fprintf(&sb, "| %s | %s | %s | %s | %s | %s | %s | %s | %s | %.0f | %s |\n", r.Scenario, r.Variant, human(r.Teatree), base, ratio,
-			r.Unit, ms(r.P50), ms(r.P99), ms(r.P999), r.PeakRSS, target)
+		fmt.Fprintf(&sb, "| %s | %s | %s | %s | %s | %s | %s | %s | %s | %.0f | %s | %s |\n", r.Scenario, r.Variant, human(r.Teatree), base, ratio,
+			r.Unit, ms(r.P50), ms(r.P99), ms(r.P999), r.PeakRSS, notified(r), target)
 	}
 	var notes []string
 	for _, r := range rep.Results {
@@ -160,6 +178,24 @@ func (rep *Report) Markdown() string {
 		fmt.Fprintf(&sb, "\n**Failed:** %s\n", e)
 	}
 	return sb.String()
+}
+
+// docsSection is the heading under which docs/benchmarks.md carries the
+// report of the last full run; the page's text above it is kept.
+const docsSection = "## Last full run"
+
+// writeDocs puts the report in the page at path: in place of its last-run
+// section, or as the whole page when it has none.
+func (rep *Report) writeDocs(path string) error {
+	old, err := os.ReadFile(path)
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return err
+	}
+	page := rep.Markdown()
+	if before, _, ok := strings.Cut(string(old), "\n"+docsSection+"\n"); ok {
+		page = before + "\n" + docsSection + "\n\n" + rep.markdownBody()
+	}
+	return os.WriteFile(path, []byte(page), 0o644)
 }
 
 // Benchstat is the report in Go's benchmark format, one line per figure,

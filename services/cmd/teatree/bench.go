@@ -28,8 +28,9 @@ Scenarios: ` + strings.Join(bench.Scenarios, ", ") + `.
 The table goes to stdout; --out receives results.json, report.md,
 bench.txt (compare two runs with benchstat), teatree.log and profiles/
 (CPU and allocation profiles: go tool pprof -http=: profiles/X.cpu.pprof).
-A default run takes under 10 minutes on 2 cores and needs about 4 GB of
-free disk under --work; --quick takes under 2 minutes.`,
+--docs also puts the report of a complete default run in a page (make bench:
+docs/benchmarks.md). A default run takes about 20 minutes on 2 cores and
+needs about 4 GB of free disk under --work; --quick takes about 3 minutes.`,
 		Example: "  teatree bench --quick\n  teatree bench --only small-mutations,direct-queries --out ./bench",
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -43,9 +44,10 @@ free disk under --work; --quick takes under 2 minutes.`,
 			return err
 		},
 	}
-	cmd.Flags().BoolVar(&opt.Quick, "quick", false, "smaller sizes: the whole suite in under two minutes")
+	cmd.Flags().BoolVar(&opt.Quick, "quick", false, "smaller sizes: the whole suite in about three minutes")
 	cmd.Flags().StringVar(&opt.Out, "out", "bench", "directory for the report, results and profiles")
 	cmd.Flags().StringVar(&opt.Work, "work", os.TempDir(), "scratch directory for the run's data (removed at the end)")
 	cmd.Flags().StringSliceVar(&opt.Only, "only", nil, "run only these scenarios (comma-separated)")
+	cmd.Flags().StringVar(&opt.Docs, "docs", "", `also write the report of a complete default run into this page's "## Last full run" section (make bench: docs/benchmarks.md)`)
 	return cmd
 }
