@@ -65,6 +65,9 @@ type Config struct {
 	// Activity, if set, is called after every committed batch: the node
 	// closes its least recently used models first.
 	Activity func()
+	// Started, if set, is called once Run has taken the model over and
+	// opened its file, right before it applies mutations.
+	Started func()
 
 	// beforeCommit, set by tests only, runs between writing a version's
 	// files and committing it in the catalog.
@@ -238,6 +241,9 @@ func (m *Manager) Run(ctx context.Context) error {
 		return fmt.Errorf("subscribe to snapshot requests: %w", err)
 	}
 	defer sub.Unsubscribe()
+	if m.cfg.Started != nil {
+		m.cfg.Started()
+	}
 	m.log.InfoContext(ctx, "db-manager started", "applied_seq", applied, "from_seq", start)
 	return w.loop(ctx, msgs, pumpErr, now)
 }
