@@ -91,7 +91,7 @@ func CreateModel(ctx context.Context, kv jetstream.KeyValue, mut jetstream.Strea
 	// What the server keeps about versions and writers starts empty,
 	// whatever the client sent.
 	spec.Version, spec.AppliedSeq, spec.LeaseEpoch, spec.NextVersion = 0, 0, 0, 0
-	spec.Epochs, spec.AbandonedVersions, spec.RejectedSeqs = nil, nil, nil
+	spec.Epochs, spec.AbandonedVersions, spec.RejectedSeqs, spec.StartFailure = nil, nil, nil, nil
 	b, err := wire.Marshal(spec)
 	if err != nil {
 		return nil, err

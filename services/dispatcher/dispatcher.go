@@ -57,6 +57,9 @@ type Dispatcher struct {
 	// released carries models whose lease was given up (an idle model),
 	// to be looked at at once: a mutation may have come just before.
 	released chan string
+	// rejected: when each model's requests were last rejected as
+	// unavailable, for reconcile to give the notifier time (rejectFailed).
+	rejected map[string]time.Time
 }
 
 type workerSeen struct {
@@ -82,8 +85,12 @@ func New(cfg Config, deps Deps) *Dispatcher {
 		cfg.WorkerTTL = natsboot.DefaultWorkerTTL
 	}
 	return &Dispatcher{cfg: cfg, deps: deps, owners: map[string]time.Time{}, workers: map[string]workerSeen{},
-		released: make(chan string, 1024)}
+		released: make(chan string, 1024), rejected: map[string]time.Time{}}
 }
+
+// retryDelay is how long a request the dispatcher could not settle waits
+// before it is looked at again.
+const retryDelay = time.Second
 
 // Run places models until ctx ends.
 func (d *Dispatcher) Run(ctx context.Context, ready func()) error {
@@ -120,7 +127,7 @@ func (d *Dispatcher) Run(ctx context.Context, ready func()) error {
 			default:
 				d.deps.Log.WarnContext(ctx, "dispatch", "subject", msg.Subject(), "err", err)
 			}
-			_ = msg.NakWithDelay(time.Second)
+			_ = msg.NakWithDelay(retryDelay)
 			return
 		}
 		_ = msg.Ack()
@@ -242,11 +249,32 @@ func (d *Dispatcher) handle(ctx context.Context, msg jetstream.Msg) error {
 	case meta.Sequence.Stream <= spec.GetCreatedSeq():
 		return d.reject(ctx, msg, meta, model, op, apierr.Errorf(apierr.NotFound, "model %s did not exist when this request was published", model))
 	}
-	err = d.place(ctx, spec)
-	if errors.Is(err, errNoNode) && time.Since(meta.Timestamp) > d.cfg.PlacementGrace {
-		return d.rejectUnavailable(ctx, msg, meta, model, op, apierr.Errorf(apierr.Unavailable, "no live node has the capabilities %v that model %s needs", spec.GetCapabilities(), model))
+	seq := meta.Sequence.Stream
+	err = d.place(ctx, spec, seq)
+	switch {
+	case errors.Is(err, errStartFailed):
+		isDue, cause := startFailed(spec)
+		return d.rejectUnavailable(ctx, model, op, msg.Headers(), seq, isDue, cause)
+	case errors.Is(err, errNoNode) && time.Since(meta.Timestamp) > d.cfg.PlacementGrace:
+		return d.rejectUnavailable(ctx, model, op, msg.Headers(), seq, d.pastGrace, apierr.Errorf(apierr.Unavailable, "no live node has the capabilities %v that model %s needs", spec.GetCapabilities(), model))
 	}
 	return err
+}
+
+// pastGrace: a request is due to end unavailable once it has waited the
+// placement grace for a capable node.
+func (d *Dispatcher) pastGrace(_ uint64, published time.Time) bool {
+	return time.Since(published) > d.cfg.PlacementGrace
+}
+
+// startFailed returns which requests of a model that no node could start
+// are due to end unavailable (those waiting when the failure was
+// recorded), and the cause their rejection names.
+func startFailed(spec *teatreev1.ModelSpec) (due, error) {
+	f := spec.GetStartFailure()
+	return func(seq uint64, _ time.Time) bool { return seq <= f.GetThroughSeq() },
+		apierr.Errorf(apierr.Unavailable, "model %s cannot start: node %s gave it up after %d failed starts since %s: %s",
+			spec.GetId(), f.GetNode(), f.GetAttempts(), f.GetSince(), f.GetMessage())
 }
 
 // reconcile places models that have mutations waiting but no live lease:
@@ -285,6 +313,9 @@ func (d *Dispatcher) reconcileModels(ctx context.Context, models []string) {
 		// A stale lease stays listed until its model is settled, so that
 		// the next tick looks at it again; a fresh one is the watcher's.
 		d.mu.Lock()
+		if settled {
+			delete(d.rejected, m)
+		}
 		at, ok := d.owners[m]
 		switch {
 		case settled && ok && time.Since(at) >= d.cfg.LeaseTTL:
@@ -326,9 +357,31 @@ func (d *Dispatcher) reconcileModel(ctx context.Context, model string) (bool, er
 	if l, _, err := catalog.GetLease(ctx, d.deps.Owners, model); err != nil || l != nil {
 		return false, err
 	}
-	err = d.place(ctx, spec)
-	if errors.Is(err, errNoNode) || errors.Is(err, errNodesFull) {
+	err = d.place(ctx, spec, last.Sequence)
+	switch {
+	case errors.Is(err, errStartFailed):
+		return false, d.rejectFailed(ctx, spec, last)
+	case errors.Is(err, errNoNode) || errors.Is(err, errNodesFull):
 		return false, nil // a node may join, or a slot free up, before the next tick
 	}
 	return err == nil, err
+}
+
+// rejectFailed ends the requests of a model that no node could start and
+// that were waiting then, in one rejection (reconcile is what finds them:
+// handle let them go once it placed the model). It waits retryDelay after
+// the model's previous rejection, as a message handle could not settle
+// does: the notifier finishes that rejection meanwhile, and rejecting
+// again at once would take the model over from it again and again.
+func (d *Dispatcher) rejectFailed(ctx context.Context, spec *teatreev1.ModelSpec, last *jetstream.RawStreamMsg) error {
+	model := spec.GetId()
+	d.mu.Lock()
+	recent := time.Since(d.rejected[model]) < retryDelay
+	d.mu.Unlock()
+	if recent {
+		return nil // the next tick looks again
+	}
+	_, op, _ := d.cfg.Names.ParseMut(last.Subject)
+	isDue, cause := startFailed(spec)
+	return d.rejectUnavailable(ctx, model, op, last.Header, last.Sequence, isDue, cause)
 }

@@ -19,16 +19,41 @@ var errNoNode = errors.New("no live node can serve the model")
 // failing: unavailable means that no live node can serve the model at all.
 var errNodesFull = errors.New("every node that can serve the model is full; waiting for a slot")
 
-// place grants model's lease to the live node with the most free slots
-// among those that have every capability the model needs. When every such
-// node is full, it asks them in turn to close a settled model and places
-// the model on the first that did.
-func (d *Dispatcher) place(ctx context.Context, spec *teatreev1.ModelSpec) error {
-	node := d.pick(spec.GetCapabilities())
+// errStartFailed: the only live nodes that can serve the model (if any)
+// are those that gave it up because its db-manager could not start
+// (spec.start_failure), and the request was waiting when the last of
+// them gave up.
+var errStartFailed = errors.New("no node could start the model")
+
+// place places the model of spec for its request at seq. It passes over
+// the nodes that gave the model up because its db-manager could not
+// start, while another can take it. Those nodes get a new try only for a
+// request published after the failure was recorded: the operator may have
+// fixed the cause since, and the request waits one more start bound at
+// most. Earlier requests get errStartFailed: a node already waited its
+// start bound for them.
+func (d *Dispatcher) place(ctx context.Context, spec *teatreev1.ModelSpec, seq uint64) error {
+	f := spec.GetStartFailure()
+	err := d.placeAvoiding(ctx, spec, f.GetNodes())
+	switch {
+	case !errors.Is(err, errNoNode) || len(f.GetNodes()) == 0:
+		return err
+	case seq <= f.GetThroughSeq():
+		return errStartFailed
+	}
+	return d.placeAvoiding(ctx, spec, nil)
+}
+
+// placeAvoiding grants model's lease to the live node with the most free
+// slots among those not in avoid that have every capability the model
+// needs. When every such node is full, it asks them in turn to close a
+// settled model and places the model on the first that did.
+func (d *Dispatcher) placeAvoiding(ctx context.Context, spec *teatreev1.ModelSpec, avoid []string) error {
+	node := d.pick(spec.GetCapabilities(), avoid)
 	if node != "" {
 		return d.grant(ctx, spec, node)
 	}
-	capable := d.capable(spec.GetCapabilities())
+	capable := d.capable(spec.GetCapabilities(), avoid)
 	if len(capable) == 0 {
 		return errNoNode
 	}
@@ -64,26 +89,28 @@ func (d *Dispatcher) took(node string) {
 	}
 }
 
-// capable returns the live nodes that have every capability in needs,
-// whether or not they have a free slot.
-func (d *Dispatcher) capable(needs []string) []*teatreev1.Worker {
+// capable returns the live nodes not in avoid that have every capability
+// in needs, whether or not they have a free slot.
+func (d *Dispatcher) capable(needs, avoid []string) []*teatreev1.Worker {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	var nodes []*teatreev1.Worker
-	for _, ws := range d.workers {
-		if time.Since(ws.at) <= d.cfg.WorkerTTL && ws.w.GetSlots() > 0 && covers(ws.w.GetCapabilities(), needs) {
+	for id, ws := range d.workers {
+		if time.Since(ws.at) <= d.cfg.WorkerTTL && ws.w.GetSlots() > 0 && covers(ws.w.GetCapabilities(), needs) && !slices.Contains(avoid, id) {
 			nodes = append(nodes, ws.w)
 		}
 	}
 	return nodes
 }
 
-func (d *Dispatcher) pick(needs []string) string {
+// pick returns the live node not in avoid with the most free slots that
+// has every capability in needs ("" when none has a free slot).
+func (d *Dispatcher) pick(needs, avoid []string) string {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	best, bestFree := "", int32(0)
 	for id, ws := range d.workers {
-		if time.Since(ws.at) > d.cfg.WorkerTTL || ws.w.GetFreeSlots() <= bestFree || !covers(ws.w.GetCapabilities(), needs) {
+		if time.Since(ws.at) > d.cfg.WorkerTTL || ws.w.GetFreeSlots() <= bestFree || !covers(ws.w.GetCapabilities(), needs) || slices.Contains(avoid, id) {
 			continue
 		}
 		best, bestFree = id, ws.w.GetFreeSlots()

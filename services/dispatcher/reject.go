@@ -47,9 +47,14 @@ func (d *Dispatcher) heldBy(ctx context.Context, model string) error {
 	return nil
 }
 
-// rejectUnavailable ends a request that no node could take in time with a
-// failed outcome, without ever contradicting a node that applies it. The
-// dispatcher takes the model as a writer of its own (its lease and epoch),
+// due reports whether a waiting request of a model, at seq and published
+// at published, is to end unavailable now.
+type due func(seq uint64, published time.Time) bool
+
+// rejectUnavailable ends a request that no node could take in time (the
+// one at seq, with op and header, and the earlier ones that are due too)
+// with a failed outcome, without ever contradicting a node that applies
+// it. The dispatcher takes the model as a writer of its own (its lease and epoch),
 // so that any earlier holder is fenced off and the outcome is trusted as
 // the newest word on the request; it announces the rejection on
 // tt.evt.<model>.reject, where the notifier commits it (catalog.Reject),
@@ -59,7 +64,7 @@ func (d *Dispatcher) heldBy(ctx context.Context, model string) error {
 // A dispatcher that dies between the grant and the release leaves its
 // lease to expire after the lease TTL: the model waits that long for a
 // node, which is no worse than a node dying.
-func (d *Dispatcher) rejectUnavailable(ctx context.Context, msg jetstream.Msg, meta *jetstream.MsgMetadata, model, op string, cause error) error {
+func (d *Dispatcher) rejectUnavailable(ctx context.Context, model, op string, header nats.Header, seq uint64, isDue due, cause error) error {
 	epoch, rev, err := catalog.Grant(ctx, d.deps.Owners, model, RejectNode)
 	if errors.Is(err, catalog.ErrLeaseHeld) {
 		return d.heldBy(ctx, model)
@@ -75,7 +80,6 @@ func (d *Dispatcher) rejectUnavailable(ctx context.Context, msg jetstream.Msg, m
 			d.deps.Log.WarnContext(ctx, "release the lease of a rejection; it expires after the lease ttl", "model", model, "err", err)
 		}
 	}()
-	seq := meta.Sequence.Stream
 	spec, err := catalog.TakeOver(ctx, d.deps.Models, model, epoch)
 	if err != nil {
 		return fmt.Errorf("reject request %d: %w", seq, err)
@@ -88,16 +92,19 @@ func (d *Dispatcher) rejectUnavailable(ctx context.Context, msg jetstream.Msg, m
 	} else if err != nil {
 		return err
 	}
-	statuses, err := d.unservable(ctx, model, max(spec.GetAppliedSeq(), spec.GetCreatedSeq()), seq, cause)
+	statuses, err := d.unservable(ctx, model, max(spec.GetAppliedSeq(), spec.GetCreatedSeq()), seq, isDue, cause)
 	if err != nil {
 		return err
 	}
-	statuses = append(statuses, failedStatus(model, op, msg.Headers(), seq, cause))
+	statuses = append(statuses, failedStatus(model, op, header, seq, cause))
 	ev := &teatreev1.Outcomes{Model: model, Epoch: epoch, Statuses: statuses}
 	if err := d.publish(ctx, d.cfg.Names.Evt(model, subject.EventReject), subject.RejectMsgID(model, seq, epoch), ev); err != nil {
 		return fmt.Errorf("reject request %d: %w", seq, err)
 	}
-	d.deps.Log.InfoContext(ctx, "rejected requests: no node", "model", model, "seq", seq, "requests", len(statuses), "epoch", epoch)
+	d.mu.Lock()
+	d.rejected[model] = time.Now()
+	d.mu.Unlock()
+	d.deps.Log.InfoContext(ctx, "rejected requests as unavailable", "model", model, "seq", seq, "requests", len(statuses), "epoch", epoch, "cause", cause)
 	return nil
 }
 
@@ -105,12 +112,12 @@ func (d *Dispatcher) rejectUnavailable(ctx context.Context, msg jetstream.Msg, m
 const maxRejectBatch = 1000
 
 // unservable returns failed statuses for the requests of model after seq
-// from and before seq through that are still in TT_MUT and past the
-// placement grace, oldest first. A rejection names these earlier ones too:
+// from and before seq through that are still in TT_MUT and due, oldest
+// first. A rejection names these earlier ones too:
 // the notifier drops an event whose epoch is no longer the model's, so
 // each rejection takes over from the previous one and must carry what that
 // one may not have finished.
-func (d *Dispatcher) unservable(ctx context.Context, model string, from, through uint64, cause error) ([]*teatreev1.RequestStatus, error) {
+func (d *Dispatcher) unservable(ctx context.Context, model string, from, through uint64, isDue due, cause error) ([]*teatreev1.RequestStatus, error) {
 	cons, err := d.mut.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{
 		FilterSubjects:    []string{d.cfg.Names.MutModel(model)},
 		DeliverPolicy:     jetstream.DeliverByStartSequencePolicy,
@@ -138,9 +145,9 @@ func (d *Dispatcher) unservable(ctx context.Context, model string, from, through
 		if seq >= through {
 			break
 		}
-		// A bad subject got its rejection already; a young request may
-		// still find a node.
-		if _, op, ok := d.cfg.Names.ParseMut(msg.Subject()); ok && time.Since(meta.Timestamp) > d.cfg.PlacementGrace {
+		// A bad subject got its rejection already; a request not yet due
+		// may still find a node.
+		if _, op, ok := d.cfg.Names.ParseMut(msg.Subject()); ok && isDue(seq, meta.Timestamp) {
 			statuses = append(statuses, failedStatus(model, op, msg.Headers(), seq, cause))
 		}
 		if meta.NumPending == 0 {

@@ -172,15 +172,30 @@ func (g *Gateway) allSpecs(ctx context.Context) ([]*teatreev1.ModelSpec, error) 
 	return specs, nil
 }
 
-// modelInfo adds to a spec where the model runs and how far its log is
-// ahead of its newest version.
+// The states of a model in GET /v1/models/{model} (ModelInfo.state).
+const (
+	stateRunning = "running"
+	stateFailing = "failing"
+	stateIdle    = "idle"
+)
+
+// modelInfo adds to a spec where the model runs, whether it can start,
+// and how far its log is ahead of its newest version.
 func (g *Gateway) modelInfo(ctx context.Context, spec *teatreev1.ModelSpec) (*teatreev1.ModelInfo, error) {
-	info := &teatreev1.ModelInfo{Spec: spec}
+	info := &teatreev1.ModelInfo{Spec: spec, StartError: spec.GetStartFailure()}
 	lease, _, err := catalog.GetLease(ctx, g.deps.Owners, spec.GetId())
 	if err != nil {
 		return nil, wrapNATS("model "+spec.GetId(), err)
 	}
 	info.Owner, info.LeaseEpoch = lease.GetNode(), lease.GetEpoch()
+	switch {
+	case info.StartError != nil:
+		info.State = stateFailing
+	case lease != nil:
+		info.State = stateRunning
+	default:
+		info.State = stateIdle
+	}
 	last, err := g.streams.lastMsg(ctx, g.cfg.Names.MutStream(), g.cfg.Names.MutModel(spec.GetId()))
 	if err != nil {
 		return nil, fmt.Errorf("model %s: %w", spec.GetId(), err)

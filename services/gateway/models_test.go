@@ -6,6 +6,7 @@ import (
 	"errors"
 	"net/http"
 	"testing"
+	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/stretchr/testify/require"
@@ -72,10 +73,12 @@ func TestListAndGetModels(t *testing.T) {
 	crm, sales := list.GetModels()[0], list.GetModels()[1]
 	require.Equal(t, "crm", crm.GetSpec().GetId())
 	require.Empty(t, crm.GetOwner())
+	require.Equal(t, "idle", crm.GetState())
 	require.EqualValues(t, 4, crm.GetLastSeq())
 	require.EqualValues(t, 4, crm.GetLag())
 	require.Equal(t, "sales", sales.GetSpec().GetId())
 	require.Equal(t, "node-1", sales.GetOwner())
+	require.Equal(t, "running", sales.GetState())
 	require.Equal(t, epoch, sales.GetLeaseEpoch())
 	require.EqualValues(t, 3, sales.GetLastSeq())
 	require.EqualValues(t, 2, sales.GetLag())
@@ -87,6 +90,20 @@ func TestListAndGetModels(t *testing.T) {
 	require.Equal(t, "node-1", info.GetOwner())
 	require.EqualValues(t, 3, info.GetLastSeq())
 	require.Contains(t, string(r.body), `"last_seq":3`, "64-bit integers are JSON numbers")
+
+	// A node gave crm up: it is failing, and says why.
+	since := time.Now()
+	require.NoError(t, catalog.RecordStartFailure(ctx, env.models, "crm", "node-2", 1, since, 3, errors.New("bad file"), 4))
+	r = env.send(t, http.MethodGet, "/v1/models/crm", nil)
+	require.Equal(t, http.StatusOK, r.status, "body %s", r.body)
+	info.Reset()
+	require.NoError(t, wire.Unmarshal(r.body, &info))
+	require.Equal(t, "failing", info.GetState())
+	require.Equal(t, "node-2", info.GetStartError().GetNode())
+	require.Equal(t, "bad file", info.GetStartError().GetMessage())
+	require.Equal(t, since.UTC().Format(time.RFC3339Nano), info.GetStartError().GetSince())
+	require.EqualValues(t, 3, info.GetStartError().GetAttempts())
+	require.Contains(t, string(r.body), `"start_error":{`)
 
 	requireError(t, env.send(t, http.MethodGet, "/v1/models/nope", nil), http.StatusNotFound, "not_found")
 	requireError(t, env.send(t, http.MethodGet, "/v1/models/No", nil), http.StatusBadRequest, "invalid_argument")

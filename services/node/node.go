@@ -254,6 +254,7 @@ func (n *Node) supervise(ctx context.Context, model string, h *hosted) {
 		bound = DefaultStartBound
 	}
 	var failingSince time.Time
+	attempts := 0
 	for ctx.Err() == nil {
 		started := time.Now()
 		err := n.runManager(ctx, model, h)
@@ -272,13 +273,15 @@ func (n *Node) supervise(ctx context.Context, model string, h *hosted) {
 			return
 		}
 		if failingSince.IsZero() || time.Since(started) > bound {
-			failingSince = started // it ran a while: a new failure
+			failingSince, attempts = started, 0 // it ran a while: a new failure
 		}
+		attempts++
 		if time.Since(failingSince) > bound {
 			// Say so where an operator looks, and let the model go: the
 			// dispatcher places it again (elsewhere if it can) or ends
 			// its requests unavailable, instead of them waiting in silence.
 			n.log.ErrorContext(ctx, "db-manager keeps failing; giving its lease up", "model", model, "err", err, "failing_for", time.Since(failingSince).Round(time.Millisecond))
+			n.recordStartFailure(ctx, model, h, failingSince, attempts, err)
 			n.unload(ctx, model, h)
 			return
 		}
@@ -305,6 +308,9 @@ func (n *Node) runManager(ctx context.Context, model string, h *hosted) error {
 	cfg.Model, cfg.Spec, cfg.Epoch, cfg.Names = model, spec, epoch, n.cfg.Names
 	cfg.Close = h.close
 	cfg.Activity = func() { h.used.Store(time.Now().UnixNano()) }
+	if spec.GetStartFailure() != nil {
+		cfg.Started = func() { n.clearStartFailure(ctx, model) }
+	}
 	// One directory per incarnation of the model id: a model deleted and
 	// created again never opens the old one's file.
 	cfg.Dir = filepath.Join(n.cfg.Dir, model, strconv.FormatUint(spec.GetCreatedSeq(), 10))

@@ -501,7 +501,10 @@ type ModelSpec struct {
 	// Stream sequences of requests that ended failed as unavailable without
 	// being applied (no capable node): a holder skips them. Pruned once a
 	// version covers them. Set by the server.
-	RejectedSeqs  []uint64 `protobuf:"varint,15,rep,packed,name=rejected_seqs,json=rejectedSeqs,proto3" json:"rejected_seqs,omitempty"`
+	RejectedSeqs []uint64 `protobuf:"varint,15,rep,packed,name=rejected_seqs,json=rejectedSeqs,proto3" json:"rejected_seqs,omitempty"`
+	// Set when nodes gave the model up because no db-manager of it could
+	// start; cleared when one starts. Set by the server.
+	StartFailure  *StartFailure `protobuf:"bytes,16,opt,name=start_failure,json=startFailure,proto3" json:"start_failure,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -641,6 +644,109 @@ func (x *ModelSpec) GetRejectedSeqs() []uint64 {
 	return nil
 }
 
+func (x *ModelSpec) GetStartFailure() *StartFailure {
+	if x != nil {
+		return x.StartFailure
+	}
+	return nil
+}
+
+// StartFailure records that a model's db-manager kept failing to start:
+// each node that gave the model up (after its start bound) adds itself.
+// It lives in the model's catalog entry, written by compare-and-set, so
+// the dispatcher reads it with the spec it reads anyway and it goes away
+// with the model.
+type StartFailure struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The node that gave the model up last, and its db-manager's last error.
+	Node    string `protobuf:"bytes,1,opt,name=node,proto3" json:"node,omitempty"`
+	Message string `protobuf:"bytes,2,opt,name=message,proto3" json:"message,omitempty"`
+	// RFC 3339, UTC: when the first of these failures began.
+	Since string `protobuf:"bytes,3,opt,name=since,proto3" json:"since,omitempty"`
+	// Failed starts of the model's db-manager, over every node that gave up.
+	Attempts int32 `protobuf:"varint,4,opt,name=attempts,proto3" json:"attempts,omitempty"`
+	// Every node that gave the model up since it last started, oldest first.
+	Nodes []string `protobuf:"bytes,5,rep,name=nodes,proto3" json:"nodes,omitempty"`
+	// TT_MUT's last sequence when the record was last written: requests up
+	// to it were waiting while the model failed, and end unavailable unless
+	// a node not in nodes can take the model; a later request tries again.
+	ThroughSeq    uint64 `protobuf:"varint,6,opt,name=through_seq,json=throughSeq,proto3" json:"through_seq,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *StartFailure) Reset() {
+	*x = StartFailure{}
+	mi := &file_teatree_v1_teatree_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StartFailure) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StartFailure) ProtoMessage() {}
+
+func (x *StartFailure) ProtoReflect() protoreflect.Message {
+	mi := &file_teatree_v1_teatree_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StartFailure.ProtoReflect.Descriptor instead.
+func (*StartFailure) Descriptor() ([]byte, []int) {
+	return file_teatree_v1_teatree_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *StartFailure) GetNode() string {
+	if x != nil {
+		return x.Node
+	}
+	return ""
+}
+
+func (x *StartFailure) GetMessage() string {
+	if x != nil {
+		return x.Message
+	}
+	return ""
+}
+
+func (x *StartFailure) GetSince() string {
+	if x != nil {
+		return x.Since
+	}
+	return ""
+}
+
+func (x *StartFailure) GetAttempts() int32 {
+	if x != nil {
+		return x.Attempts
+	}
+	return 0
+}
+
+func (x *StartFailure) GetNodes() []string {
+	if x != nil {
+		return x.Nodes
+	}
+	return nil
+}
+
+func (x *StartFailure) GetThroughSeq() uint64 {
+	if x != nil {
+		return x.ThroughSeq
+	}
+	return 0
+}
+
 // ModelLimits bounds the work one request of a model may do.
 type ModelLimits struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -653,7 +759,7 @@ type ModelLimits struct {
 
 func (x *ModelLimits) Reset() {
 	*x = ModelLimits{}
-	mi := &file_teatree_v1_teatree_proto_msgTypes[8]
+	mi := &file_teatree_v1_teatree_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -665,7 +771,7 @@ func (x *ModelLimits) String() string {
 func (*ModelLimits) ProtoMessage() {}
 
 func (x *ModelLimits) ProtoReflect() protoreflect.Message {
-	mi := &file_teatree_v1_teatree_proto_msgTypes[8]
+	mi := &file_teatree_v1_teatree_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -678,7 +784,7 @@ func (x *ModelLimits) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ModelLimits.ProtoReflect.Descriptor instead.
 func (*ModelLimits) Descriptor() ([]byte, []int) {
-	return file_teatree_v1_teatree_proto_rawDescGZIP(), []int{8}
+	return file_teatree_v1_teatree_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *ModelLimits) GetRequestTimeoutMs() int64 {
@@ -702,7 +808,7 @@ type EpochStart struct {
 
 func (x *EpochStart) Reset() {
 	*x = EpochStart{}
-	mi := &file_teatree_v1_teatree_proto_msgTypes[9]
+	mi := &file_teatree_v1_teatree_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -714,7 +820,7 @@ func (x *EpochStart) String() string {
 func (*EpochStart) ProtoMessage() {}
 
 func (x *EpochStart) ProtoReflect() protoreflect.Message {
-	mi := &file_teatree_v1_teatree_proto_msgTypes[9]
+	mi := &file_teatree_v1_teatree_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -727,7 +833,7 @@ func (x *EpochStart) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EpochStart.ProtoReflect.Descriptor instead.
 func (*EpochStart) Descriptor() ([]byte, []int) {
-	return file_teatree_v1_teatree_proto_rawDescGZIP(), []int{9}
+	return file_teatree_v1_teatree_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *EpochStart) GetEpoch() uint64 {
@@ -754,7 +860,7 @@ type ModelList struct {
 
 func (x *ModelList) Reset() {
 	*x = ModelList{}
-	mi := &file_teatree_v1_teatree_proto_msgTypes[10]
+	mi := &file_teatree_v1_teatree_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -766,7 +872,7 @@ func (x *ModelList) String() string {
 func (*ModelList) ProtoMessage() {}
 
 func (x *ModelList) ProtoReflect() protoreflect.Message {
-	mi := &file_teatree_v1_teatree_proto_msgTypes[10]
+	mi := &file_teatree_v1_teatree_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -779,7 +885,7 @@ func (x *ModelList) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ModelList.ProtoReflect.Descriptor instead.
 func (*ModelList) Descriptor() ([]byte, []int) {
-	return file_teatree_v1_teatree_proto_rawDescGZIP(), []int{10}
+	return file_teatree_v1_teatree_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *ModelList) GetModels() []*ModelInfo {
@@ -799,14 +905,20 @@ type ModelInfo struct {
 	// TT_MUT's last sequence on the model's subjects.
 	LastSeq uint64 `protobuf:"varint,4,opt,name=last_seq,json=lastSeq,proto3" json:"last_seq,omitempty"`
 	// Mutations accepted but not yet in a published version.
-	Lag           uint64 `protobuf:"varint,5,opt,name=lag,proto3" json:"lag,omitempty"`
+	Lag uint64 `protobuf:"varint,5,opt,name=lag,proto3" json:"lag,omitempty"`
+	// failing (no db-manager of the model could start since the failure in
+	// start_error, even while a node tries again), else running (a lease is
+	// held) or idle (no lease).
+	State string `protobuf:"bytes,6,opt,name=state,proto3" json:"state,omitempty"`
+	// Why the model cannot start; set when state is failing.
+	StartError    *StartFailure `protobuf:"bytes,7,opt,name=start_error,json=startError,proto3" json:"start_error,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ModelInfo) Reset() {
 	*x = ModelInfo{}
-	mi := &file_teatree_v1_teatree_proto_msgTypes[11]
+	mi := &file_teatree_v1_teatree_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -818,7 +930,7 @@ func (x *ModelInfo) String() string {
 func (*ModelInfo) ProtoMessage() {}
 
 func (x *ModelInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_teatree_v1_teatree_proto_msgTypes[11]
+	mi := &file_teatree_v1_teatree_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -831,7 +943,7 @@ func (x *ModelInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ModelInfo.ProtoReflect.Descriptor instead.
 func (*ModelInfo) Descriptor() ([]byte, []int) {
-	return file_teatree_v1_teatree_proto_rawDescGZIP(), []int{11}
+	return file_teatree_v1_teatree_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *ModelInfo) GetSpec() *ModelSpec {
@@ -869,6 +981,20 @@ func (x *ModelInfo) GetLag() uint64 {
 	return 0
 }
 
+func (x *ModelInfo) GetState() string {
+	if x != nil {
+		return x.State
+	}
+	return ""
+}
+
+func (x *ModelInfo) GetStartError() *StartFailure {
+	if x != nil {
+		return x.StartError
+	}
+	return nil
+}
+
 // FileRef names one file of a version, relative to the version's folder.
 type FileRef struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -881,7 +1007,7 @@ type FileRef struct {
 
 func (x *FileRef) Reset() {
 	*x = FileRef{}
-	mi := &file_teatree_v1_teatree_proto_msgTypes[12]
+	mi := &file_teatree_v1_teatree_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -893,7 +1019,7 @@ func (x *FileRef) String() string {
 func (*FileRef) ProtoMessage() {}
 
 func (x *FileRef) ProtoReflect() protoreflect.Message {
-	mi := &file_teatree_v1_teatree_proto_msgTypes[12]
+	mi := &file_teatree_v1_teatree_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -906,7 +1032,7 @@ func (x *FileRef) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FileRef.ProtoReflect.Descriptor instead.
 func (*FileRef) Descriptor() ([]byte, []int) {
-	return file_teatree_v1_teatree_proto_rawDescGZIP(), []int{12}
+	return file_teatree_v1_teatree_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *FileRef) GetPath() string {
@@ -942,7 +1068,7 @@ type TableManifest struct {
 
 func (x *TableManifest) Reset() {
 	*x = TableManifest{}
-	mi := &file_teatree_v1_teatree_proto_msgTypes[13]
+	mi := &file_teatree_v1_teatree_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -954,7 +1080,7 @@ func (x *TableManifest) String() string {
 func (*TableManifest) ProtoMessage() {}
 
 func (x *TableManifest) ProtoReflect() protoreflect.Message {
-	mi := &file_teatree_v1_teatree_proto_msgTypes[13]
+	mi := &file_teatree_v1_teatree_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -967,7 +1093,7 @@ func (x *TableManifest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TableManifest.ProtoReflect.Descriptor instead.
 func (*TableManifest) Descriptor() ([]byte, []int) {
-	return file_teatree_v1_teatree_proto_rawDescGZIP(), []int{13}
+	return file_teatree_v1_teatree_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *TableManifest) GetName() string {
@@ -1008,7 +1134,7 @@ type Manifest struct {
 
 func (x *Manifest) Reset() {
 	*x = Manifest{}
-	mi := &file_teatree_v1_teatree_proto_msgTypes[14]
+	mi := &file_teatree_v1_teatree_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1020,7 +1146,7 @@ func (x *Manifest) String() string {
 func (*Manifest) ProtoMessage() {}
 
 func (x *Manifest) ProtoReflect() protoreflect.Message {
-	mi := &file_teatree_v1_teatree_proto_msgTypes[14]
+	mi := &file_teatree_v1_teatree_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1033,7 +1159,7 @@ func (x *Manifest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Manifest.ProtoReflect.Descriptor instead.
 func (*Manifest) Descriptor() ([]byte, []int) {
-	return file_teatree_v1_teatree_proto_rawDescGZIP(), []int{14}
+	return file_teatree_v1_teatree_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *Manifest) GetModel() string {
@@ -1095,7 +1221,7 @@ type SnapshotList struct {
 
 func (x *SnapshotList) Reset() {
 	*x = SnapshotList{}
-	mi := &file_teatree_v1_teatree_proto_msgTypes[15]
+	mi := &file_teatree_v1_teatree_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1107,7 +1233,7 @@ func (x *SnapshotList) String() string {
 func (*SnapshotList) ProtoMessage() {}
 
 func (x *SnapshotList) ProtoReflect() protoreflect.Message {
-	mi := &file_teatree_v1_teatree_proto_msgTypes[15]
+	mi := &file_teatree_v1_teatree_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1120,7 +1246,7 @@ func (x *SnapshotList) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SnapshotList.ProtoReflect.Descriptor instead.
 func (*SnapshotList) Descriptor() ([]byte, []int) {
-	return file_teatree_v1_teatree_proto_rawDescGZIP(), []int{15}
+	return file_teatree_v1_teatree_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *SnapshotList) GetSnapshots() []*Manifest {
@@ -1150,7 +1276,7 @@ type Outcomes struct {
 
 func (x *Outcomes) Reset() {
 	*x = Outcomes{}
-	mi := &file_teatree_v1_teatree_proto_msgTypes[16]
+	mi := &file_teatree_v1_teatree_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1162,7 +1288,7 @@ func (x *Outcomes) String() string {
 func (*Outcomes) ProtoMessage() {}
 
 func (x *Outcomes) ProtoReflect() protoreflect.Message {
-	mi := &file_teatree_v1_teatree_proto_msgTypes[16]
+	mi := &file_teatree_v1_teatree_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1175,7 +1301,7 @@ func (x *Outcomes) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Outcomes.ProtoReflect.Descriptor instead.
 func (*Outcomes) Descriptor() ([]byte, []int) {
-	return file_teatree_v1_teatree_proto_rawDescGZIP(), []int{16}
+	return file_teatree_v1_teatree_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *Outcomes) GetModel() string {
@@ -1232,7 +1358,7 @@ type DeadLetter struct {
 
 func (x *DeadLetter) Reset() {
 	*x = DeadLetter{}
-	mi := &file_teatree_v1_teatree_proto_msgTypes[17]
+	mi := &file_teatree_v1_teatree_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1244,7 +1370,7 @@ func (x *DeadLetter) String() string {
 func (*DeadLetter) ProtoMessage() {}
 
 func (x *DeadLetter) ProtoReflect() protoreflect.Message {
-	mi := &file_teatree_v1_teatree_proto_msgTypes[17]
+	mi := &file_teatree_v1_teatree_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1257,7 +1383,7 @@ func (x *DeadLetter) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeadLetter.ProtoReflect.Descriptor instead.
 func (*DeadLetter) Descriptor() ([]byte, []int) {
-	return file_teatree_v1_teatree_proto_rawDescGZIP(), []int{17}
+	return file_teatree_v1_teatree_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *DeadLetter) GetSubject() string {
@@ -1323,7 +1449,7 @@ type Lease struct {
 
 func (x *Lease) Reset() {
 	*x = Lease{}
-	mi := &file_teatree_v1_teatree_proto_msgTypes[18]
+	mi := &file_teatree_v1_teatree_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1335,7 +1461,7 @@ func (x *Lease) String() string {
 func (*Lease) ProtoMessage() {}
 
 func (x *Lease) ProtoReflect() protoreflect.Message {
-	mi := &file_teatree_v1_teatree_proto_msgTypes[18]
+	mi := &file_teatree_v1_teatree_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1348,7 +1474,7 @@ func (x *Lease) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Lease.ProtoReflect.Descriptor instead.
 func (*Lease) Descriptor() ([]byte, []int) {
-	return file_teatree_v1_teatree_proto_rawDescGZIP(), []int{18}
+	return file_teatree_v1_teatree_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *Lease) GetNode() string {
@@ -1380,7 +1506,7 @@ type Worker struct {
 
 func (x *Worker) Reset() {
 	*x = Worker{}
-	mi := &file_teatree_v1_teatree_proto_msgTypes[19]
+	mi := &file_teatree_v1_teatree_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1392,7 +1518,7 @@ func (x *Worker) String() string {
 func (*Worker) ProtoMessage() {}
 
 func (x *Worker) ProtoReflect() protoreflect.Message {
-	mi := &file_teatree_v1_teatree_proto_msgTypes[19]
+	mi := &file_teatree_v1_teatree_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1405,7 +1531,7 @@ func (x *Worker) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Worker.ProtoReflect.Descriptor instead.
 func (*Worker) Descriptor() ([]byte, []int) {
-	return file_teatree_v1_teatree_proto_rawDescGZIP(), []int{19}
+	return file_teatree_v1_teatree_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *Worker) GetNode() string {
@@ -1466,7 +1592,7 @@ type Query struct {
 
 func (x *Query) Reset() {
 	*x = Query{}
-	mi := &file_teatree_v1_teatree_proto_msgTypes[20]
+	mi := &file_teatree_v1_teatree_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1478,7 +1604,7 @@ func (x *Query) String() string {
 func (*Query) ProtoMessage() {}
 
 func (x *Query) ProtoReflect() protoreflect.Message {
-	mi := &file_teatree_v1_teatree_proto_msgTypes[20]
+	mi := &file_teatree_v1_teatree_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1491,7 +1617,7 @@ func (x *Query) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Query.ProtoReflect.Descriptor instead.
 func (*Query) Descriptor() ([]byte, []int) {
-	return file_teatree_v1_teatree_proto_rawDescGZIP(), []int{20}
+	return file_teatree_v1_teatree_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *Query) GetSql() string {
@@ -1565,7 +1691,7 @@ type QueryOutcome struct {
 
 func (x *QueryOutcome) Reset() {
 	*x = QueryOutcome{}
-	mi := &file_teatree_v1_teatree_proto_msgTypes[21]
+	mi := &file_teatree_v1_teatree_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1577,7 +1703,7 @@ func (x *QueryOutcome) String() string {
 func (*QueryOutcome) ProtoMessage() {}
 
 func (x *QueryOutcome) ProtoReflect() protoreflect.Message {
-	mi := &file_teatree_v1_teatree_proto_msgTypes[21]
+	mi := &file_teatree_v1_teatree_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1590,7 +1716,7 @@ func (x *QueryOutcome) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use QueryOutcome.ProtoReflect.Descriptor instead.
 func (*QueryOutcome) Descriptor() ([]byte, []int) {
-	return file_teatree_v1_teatree_proto_rawDescGZIP(), []int{21}
+	return file_teatree_v1_teatree_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *QueryOutcome) GetModel() string {
@@ -1676,7 +1802,7 @@ type Delivery struct {
 
 func (x *Delivery) Reset() {
 	*x = Delivery{}
-	mi := &file_teatree_v1_teatree_proto_msgTypes[22]
+	mi := &file_teatree_v1_teatree_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1688,7 +1814,7 @@ func (x *Delivery) String() string {
 func (*Delivery) ProtoMessage() {}
 
 func (x *Delivery) ProtoReflect() protoreflect.Message {
-	mi := &file_teatree_v1_teatree_proto_msgTypes[22]
+	mi := &file_teatree_v1_teatree_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1701,7 +1827,7 @@ func (x *Delivery) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Delivery.ProtoReflect.Descriptor instead.
 func (*Delivery) Descriptor() ([]byte, []int) {
-	return file_teatree_v1_teatree_proto_rawDescGZIP(), []int{22}
+	return file_teatree_v1_teatree_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *Delivery) GetModel() string {
@@ -1776,7 +1902,7 @@ type VersionPin struct {
 
 func (x *VersionPin) Reset() {
 	*x = VersionPin{}
-	mi := &file_teatree_v1_teatree_proto_msgTypes[23]
+	mi := &file_teatree_v1_teatree_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1788,7 +1914,7 @@ func (x *VersionPin) String() string {
 func (*VersionPin) ProtoMessage() {}
 
 func (x *VersionPin) ProtoReflect() protoreflect.Message {
-	mi := &file_teatree_v1_teatree_proto_msgTypes[23]
+	mi := &file_teatree_v1_teatree_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1801,7 +1927,7 @@ func (x *VersionPin) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VersionPin.ProtoReflect.Descriptor instead.
 func (*VersionPin) Descriptor() ([]byte, []int) {
-	return file_teatree_v1_teatree_proto_rawDescGZIP(), []int{23}
+	return file_teatree_v1_teatree_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *VersionPin) GetModel() string {
@@ -1871,7 +1997,7 @@ const file_teatree_v1_teatree_proto_rawDesc = "" +
 	"\vinterval_ms\x18\x01 \x01(\x03R\n" +
 	"intervalMs\x12'\n" +
 	"\x0fevery_mutations\x18\x02 \x01(\x03R\x0eeveryMutations\x12\x12\n" +
-	"\x04keep\x18\x03 \x01(\x05R\x04keep\"\xb8\x04\n" +
+	"\x04keep\x18\x03 \x01(\x05R\x04keep\"\xf7\x04\n" +
 	"\tModelSpec\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\"\n" +
 	"\fcapabilities\x18\x02 \x03(\tR\fcapabilities\x126\n" +
@@ -1893,7 +2019,16 @@ const file_teatree_v1_teatree_proto_rawDesc = "" +
 	"\fnext_version\x18\f \x01(\x04R\vnextVersion\x12.\n" +
 	"\x06epochs\x18\r \x03(\v2\x16.teatree.v1.EpochStartR\x06epochs\x12-\n" +
 	"\x12abandoned_versions\x18\x0e \x03(\x04R\x11abandonedVersions\x12#\n" +
-	"\rrejected_seqs\x18\x0f \x03(\x04R\frejectedSeqs\";\n" +
+	"\rrejected_seqs\x18\x0f \x03(\x04R\frejectedSeqs\x12=\n" +
+	"\rstart_failure\x18\x10 \x01(\v2\x18.teatree.v1.StartFailureR\fstartFailure\"\xa5\x01\n" +
+	"\fStartFailure\x12\x12\n" +
+	"\x04node\x18\x01 \x01(\tR\x04node\x12\x18\n" +
+	"\amessage\x18\x02 \x01(\tR\amessage\x12\x14\n" +
+	"\x05since\x18\x03 \x01(\tR\x05since\x12\x1a\n" +
+	"\battempts\x18\x04 \x01(\x05R\battempts\x12\x14\n" +
+	"\x05nodes\x18\x05 \x03(\tR\x05nodes\x12\x1f\n" +
+	"\vthrough_seq\x18\x06 \x01(\x04R\n" +
+	"throughSeq\";\n" +
 	"\vModelLimits\x12,\n" +
 	"\x12request_timeout_ms\x18\x01 \x01(\x03R\x10requestTimeoutMs\"?\n" +
 	"\n" +
@@ -1901,14 +2036,17 @@ const file_teatree_v1_teatree_proto_rawDesc = "" +
 	"\x05epoch\x18\x01 \x01(\x04R\x05epoch\x12\x1b\n" +
 	"\tstart_seq\x18\x02 \x01(\x04R\bstartSeq\":\n" +
 	"\tModelList\x12-\n" +
-	"\x06models\x18\x01 \x03(\v2\x15.teatree.v1.ModelInfoR\x06models\"\x9a\x01\n" +
+	"\x06models\x18\x01 \x03(\v2\x15.teatree.v1.ModelInfoR\x06models\"\xeb\x01\n" +
 	"\tModelInfo\x12)\n" +
 	"\x04spec\x18\x01 \x01(\v2\x15.teatree.v1.ModelSpecR\x04spec\x12\x14\n" +
 	"\x05owner\x18\x02 \x01(\tR\x05owner\x12\x1f\n" +
 	"\vlease_epoch\x18\x03 \x01(\x04R\n" +
 	"leaseEpoch\x12\x19\n" +
 	"\blast_seq\x18\x04 \x01(\x04R\alastSeq\x12\x10\n" +
-	"\x03lag\x18\x05 \x01(\x04R\x03lag\"K\n" +
+	"\x03lag\x18\x05 \x01(\x04R\x03lag\x12\x14\n" +
+	"\x05state\x18\x06 \x01(\tR\x05state\x129\n" +
+	"\vstart_error\x18\a \x01(\v2\x18.teatree.v1.StartFailureR\n" +
+	"startError\"K\n" +
 	"\aFileRef\x12\x12\n" +
 	"\x04path\x18\x01 \x01(\tR\x04path\x12\x14\n" +
 	"\x05bytes\x18\x02 \x01(\x03R\x05bytes\x12\x16\n" +
@@ -2015,7 +2153,7 @@ func file_teatree_v1_teatree_proto_rawDescGZIP() []byte {
 	return file_teatree_v1_teatree_proto_rawDescData
 }
 
-var file_teatree_v1_teatree_proto_msgTypes = make([]protoimpl.MessageInfo, 26)
+var file_teatree_v1_teatree_proto_msgTypes = make([]protoimpl.MessageInfo, 27)
 var file_teatree_v1_teatree_proto_goTypes = []any{
 	(*Error)(nil),           // 0: teatree.v1.Error
 	(*ErrorReply)(nil),      // 1: teatree.v1.ErrorReply
@@ -2025,51 +2163,54 @@ var file_teatree_v1_teatree_proto_goTypes = []any{
 	(*CallMutation)(nil),    // 5: teatree.v1.CallMutation
 	(*SnapshotPolicy)(nil),  // 6: teatree.v1.SnapshotPolicy
 	(*ModelSpec)(nil),       // 7: teatree.v1.ModelSpec
-	(*ModelLimits)(nil),     // 8: teatree.v1.ModelLimits
-	(*EpochStart)(nil),      // 9: teatree.v1.EpochStart
-	(*ModelList)(nil),       // 10: teatree.v1.ModelList
-	(*ModelInfo)(nil),       // 11: teatree.v1.ModelInfo
-	(*FileRef)(nil),         // 12: teatree.v1.FileRef
-	(*TableManifest)(nil),   // 13: teatree.v1.TableManifest
-	(*Manifest)(nil),        // 14: teatree.v1.Manifest
-	(*SnapshotList)(nil),    // 15: teatree.v1.SnapshotList
-	(*Outcomes)(nil),        // 16: teatree.v1.Outcomes
-	(*DeadLetter)(nil),      // 17: teatree.v1.DeadLetter
-	(*Lease)(nil),           // 18: teatree.v1.Lease
-	(*Worker)(nil),          // 19: teatree.v1.Worker
-	(*Query)(nil),           // 20: teatree.v1.Query
-	(*QueryOutcome)(nil),    // 21: teatree.v1.QueryOutcome
-	(*Delivery)(nil),        // 22: teatree.v1.Delivery
-	(*VersionPin)(nil),      // 23: teatree.v1.VersionPin
-	nil,                     // 24: teatree.v1.Outcomes.NotifyUrlsEntry
-	nil,                     // 25: teatree.v1.DeadLetter.HeadersEntry
-	(*structpb.Value)(nil),  // 26: google.protobuf.Value
-	(*structpb.Struct)(nil), // 27: google.protobuf.Struct
+	(*StartFailure)(nil),    // 8: teatree.v1.StartFailure
+	(*ModelLimits)(nil),     // 9: teatree.v1.ModelLimits
+	(*EpochStart)(nil),      // 10: teatree.v1.EpochStart
+	(*ModelList)(nil),       // 11: teatree.v1.ModelList
+	(*ModelInfo)(nil),       // 12: teatree.v1.ModelInfo
+	(*FileRef)(nil),         // 13: teatree.v1.FileRef
+	(*TableManifest)(nil),   // 14: teatree.v1.TableManifest
+	(*Manifest)(nil),        // 15: teatree.v1.Manifest
+	(*SnapshotList)(nil),    // 16: teatree.v1.SnapshotList
+	(*Outcomes)(nil),        // 17: teatree.v1.Outcomes
+	(*DeadLetter)(nil),      // 18: teatree.v1.DeadLetter
+	(*Lease)(nil),           // 19: teatree.v1.Lease
+	(*Worker)(nil),          // 20: teatree.v1.Worker
+	(*Query)(nil),           // 21: teatree.v1.Query
+	(*QueryOutcome)(nil),    // 22: teatree.v1.QueryOutcome
+	(*Delivery)(nil),        // 23: teatree.v1.Delivery
+	(*VersionPin)(nil),      // 24: teatree.v1.VersionPin
+	nil,                     // 25: teatree.v1.Outcomes.NotifyUrlsEntry
+	nil,                     // 26: teatree.v1.DeadLetter.HeadersEntry
+	(*structpb.Value)(nil),  // 27: google.protobuf.Value
+	(*structpb.Struct)(nil), // 28: google.protobuf.Struct
 }
 var file_teatree_v1_teatree_proto_depIdxs = []int32{
 	0,  // 0: teatree.v1.ErrorReply.error:type_name -> teatree.v1.Error
 	0,  // 1: teatree.v1.RequestStatus.error:type_name -> teatree.v1.Error
-	26, // 2: teatree.v1.SqlMutation.params:type_name -> google.protobuf.Value
-	27, // 3: teatree.v1.CallMutation.args:type_name -> google.protobuf.Struct
+	27, // 2: teatree.v1.SqlMutation.params:type_name -> google.protobuf.Value
+	28, // 3: teatree.v1.CallMutation.args:type_name -> google.protobuf.Struct
 	6,  // 4: teatree.v1.ModelSpec.snapshot:type_name -> teatree.v1.SnapshotPolicy
-	8,  // 5: teatree.v1.ModelSpec.limits:type_name -> teatree.v1.ModelLimits
-	9,  // 6: teatree.v1.ModelSpec.epochs:type_name -> teatree.v1.EpochStart
-	11, // 7: teatree.v1.ModelList.models:type_name -> teatree.v1.ModelInfo
-	7,  // 8: teatree.v1.ModelInfo.spec:type_name -> teatree.v1.ModelSpec
-	12, // 9: teatree.v1.TableManifest.parquet:type_name -> teatree.v1.FileRef
-	12, // 10: teatree.v1.Manifest.duckdb:type_name -> teatree.v1.FileRef
-	13, // 11: teatree.v1.Manifest.tables:type_name -> teatree.v1.TableManifest
-	14, // 12: teatree.v1.SnapshotList.snapshots:type_name -> teatree.v1.Manifest
-	2,  // 13: teatree.v1.Outcomes.statuses:type_name -> teatree.v1.RequestStatus
-	24, // 14: teatree.v1.Outcomes.notify_urls:type_name -> teatree.v1.Outcomes.NotifyUrlsEntry
-	25, // 15: teatree.v1.DeadLetter.headers:type_name -> teatree.v1.DeadLetter.HeadersEntry
-	26, // 16: teatree.v1.Query.params:type_name -> google.protobuf.Value
-	0,  // 17: teatree.v1.QueryOutcome.error:type_name -> teatree.v1.Error
-	18, // [18:18] is the sub-list for method output_type
-	18, // [18:18] is the sub-list for method input_type
-	18, // [18:18] is the sub-list for extension type_name
-	18, // [18:18] is the sub-list for extension extendee
-	0,  // [0:18] is the sub-list for field type_name
+	9,  // 5: teatree.v1.ModelSpec.limits:type_name -> teatree.v1.ModelLimits
+	10, // 6: teatree.v1.ModelSpec.epochs:type_name -> teatree.v1.EpochStart
+	8,  // 7: teatree.v1.ModelSpec.start_failure:type_name -> teatree.v1.StartFailure
+	12, // 8: teatree.v1.ModelList.models:type_name -> teatree.v1.ModelInfo
+	7,  // 9: teatree.v1.ModelInfo.spec:type_name -> teatree.v1.ModelSpec
+	8,  // 10: teatree.v1.ModelInfo.start_error:type_name -> teatree.v1.StartFailure
+	13, // 11: teatree.v1.TableManifest.parquet:type_name -> teatree.v1.FileRef
+	13, // 12: teatree.v1.Manifest.duckdb:type_name -> teatree.v1.FileRef
+	14, // 13: teatree.v1.Manifest.tables:type_name -> teatree.v1.TableManifest
+	15, // 14: teatree.v1.SnapshotList.snapshots:type_name -> teatree.v1.Manifest
+	2,  // 15: teatree.v1.Outcomes.statuses:type_name -> teatree.v1.RequestStatus
+	25, // 16: teatree.v1.Outcomes.notify_urls:type_name -> teatree.v1.Outcomes.NotifyUrlsEntry
+	26, // 17: teatree.v1.DeadLetter.headers:type_name -> teatree.v1.DeadLetter.HeadersEntry
+	27, // 18: teatree.v1.Query.params:type_name -> google.protobuf.Value
+	0,  // 19: teatree.v1.QueryOutcome.error:type_name -> teatree.v1.Error
+	20, // [20:20] is the sub-list for method output_type
+	20, // [20:20] is the sub-list for method input_type
+	20, // [20:20] is the sub-list for extension type_name
+	20, // [20:20] is the sub-list for extension extendee
+	0,  // [0:20] is the sub-list for field type_name
 }
 
 func init() { file_teatree_v1_teatree_proto_init() }
@@ -2084,7 +2225,7 @@ func file_teatree_v1_teatree_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_teatree_v1_teatree_proto_rawDesc), len(file_teatree_v1_teatree_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   26,
+			NumMessages:   27,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -68,6 +68,9 @@ type Config struct {
 	// Budget is shared by the node's db-managers: models working and
 	// versions published at once (nil: no bound).
 	Budget *Budget
+	// Started, if set, is called once Run has taken the model over and
+	// opened its file, right before it applies mutations.
+	Started func()
 
 	// beforeCommit, set by tests only, runs between writing a version's
 	// files and committing it in the catalog.
@@ -244,6 +247,9 @@ func (m *Manager) Run(ctx context.Context) error {
 		return fmt.Errorf("subscribe to snapshot requests: %w", err)
 	}
 	defer sub.Unsubscribe()
+	if m.cfg.Started != nil {
+		m.cfg.Started()
+	}
 	m.log.InfoContext(ctx, "db-manager started", "applied_seq", applied, "from_seq", start)
 	return w.loop(ctx, msgs, pumpErr, now)
 }
