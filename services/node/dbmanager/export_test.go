@@ -11,3 +11,7 @@ func WithBeforeCommit(f func(version uint64)) func(*Config) {
 func WithBeforeExport(f func(appliedSeq uint64)) func(*Config) {
 	return func(c *Config) { c.beforeExport = f }
 }
+
+// TakePublication takes a place for a publication in b, as another
+// model's version would, and returns how to give it back.
+func TakePublication(b *Budget) (ok bool, give func()) { return b.tryPublish(), b.published }

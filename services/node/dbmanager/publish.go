@@ -100,7 +100,7 @@ func (s *snapshotter) start(ctx context.Context, st *staged) {
 			err = nodeError{fmt.Errorf("end export: %w", eerr)}
 		}
 		os.Remove(st.path)
-		s.m.cfg.Budget.published()
+		st.budget.published()
 		s.mu.Lock()
 		defer s.mu.Unlock()
 		s.running = false

@@ -12,6 +12,7 @@ import (
 	"github.com/teatree-dev/teatree/pkg/blob"
 	"github.com/teatree-dev/teatree/pkg/catalog"
 	teatreev1 "github.com/teatree-dev/teatree/proto/teatree/v1"
+	"github.com/teatree-dev/teatree/services/node/dbmanager"
 )
 
 // hour is a snapshot interval no test waits for.
@@ -103,4 +104,29 @@ func TestFailedPublicationRetried(t *testing.T) {
 	require.Zero(t, h.spec(t, "m").GetVersion())
 	require.NoError(t, os.Remove(block))
 	h.awaitVersion(t, "m", ack.Sequence)
+}
+
+// A full publication budget holds versions back, but not one a reader
+// waits for (min_seq): it goes first. Once the budget has room, the
+// held-back changes are published too.
+func TestReaderVersionSkipsAFullBudget(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t)
+	budget := dbmanager.NewBudget(4, 1)
+	ok, give := dbmanager.TakePublication(budget)
+	require.True(t, ok)
+	l := h.createModel(t, &teatreev1.ModelSpec{Id: "m", Snapshot: &teatreev1.SnapshotPolicy{IntervalMs: 20}})
+	outcomes := h.watchOutcomes(t, "m")
+	h.start(t, l, t.TempDir(), func(c *dbmanager.Config) { c.Budget = budget })
+	ack := h.publish(t, "m", csvRows("t", "r1", "x\n1\n"))
+	requireApplied(t, outcomes.await(t, "r1")["r1"], 1)
+	require.Eventually(t, func() bool {
+		require.NoError(t, h.env.Conn.Publish(h.names.SnapshotNow("m"), nil))
+		return h.spec(t, "m").GetAppliedSeq() >= ack.Sequence
+	}, waitFor, 100*time.Millisecond)
+
+	next := h.publish(t, "m", csvRows("t", "r2", "x\n2\n"))
+	requireApplied(t, outcomes.await(t, "r2")["r2"], 1)
+	give()
+	h.awaitVersion(t, "m", next.Sequence)
 }

@@ -23,6 +23,8 @@ type staged struct {
 	tables map[string]bool
 	// export reads the state at appliedSeq until end is called.
 	export *sql.Conn
+	// budget is where the publication took its place (nil: none).
+	budget *Budget
 }
 
 // end ends the export's read transaction.
@@ -61,19 +63,29 @@ func (w *writer) maybeSnapshot(ctx context.Context) (time.Duration, error) {
 	if !w.now && w.changed < every && since < interval {
 		return interval - since, nil
 	}
-	if w.m.snap.busy() || !w.m.cfg.Budget.tryPublish() {
+	if w.m.snap.busy() {
+		return min(interval/4, 50*time.Millisecond), nil
+	}
+	// A reader waiting for a version (min_seq) goes first: its version
+	// takes no place in the budget, which bounds the others.
+	budget := w.m.cfg.Budget
+	if w.now {
+		budget = nil
+	}
+	if !budget.tryPublish() {
 		return min(interval/4, 50*time.Millisecond), nil
 	}
 	if err := w.m.cfg.Budget.startWork(ctx); err != nil {
-		w.m.cfg.Budget.published()
+		budget.published()
 		return 0, nil // ctx ended: Run stops
 	}
 	st, err := w.stage(noInterrupt(ctx))
 	w.m.cfg.Budget.endWork()
 	if err != nil {
-		w.m.cfg.Budget.published()
+		budget.published()
 		return 0, err
 	}
+	st.budget = budget
 	w.changed, w.tables, w.allTables, w.lastSnap, w.now = 0, nil, false, time.Now(), false
 	w.m.snap.start(ctx, st)
 	// Look again after an interval: a publication that failed is retried.
