@@ -64,12 +64,6 @@ func StartServer(cfg ServerConfig) (*server.Server, error) {
 		SyncInterval: cfg.SyncInterval,
 		MaxPayload:   cfg.MaxPayload,
 		NoSigs:       true,
-		// nats-server caps consumers per stream at 1,000 unless the stream
-		// or the account says otherwise, and every active model's
-		// db-manager holds one ordered consumer on TT_MUT: the 1,001st
-		// model could not start. The node's --slots bounds how many
-		// models (and so consumers) are open at once instead.
-		JetStreamLimits: server.JSLimitOpts{DefaultMaxConsumers: -1},
 	}
 	s, err := server.NewServer(opts)
 	if err != nil {

@@ -43,6 +43,12 @@ const (
 	derivedDuplicateWindow = 30 * time.Minute
 )
 
+// MaxModelConsumers is the most consumers TT_MUT has at once: one per model
+// running on any node. An ordered consumer costs about 25 KiB (server and
+// client together, measured with 2,000 of them), so 100,000 cost 2.5 GB,
+// less than the DuckDB instances of that many open models.
+const MaxModelConsumers = 100_000
+
 // WithDefaults fills zero fields with their defaults.
 func (c Config) WithDefaults() Config {
 	if c.Names == (subject.Names{}) {
@@ -104,6 +110,11 @@ func Setup(ctx context.Context, js jetstream.JetStream, cfg Config) error {
 		Replicas:    cfg.Replicas,
 		Duplicates:  cfg.DuplicateWindow,
 		AllowDirect: true,
+		// Each model running somewhere reads TT_MUT through a consumer of
+		// its own. nats-server's default of 1,000 consumers per stream
+		// stopped the 991st model from starting; a limit set on the stream
+		// overrides it on any server, embedded or not (-1 does not).
+		MaxConsumers: MaxModelConsumers,
 	}, {
 		Name:        n.CallStream(),
 		Description: "capability-routed jobs",
