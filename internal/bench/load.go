@@ -209,6 +209,11 @@ func (tr *tracker) result(start time.Time) loadResult {
 // publishers, each with at most 32 in flight, and measures each one from
 // submit to its terminal notification.
 func (r *runner) closedLoop(ctx context.Context, t *teatree, models []string, n int, prefix string, wait time.Duration) (loadResult, error) {
+	return r.closedLoopFor(ctx, t, models, n, prefix, r.sz.maxPhase, wait)
+}
+
+// closedLoopFor is closedLoop sending for at most send.
+func (r *runner) closedLoopFor(ctx context.Context, t *teatree, models []string, n int, prefix string, send, wait time.Duration) (loadResult, error) {
 	sems := make([]chan struct{}, publishers)
 	for i := range sems {
 		sems[i] = make(chan struct{}, window)
@@ -217,7 +222,7 @@ func (r *runner) closedLoop(ctx context.Context, t *teatree, models []string, n 
 	if err != nil {
 		return loadResult{}, err
 	}
-	deadline := time.Now().Add(r.sz.maxPhase)
+	deadline := time.Now().Add(send)
 	start := time.Now()
 	var wg sync.WaitGroup
 	var pubErr atomic.Pointer[error]

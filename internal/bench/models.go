@@ -23,7 +23,7 @@ func (r *runner) slotsTurnover(ctx context.Context) error {
 		len(ids), r.sz.slots, publishers, window)
 	var res loadResult
 	err = r.profile("slots", func() (err error) {
-		res, err = r.closedLoop(ctx, t, ids, len(ids), "run", 3*r.sz.maxPhase)
+		res, err = r.closedLoopFor(ctx, t, ids, len(ids), "run", r.sz.slotPhase, 3*r.sz.maxPhase)
 		return err
 	})
 	if err != nil {
@@ -37,7 +37,7 @@ func (r *runner) slotsTurnover(ctx context.Context) error {
 	// An eviction closes the model through the idle unload, so the
 	// unloads count every close and the evictions those made for a slot.
 	note := strings.TrimSpace(fmt.Sprintf("the node's log: %d db-manager starts for %d models; %d models closed, their lease released, %d of them to free a slot for a placement. %s",
-		t.logged.of(msgManagerStarted), len(ids), t.logged.of(msgUnloaded), t.logged.of(msgEvicted), res.note(len(ids), r.sz.maxPhase)))
+		t.logged.of(msgManagerStarted), len(ids), t.logged.of(msgUnloaded), t.logged.of(msgEvicted), res.note(len(ids), r.sz.slotPhase)))
 	p := percentiles(res.lats, 0.5, 0.99, 0.999)
 	r.add(Result{Scenario: "models beyond the slots", Variant: fmt.Sprintf("%d models on %d slots, one append each, sync always", len(ids), r.sz.slots),
 		Unit: "req/s", HigherIsBetter: true, Teatree: res.rate(), Baseline: base.rate(), BaselineName: "raw JetStream",
