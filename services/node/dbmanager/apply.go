@@ -116,8 +116,6 @@ func (m *Manager) requestBody(ctx context.Context, r *request) ([]byte, error) {
 	return m.bodyFromRef(ctx, r.upload)
 }
 
-type column struct{ name, typ string }
-
 func (m *Manager) applyRows(ctx context.Context, st *store, r *request) (applyResult, error) {
 	if r.decoded == nil {
 		body, err := m.requestBody(ctx, r)
@@ -140,11 +138,7 @@ func (m *Manager) applyRows(ctx context.Context, st *store, r *request) (applyRe
 	}
 	defer release()
 
-	srcCols, err := st.columns(ctx, "SELECT * FROM "+src)
-	if err != nil {
-		return applyResult{}, classify(err, apierr.InvalidArgument)
-	}
-	tableCols, err := st.columns(ctx, "SELECT * FROM main."+quoteIdent(r.table))
+	tableCols, err := st.tableColumns(ctx, r.table)
 	if err != nil {
 		var de *duckdb.Error
 		if !errors.As(err, &de) || de.Type != duckdb.ErrorTypeCatalog {
@@ -154,6 +148,13 @@ func (m *Manager) applyRows(ctx context.Context, st *store, r *request) (applyRe
 			return applyResult{}, errCombinedNewTable
 		}
 		tableCols = nil // the first append creates the table from the data
+	}
+	var srcCols []column
+	if !(r.op == subject.OpAppend && tableCols != nil && ndjsonFits(r, tableCols)) {
+		// Ask DuckDB what the rows hold: their columns and types.
+		if srcCols, err = st.columns(ctx, "SELECT * FROM "+src); err != nil {
+			return applyResult{}, classify(err, apierr.InvalidArgument)
+		}
 	}
 	for _, k := range r.keys {
 		if !hasColumn(srcCols, k) {
@@ -165,6 +166,7 @@ func (m *Manager) applyRows(ctx context.Context, st *store, r *request) (applyRe
 	}
 	t := "main." + quoteIdent(r.table)
 	if tableCols == nil {
+		st.forgetColumns()
 		if _, err := st.exec(ctx, "CREATE TABLE "+t+" AS SELECT * FROM "+src); err != nil {
 			return applyResult{}, classify(err, apierr.InvalidArgument)
 		}
@@ -190,6 +192,7 @@ func (m *Manager) applyRows(ctx context.Context, st *store, r *request) (applyRe
 			}
 			return applyResult{}, apierr.Errorf(apierr.SchemaMismatch, "table %s has no column %s (the model does not allow new columns)", r.table, strings.Join(names, ", "))
 		}
+		st.forgetColumns()
 		for _, c := range unknown {
 			if _, err := st.exec(ctx, "ALTER TABLE "+t+" ADD COLUMN "+quoteIdent(c.name)+" "+c.typ); err != nil {
 				return applyResult{}, classify(err, apierr.SchemaMismatch)
@@ -292,15 +295,6 @@ func mergeSQL(table, src string, cols []column, keys []string) string {
 	return q + " WHEN NOT MATCHED THEN INSERT BY NAME"
 }
 
-func hasColumn(cols []column, name string) bool {
-	for _, c := range cols {
-		if strings.EqualFold(c.name, name) {
-			return true
-		}
-	}
-	return false
-}
-
 func containsFold(list []string, s string) bool {
 	for _, x := range list {
 		if strings.EqualFold(x, s) {
@@ -311,24 +305,6 @@ func containsFold(list []string, s string) bool {
 }
 
 // columns describes the result of a query without running it.
-func (s *store) columns(ctx context.Context, query string) ([]column, error) {
-	rows, err := s.conn.QueryContext(ctx, "DESCRIBE "+query)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var cols []column
-	for rows.Next() {
-		var name, typ string
-		var null, key, def, extra any
-		if err := rows.Scan(&name, &typ, &null, &key, &def, &extra); err != nil {
-			return nil, err
-		}
-		cols = append(cols, column{name, typ})
-	}
-	return cols, rows.Err()
-}
-
 func (s *store) exec(ctx context.Context, query string, args ...any) (int64, error) {
 	res, err := s.conn.ExecContext(ctx, query, args...)
 	if err != nil {
@@ -361,6 +337,7 @@ var reservedName = regexp.MustCompile(`(?i)(^|[^a-z0-9_$])` + subject.ReservedPr
 const stmtTypeMerge = duckdb.StmtType(30)
 
 func applySQL(ctx context.Context, st *store, body []byte) (applyResult, error) {
+	st.forgetColumns() // its statements may change any table
 	var m teatreev1.SqlMutation
 	if err := protojson.Unmarshal(body, &m); err != nil {
 		return applyResult{}, apierr.Errorf(apierr.InvalidArgument, `sql body: want {"sql": "...", "params": [...]}: %v`, err)

@@ -114,3 +114,31 @@ func TestSQLMutation(t *testing.T) {
 	db := openCopy(t, localFile(run.dir))
 	require.Equal(t, []string{"7|x", "8|y"}, queryStrings(t, db, "SELECT * FROM t ORDER BY a"))
 }
+
+// A small append does not describe its table every time: the db-manager
+// remembers the columns, and forgets them whenever a table may change. An
+// append after a sql mutation that added a column or dropped the table sees
+// the table as it is then, in the same batch or a later one.
+func TestAppendSeesSchemaChangedBySQL(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t)
+	l := h.createModel(t, &teatreev1.ModelSpec{Id: "m"})
+	outcomes := h.watchOutcomes(t, "m")
+	run := h.start(t, l, t.TempDir())
+
+	h.publish(t, "m", ndjsonRows("append", "t", "first", `{"a":1}`))
+	requireApplied(t, outcomes.await(t, "first")["first"], 1)
+	h.publish(t, "m", ndjsonRows("append", "t", "again", `{"a":2}`))
+	h.publish(t, "m", sqlMutation("alter", `{"sql": "ALTER TABLE t ADD COLUMN b BIGINT"}`))
+	h.publish(t, "m", ndjsonRows("append", "t", "with-b", `{"a":3,"b":4}`))
+	h.publish(t, "m", sqlMutation("drop", `{"sql": "DROP TABLE t"}`))
+	h.publish(t, "m", ndjsonRows("append", "t", "recreate", `{"c":"x"}`))
+	got := outcomes.await(t, "again", "alter", "with-b", "drop", "recreate")
+	requireApplied(t, got["again"], 1)
+	requireApplied(t, got["with-b"], 1)
+	requireApplied(t, got["recreate"], 1)
+	// A column the table does not have is still refused.
+	h.publish(t, "m", ndjsonRows("append", "t", "unknown", `{"c":"y","d":1}`))
+	requireFailed(t, outcomes.await(t, "unknown")["unknown"], "schema_mismatch")
+	require.NoError(t, run.stop(t))
+}

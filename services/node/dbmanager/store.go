@@ -23,6 +23,8 @@ type store struct {
 	conn   *sql.Conn
 	export *sql.Conn
 	path   string
+	// tables caches the columns of user tables (see tableColumns).
+	tables map[string][]column
 }
 
 // newFileOptions apply to new model files only (files made before keep

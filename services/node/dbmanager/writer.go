@@ -358,6 +358,7 @@ func (w *writer) tryBatch(runCtx context.Context, reqs []*request, failed []erro
 		return nil, false, nodeError{fmt.Errorf("begin: %w", err)}
 	}
 	rollback := func() {
+		w.st.forgetColumns() // the transaction may have changed tables
 		if _, err := w.st.conn.ExecContext(context.WithoutCancel(ctx), "ROLLBACK"); err != nil {
 			w.m.log.WarnContext(ctx, "rollback", "err", err)
 		}
