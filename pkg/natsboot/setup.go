@@ -132,6 +132,8 @@ func Setup(ctx context.Context, js jetstream.JetStream, cfg Config) error {
 		Replicas:    cfg.Replicas,
 		MaxAge:      cfg.NotificationMaxAge,
 		Duplicates:  derivedDuplicateWindow,
+		// A node writes its models' events together as atomic batches.
+		AllowAtomicPublish: true,
 	}, {
 		Name:        n.NtfStream(),
 		Description: "public notifications, kept for replay",

@@ -23,6 +23,7 @@ import (
 
 	"github.com/teatree-dev/teatree/pkg/blob"
 	"github.com/teatree-dev/teatree/pkg/catalog"
+	"github.com/teatree-dev/teatree/pkg/jsbatch"
 	"github.com/teatree-dev/teatree/pkg/subject"
 	"github.com/teatree-dev/teatree/pkg/wire"
 	teatreev1 "github.com/teatree-dev/teatree/proto/teatree/v1"
@@ -135,7 +136,10 @@ func New(cfg Config, deps Deps) (*Node, error) {
 		return nil, err
 	}
 	log := deps.Log.With("node", cfg.ID)
-	return &Node{cfg: cfg.budget(log), deps: deps, log: log, models: map[string]*hosted{},
+	cfg = cfg.budget(log)
+	// The node's models write their events together.
+	cfg.Manager.Events = jsbatch.NewCoalescer(deps.JS, log, nil)
+	return &Node{cfg: cfg, deps: deps, log: log, models: map[string]*hosted{},
 		stopping: map[string]<-chan struct{}{}}, nil
 }
 

@@ -18,6 +18,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/teatree-dev/teatree/pkg/jsbatch"
 	"github.com/teatree-dev/teatree/pkg/results"
 	"github.com/teatree-dev/teatree/pkg/subject"
 	"github.com/teatree-dev/teatree/pkg/wire"
@@ -115,11 +116,14 @@ type Notifier struct {
 	ntf  jetstream.Stream
 	// mut is TT_MUT, from which a finished rejection is deleted.
 	mut jetstream.Stream
+	// pub writes the notifications of all lanes: what they publish at
+	// once goes to TT_NTF as one atomic batch.
+	pub *jsbatch.Coalescer
 }
 
 // New returns a notifier; Run starts it.
 func New(cfg Config, deps Deps) *Notifier {
-	return &Notifier{cfg: cfg.WithDefaults(), deps: deps}
+	return &Notifier{cfg: cfg.WithDefaults(), deps: deps, pub: jsbatch.NewCoalescer(deps.JS, deps.Log, alreadyNotified)}
 }
 
 // ackWait is how long JetStream waits for an event's acknowledgement
@@ -230,7 +234,7 @@ func (n *Notifier) handle(ctx context.Context, msg jetstream.Msg) error {
 			}
 			out = append(out, m)
 		}
-		return n.publishAll(ctx, out)
+		return n.pub.Publish(ctx, out)
 	case subject.EventReject:
 		var ev teatreev1.Outcomes
 		if err := proto.Unmarshal(msg.Data(), &ev); err != nil {
@@ -255,7 +259,7 @@ func (n *Notifier) handle(ctx context.Context, msg jetstream.Msg) error {
 		m.Header.Set(subject.HeaderPage, "1")
 		m.Header.Set(subject.HeaderPages, "1")
 		m.Header.Set(subject.HeaderContentType, subject.ContentJSON)
-		return n.publishAll(ctx, []*nats.Msg{m})
+		return n.pub.Publish(ctx, []*nats.Msg{m})
 	case subject.EventResult:
 		var out teatreev1.QueryOutcome
 		if err := proto.Unmarshal(msg.Data(), &out); err != nil {

@@ -43,12 +43,12 @@ func (n *Notifier) finishReject(ctx context.Context, ev *teatreev1.Outcomes, s *
 		m.Header.Set(subject.HeaderNotifyURL, u)
 	}
 	if n.deps.Models == nil {
-		return n.publishAll(ctx, []*nats.Msg{m})
+		return n.pub.Publish(ctx, []*nats.Msg{m})
 	}
 	spec, _, err := catalog.GetModel(ctx, n.deps.Models, model)
 	if notFound(err) {
 		// Deleted since: nobody will apply the request.
-		return n.publishAll(ctx, []*nats.Msg{m})
+		return n.pub.Publish(ctx, []*nats.Msg{m})
 	}
 	if err != nil {
 		return err
@@ -76,7 +76,7 @@ func (n *Notifier) finishReject(ctx context.Context, ev *teatreev1.Outcomes, s *
 			return err
 		}
 	}
-	if err := n.publishAll(ctx, []*nats.Msg{m}); err != nil {
+	if err := n.pub.Publish(ctx, []*nats.Msg{m}); err != nil {
 		return err
 	}
 	if err := n.deleteMut(ctx, seq); err != nil {

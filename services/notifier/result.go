@@ -10,6 +10,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/teatree-dev/teatree/pkg/apierr"
+	"github.com/teatree-dev/teatree/pkg/jsbatch"
 	"github.com/teatree-dev/teatree/pkg/outcome"
 	"github.com/teatree-dev/teatree/pkg/results"
 	"github.com/teatree-dev/teatree/pkg/subject"
@@ -35,7 +36,7 @@ func (n *Notifier) publishResult(ctx context.Context, out *teatreev1.QueryOutcom
 		if u := out.GetNotifyUrl(); u != "" {
 			m.Header.Set(subject.HeaderNotifyURL, u)
 		}
-		return n.publishAll(ctx, []*nats.Msg{m})
+		return n.pub.Publish(ctx, []*nats.Msg{m})
 	}
 	if n.deps.Results == nil {
 		return errors.New("this notifier has no result store to read the pages from")
@@ -72,7 +73,7 @@ func (n *Notifier) publishResult(ctx context.Context, out *teatreev1.QueryOutcom
 		}
 		batch = append(batch, m)
 		if len(batch) == pagesInFlight || page == int(out.GetPages()) {
-			if err := n.publishEach(ctx, batch); err != nil {
+			if err := jsbatch.PublishEach(ctx, n.deps.JS, n.deps.Log, alreadyNotified, batch); err != nil {
 				return err
 			}
 			batch = batch[:0]

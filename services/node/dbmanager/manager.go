@@ -22,6 +22,7 @@ import (
 	"github.com/teatree-dev/teatree/pkg/apierr"
 	"github.com/teatree-dev/teatree/pkg/blob"
 	"github.com/teatree-dev/teatree/pkg/catalog"
+	"github.com/teatree-dev/teatree/pkg/jsbatch"
 	"github.com/teatree-dev/teatree/pkg/subject"
 	teatreev1 "github.com/teatree-dev/teatree/proto/teatree/v1"
 )
@@ -68,6 +69,9 @@ type Config struct {
 	// Budget is shared by the node's db-managers: models working and
 	// versions published at once (nil: no bound).
 	Budget *Budget
+	// Events, if set, writes the model's events to TT_EVT together with
+	// the other models' of the node: one fsync for all that come at once.
+	Events *jsbatch.Coalescer
 	// Started, if set, is called once Run has taken the model over and
 	// opened its file, right before it applies mutations.
 	Started func()
@@ -390,6 +394,15 @@ func (m *Manager) restore(ctx context.Context, version uint64) error {
 		return fmt.Errorf("restore version %d: %w", version, err)
 	}
 	return nil
+}
+
+// publishEvent writes an event to TT_EVT and waits until JetStream has it.
+func (m *Manager) publishEvent(ctx context.Context, msg *nats.Msg) error {
+	if m.cfg.Events != nil {
+		return m.cfg.Events.Publish(ctx, []*nats.Msg{msg})
+	}
+	_, err := m.deps.JS.PublishMsg(ctx, msg)
+	return err
 }
 
 // bodyFromRef reads a body uploaded to the blob store ahead of its message.

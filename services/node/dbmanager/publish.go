@@ -226,7 +226,7 @@ func (s *snapshotter) publishEvent(ctx context.Context, version uint64, manifest
 	msg := nats.NewMsg(s.m.cfg.Names.Evt(s.m.cfg.Model, subject.EventSnapshot))
 	msg.Data = manifest
 	msg.Header.Set(subject.HeaderMsgID, subject.SnapshotMsgID(s.m.cfg.Model, version))
-	if _, err := s.m.deps.JS.PublishMsg(ctx, msg); err != nil {
+	if err := s.m.publishEvent(ctx, msg); err != nil {
 		return fmt.Errorf("announce version %d: %w", version, err)
 	}
 	return nil

@@ -526,7 +526,7 @@ func (w *writer) announce(ctx context.Context, statuses []*teatreev1.RequestStat
 	msg := nats.NewMsg(w.m.cfg.Names.Evt(w.m.cfg.Model, subject.EventOutcomes))
 	msg.Data = data
 	msg.Header.Set(subject.HeaderMsgID, subject.OutcomesMsgID(w.m.cfg.Model, statuses[len(statuses)-1].GetSeq(), w.m.cfg.Epoch))
-	if _, err := w.m.deps.JS.PublishMsg(ctx, msg); err != nil {
+	if err := w.m.publishEvent(ctx, msg); err != nil {
 		return fmt.Errorf("publish outcomes: %w", err)
 	}
 	return nil
