@@ -3,25 +3,21 @@ package catalog_test
 import (
 	"context"
 	"testing"
-	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/stretchr/testify/require"
 
 	"github.com/teatree-dev/teatree/pkg/catalog"
-	"github.com/teatree-dev/teatree/pkg/natsboot"
 	"github.com/teatree-dev/teatree/pkg/natsboot/natstest"
 	"github.com/teatree-dev/teatree/pkg/subject"
 	teatreev1 "github.com/teatree-dev/teatree/proto/teatree/v1"
 )
 
-// ownersKV is a JetStream server's tt_owners bucket, with leases that
-// outlive their last write by leaseTTL.
-func ownersKV(t *testing.T, leaseTTL time.Duration) jetstream.KeyValue {
+// ownersKV is a JetStream server's tt_owners bucket.
+func ownersKV(t *testing.T) jetstream.KeyValue {
 	t.Helper()
 	ctx := context.Background()
 	env := natstest.Start(t)
-	require.NoError(t, natsboot.Setup(ctx, env.JS, natsboot.Config{LeaseTTL: leaseTTL}))
 	kv, err := env.JS.KeyValue(ctx, subject.Default().OwnersBucket())
 	require.NoError(t, err)
 	return kv
@@ -30,7 +26,7 @@ func ownersKV(t *testing.T, leaseTTL time.Duration) jetstream.KeyValue {
 func TestGrantEpochIsTheGrantRevision(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	kv := ownersKV(t, time.Minute)
+	kv := ownersKV(t)
 
 	epoch, rev, err := catalog.Grant(ctx, kv, "sales", "node-a")
 	require.NoError(t, err)
@@ -64,7 +60,7 @@ func TestGrantEpochIsTheGrantRevision(t *testing.T) {
 func TestRenewFromTheCurrentRevisionOnly(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	kv := ownersKV(t, time.Minute)
+	kv := ownersKV(t)
 	epoch, rev, err := catalog.Grant(ctx, kv, "sales", "node-a")
 	require.NoError(t, err)
 	lease := &teatreev1.Lease{Node: "node-a", Epoch: epoch}
@@ -90,7 +86,7 @@ func TestRenewFromTheCurrentRevisionOnly(t *testing.T) {
 func TestFence(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	kv := ownersKV(t, time.Minute)
+	kv := ownersKV(t)
 	epoch, _, err := catalog.Grant(ctx, kv, "sales", "node-a")
 	require.NoError(t, err)
 
@@ -104,7 +100,7 @@ func TestFence(t *testing.T) {
 func TestReleaseOnlyTheHoldersRevision(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	kv := ownersKV(t, time.Minute)
+	kv := ownersKV(t)
 	epoch, rev, err := catalog.Grant(ctx, kv, "sales", "node-a")
 	require.NoError(t, err)
 	next, err := catalog.Renew(ctx, kv, "sales", &teatreev1.Lease{Node: "node-a", Epoch: epoch}, rev)
@@ -120,25 +116,4 @@ func TestReleaseOnlyTheHoldersRevision(t *testing.T) {
 	require.NoError(t, err)
 	require.Nil(t, lease)
 	require.ErrorIs(t, catalog.Fence(ctx, kv, "sales", "node-a", epoch), catalog.ErrLeaseLost)
-}
-
-func TestLeaseExpiresAfterTheTTL(t *testing.T) {
-	t.Parallel()
-	ctx := context.Background()
-	kv := ownersKV(t, time.Second)
-	epoch, rev, err := catalog.Grant(ctx, kv, "sales", "node-a")
-	require.NoError(t, err)
-	lease := &teatreev1.Lease{Node: "node-a", Epoch: epoch}
-
-	require.Eventually(t, func() bool {
-		l, _, err := catalog.GetLease(ctx, kv, "sales")
-		return err == nil && l == nil
-	}, 10*time.Second, 50*time.Millisecond, "the lease expires without renewal")
-	require.ErrorIs(t, catalog.Fence(ctx, kv, "sales", "node-a", epoch), catalog.ErrLeaseLost)
-
-	epoch2, _, err := catalog.Grant(ctx, kv, "sales", "node-b")
-	require.NoError(t, err, "an expired lease can be granted again")
-	require.Greater(t, epoch2, epoch)
-	_, err = catalog.Renew(ctx, kv, "sales", lease, rev)
-	require.ErrorIs(t, err, catalog.ErrLeaseLost, "the old holder cannot renew")
 }

@@ -40,7 +40,7 @@ func (d *Dispatcher) place(ctx context.Context, spec *teatreev1.ModelSpec) error
 
 // grant gives the model's lease to node.
 func (d *Dispatcher) grant(ctx context.Context, spec *teatreev1.ModelSpec, node string) error {
-	_, _, err := catalog.Grant(ctx, d.deps.Owners, spec.GetId(), node)
+	_, _, err := d.acquire(ctx, spec.GetId(), node)
 	if errors.Is(err, catalog.ErrLeaseHeld) {
 		return d.heldBy(ctx, spec.GetId())
 	}
@@ -71,7 +71,7 @@ func (d *Dispatcher) capable(needs []string) []*teatreev1.Worker {
 	defer d.mu.Unlock()
 	var nodes []*teatreev1.Worker
 	for _, ws := range d.workers {
-		if time.Since(ws.at) <= d.cfg.WorkerTTL && ws.w.GetSlots() > 0 && covers(ws.w.GetCapabilities(), needs) {
+		if d.liveLocked(ws) && ws.w.GetSlots() > 0 && covers(ws.w.GetCapabilities(), needs) {
 			nodes = append(nodes, ws.w)
 		}
 	}
@@ -83,7 +83,7 @@ func (d *Dispatcher) pick(needs []string) string {
 	defer d.mu.Unlock()
 	best, bestFree := "", int32(0)
 	for id, ws := range d.workers {
-		if time.Since(ws.at) > d.cfg.WorkerTTL || ws.w.GetFreeSlots() <= bestFree || !covers(ws.w.GetCapabilities(), needs) {
+		if !d.liveLocked(ws) || ws.w.GetFreeSlots() <= bestFree || !covers(ws.w.GetCapabilities(), needs) {
 			continue
 		}
 		best, bestFree = id, ws.w.GetFreeSlots()
