@@ -10,7 +10,6 @@ import (
 	"github.com/teatree-dev/teatree/pkg/catalog"
 	"github.com/teatree-dev/teatree/pkg/natsboot/natstest"
 	"github.com/teatree-dev/teatree/pkg/subject"
-	teatreev1 "github.com/teatree-dev/teatree/proto/teatree/v1"
 )
 
 // ownersKV is a JetStream server's tt_owners bucket.
@@ -57,32 +56,6 @@ func TestGrantEpochIsTheGrantRevision(t *testing.T) {
 	require.Greater(t, epoch2, epoch)
 }
 
-func TestRenewFromTheCurrentRevisionOnly(t *testing.T) {
-	t.Parallel()
-	ctx := context.Background()
-	kv := ownersKV(t)
-	epoch, rev, err := catalog.Grant(ctx, kv, "sales", "node-a")
-	require.NoError(t, err)
-	lease := &teatreev1.Lease{Node: "node-a", Epoch: epoch}
-
-	next, err := catalog.Renew(ctx, kv, "sales", lease, rev)
-	require.NoError(t, err)
-	require.Greater(t, next, rev)
-	got, _, err := catalog.GetLease(ctx, kv, "sales")
-	require.NoError(t, err)
-	require.Equal(t, epoch, got.GetEpoch(), "renewal keeps the epoch")
-
-	_, err = catalog.Renew(ctx, kv, "sales", lease, rev)
-	require.ErrorIs(t, err, catalog.ErrLeaseLost, "renewing from a stale revision")
-
-	// Revoked: the key is deleted.
-	require.NoError(t, kv.Delete(ctx, "sales"))
-	_, err = catalog.Renew(ctx, kv, "sales", lease, next)
-	require.ErrorIs(t, err, catalog.ErrLeaseLost, "renewing a revoked lease")
-	_, err = catalog.Renew(ctx, kv, "never-granted", lease, next)
-	require.ErrorIs(t, err, catalog.ErrLeaseLost, "renewing a lease that never existed")
-}
-
 func TestFence(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
@@ -103,15 +76,14 @@ func TestReleaseOnlyTheHoldersRevision(t *testing.T) {
 	kv := ownersKV(t)
 	epoch, rev, err := catalog.Grant(ctx, kv, "sales", "node-a")
 	require.NoError(t, err)
-	next, err := catalog.Renew(ctx, kv, "sales", &teatreev1.Lease{Node: "node-a", Epoch: epoch}, rev)
-	require.NoError(t, err)
 
-	require.Error(t, catalog.Release(ctx, kv, "sales", rev), "a stale revision cannot release")
+	// The epoch is the revision of the grant's create, older than rev.
+	require.Error(t, catalog.Release(ctx, kv, "sales", epoch), "a stale revision cannot release")
 	lease, _, err := catalog.GetLease(ctx, kv, "sales")
 	require.NoError(t, err)
 	require.NotNil(t, lease)
 
-	require.NoError(t, catalog.Release(ctx, kv, "sales", next))
+	require.NoError(t, catalog.Release(ctx, kv, "sales", rev))
 	lease, _, err = catalog.GetLease(ctx, kv, "sales")
 	require.NoError(t, err)
 	require.Nil(t, lease)
