@@ -139,3 +139,48 @@ func TestNodeWhoseHeartbeatStopsLosesItsModels(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, l.GetEpoch(), spec.GetLeaseEpoch(), "node-b took the model over: node-a's epoch is fenced off")
 }
+
+// setWorkersMaxMsgSize sets the message size limit of tt_workers' stream:
+// a limit of 1 byte refuses every heartbeat.
+func (h *harness) setWorkersMaxMsgSize(n int32) {
+	h.t.Helper()
+	ctx := context.Background()
+	s, err := h.js.Stream(ctx, "KV_"+h.names.WorkersBucket())
+	require.NoError(h.t, err)
+	cfg := s.CachedInfo().Config
+	cfg.MaxMsgSize = n
+	_, err = h.js.UpdateStream(ctx, cfg)
+	require.NoError(h.t, err)
+}
+
+// TestNodeWhoseHeartbeatComesBackResumesItsLeases refuses a node's
+// heartbeats for longer than the lease TTL and then lets them through:
+// the node stops its db-managers, and once it heartbeats again it resumes
+// the lease that still names it, at the same epoch.
+func TestNodeWhoseHeartbeatComesBackResumesItsLeases(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	h := newHarness(t)
+	h.createModel("sales")
+	epoch := h.grant("sales", "node-a")
+	h.run("node-a")
+	h.publishSQL("sales", "r1", "create table t (x int)")
+	require.Equal(t, subject.StatusApplied, h.outcome("sales", "r1").GetStatus())
+
+	h.setWorkersMaxMsgSize(1)
+	require.Eventually(t, func() bool {
+		return strings.Contains(h.logs.String(), "heartbeat lapsed past the lease ttl; stopping every db-manager")
+	}, 10*time.Second, 20*time.Millisecond, "node-a runs on without heartbeats; logs:\n%s", h.logs)
+	started := strings.Count(h.logs.String(), fmt.Sprintf("msg=\"db-manager started\" model=sales epoch=%d ", epoch))
+	h.setWorkersMaxMsgSize(-1)
+
+	require.Eventually(t, func() bool {
+		return strings.Count(h.logs.String(), fmt.Sprintf("msg=\"db-manager started\" model=sales epoch=%d ", epoch)) > started
+	}, 10*time.Second, 20*time.Millisecond, "node-a did not resume its lease; logs:\n%s", h.logs)
+	h.publishSQL("sales", "r2", "insert into t values (1)")
+	s := h.outcome("sales", "r2")
+	require.Equal(t, subject.StatusApplied, s.GetStatus(), "%v", s.GetError())
+	l, _, err := catalog.GetLease(ctx, h.owners, "sales")
+	require.NoError(t, err)
+	require.Equal(t, epoch, l.GetEpoch(), "the lease was never written meanwhile")
+}
