@@ -14,12 +14,15 @@ import (
 // ErrLeaseHeld is returned when another holder has the lease.
 var ErrLeaseHeld = errors.New("lease held by another node")
 
-// ErrLeaseLost is returned when a holder's lease expired or was taken.
+// ErrLeaseLost is returned when a holder's lease was released, taken back
+// from a holder whose heartbeat had lapsed, or granted to another.
 var ErrLeaseLost = errors.New("lease lost")
 
 // Grant gives model's lease to node unless someone holds it. The epoch is
 // the KV revision of the grant, so it only grows; the returned revision is
-// the one the holder renews from.
+// the one the holder releases it from. A lease is never renewed: it holds
+// while its node's heartbeat in tt_workers is younger than the lease TTL,
+// and tt_owners has no TTL of its own (see docs/design.md).
 func Grant(ctx context.Context, kv jetstream.KeyValue, model, node string) (epoch, rev uint64, err error) {
 	b, err := wire.Marshal(&teatreev1.Lease{Node: node})
 	if err != nil {
@@ -42,25 +45,8 @@ func Grant(ctx context.Context, kv jetstream.KeyValue, model, node string) (epoc
 	return epoch, rev, nil
 }
 
-// Renew extends a lease held since epoch from revision rev, returning the
-// new revision; ErrLeaseLost when it is no longer this holder's.
-func Renew(ctx context.Context, kv jetstream.KeyValue, model string, lease *teatreev1.Lease, rev uint64) (uint64, error) {
-	b, err := wire.Marshal(lease)
-	if err != nil {
-		return 0, err
-	}
-	next, err := kv.Update(ctx, model, b, rev)
-	if err != nil {
-		var apiErr *jetstream.APIError
-		if errors.As(err, &apiErr) && apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence || errors.Is(err, jetstream.ErrKeyNotFound) {
-			return 0, fmt.Errorf("renew lease of %s: %w", model, ErrLeaseLost)
-		}
-		return 0, fmt.Errorf("renew lease of %s: %w", model, err)
-	}
-	return next, nil
-}
-
-// Release gives up a lease if it is still the holder's.
+// Release deletes a lease if it is still at revision rev: a holder gives it
+// up, or a dispatcher takes back the lease of a node whose heartbeat lapsed.
 func Release(ctx context.Context, kv jetstream.KeyValue, model string, rev uint64) error {
 	return kv.Delete(ctx, model, jetstream.LastRevision(rev))
 }

@@ -3,25 +3,20 @@ package catalog_test
 import (
 	"context"
 	"testing"
-	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/stretchr/testify/require"
 
 	"github.com/teatree-dev/teatree/pkg/catalog"
-	"github.com/teatree-dev/teatree/pkg/natsboot"
 	"github.com/teatree-dev/teatree/pkg/natsboot/natstest"
 	"github.com/teatree-dev/teatree/pkg/subject"
-	teatreev1 "github.com/teatree-dev/teatree/proto/teatree/v1"
 )
 
-// ownersKV is a JetStream server's tt_owners bucket, with leases that
-// outlive their last write by leaseTTL.
-func ownersKV(t *testing.T, leaseTTL time.Duration) jetstream.KeyValue {
+// ownersKV is a JetStream server's tt_owners bucket.
+func ownersKV(t *testing.T) jetstream.KeyValue {
 	t.Helper()
 	ctx := context.Background()
 	env := natstest.Start(t)
-	require.NoError(t, natsboot.Setup(ctx, env.JS, natsboot.Config{LeaseTTL: leaseTTL}))
 	kv, err := env.JS.KeyValue(ctx, subject.Default().OwnersBucket())
 	require.NoError(t, err)
 	return kv
@@ -30,7 +25,7 @@ func ownersKV(t *testing.T, leaseTTL time.Duration) jetstream.KeyValue {
 func TestGrantEpochIsTheGrantRevision(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	kv := ownersKV(t, time.Minute)
+	kv := ownersKV(t)
 
 	epoch, rev, err := catalog.Grant(ctx, kv, "sales", "node-a")
 	require.NoError(t, err)
@@ -61,36 +56,10 @@ func TestGrantEpochIsTheGrantRevision(t *testing.T) {
 	require.Greater(t, epoch2, epoch)
 }
 
-func TestRenewFromTheCurrentRevisionOnly(t *testing.T) {
-	t.Parallel()
-	ctx := context.Background()
-	kv := ownersKV(t, time.Minute)
-	epoch, rev, err := catalog.Grant(ctx, kv, "sales", "node-a")
-	require.NoError(t, err)
-	lease := &teatreev1.Lease{Node: "node-a", Epoch: epoch}
-
-	next, err := catalog.Renew(ctx, kv, "sales", lease, rev)
-	require.NoError(t, err)
-	require.Greater(t, next, rev)
-	got, _, err := catalog.GetLease(ctx, kv, "sales")
-	require.NoError(t, err)
-	require.Equal(t, epoch, got.GetEpoch(), "renewal keeps the epoch")
-
-	_, err = catalog.Renew(ctx, kv, "sales", lease, rev)
-	require.ErrorIs(t, err, catalog.ErrLeaseLost, "renewing from a stale revision")
-
-	// Revoked: the key is deleted.
-	require.NoError(t, kv.Delete(ctx, "sales"))
-	_, err = catalog.Renew(ctx, kv, "sales", lease, next)
-	require.ErrorIs(t, err, catalog.ErrLeaseLost, "renewing a revoked lease")
-	_, err = catalog.Renew(ctx, kv, "never-granted", lease, next)
-	require.ErrorIs(t, err, catalog.ErrLeaseLost, "renewing a lease that never existed")
-}
-
 func TestFence(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	kv := ownersKV(t, time.Minute)
+	kv := ownersKV(t)
 	epoch, _, err := catalog.Grant(ctx, kv, "sales", "node-a")
 	require.NoError(t, err)
 
@@ -104,41 +73,19 @@ func TestFence(t *testing.T) {
 func TestReleaseOnlyTheHoldersRevision(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	kv := ownersKV(t, time.Minute)
+	kv := ownersKV(t)
 	epoch, rev, err := catalog.Grant(ctx, kv, "sales", "node-a")
 	require.NoError(t, err)
-	next, err := catalog.Renew(ctx, kv, "sales", &teatreev1.Lease{Node: "node-a", Epoch: epoch}, rev)
-	require.NoError(t, err)
 
-	require.Error(t, catalog.Release(ctx, kv, "sales", rev), "a stale revision cannot release")
+	// The epoch is the revision of the grant's create, older than rev.
+	require.Error(t, catalog.Release(ctx, kv, "sales", epoch), "a stale revision cannot release")
 	lease, _, err := catalog.GetLease(ctx, kv, "sales")
 	require.NoError(t, err)
 	require.NotNil(t, lease)
 
-	require.NoError(t, catalog.Release(ctx, kv, "sales", next))
+	require.NoError(t, catalog.Release(ctx, kv, "sales", rev))
 	lease, _, err = catalog.GetLease(ctx, kv, "sales")
 	require.NoError(t, err)
 	require.Nil(t, lease)
 	require.ErrorIs(t, catalog.Fence(ctx, kv, "sales", "node-a", epoch), catalog.ErrLeaseLost)
-}
-
-func TestLeaseExpiresAfterTheTTL(t *testing.T) {
-	t.Parallel()
-	ctx := context.Background()
-	kv := ownersKV(t, time.Second)
-	epoch, rev, err := catalog.Grant(ctx, kv, "sales", "node-a")
-	require.NoError(t, err)
-	lease := &teatreev1.Lease{Node: "node-a", Epoch: epoch}
-
-	require.Eventually(t, func() bool {
-		l, _, err := catalog.GetLease(ctx, kv, "sales")
-		return err == nil && l == nil
-	}, 10*time.Second, 50*time.Millisecond, "the lease expires without renewal")
-	require.ErrorIs(t, catalog.Fence(ctx, kv, "sales", "node-a", epoch), catalog.ErrLeaseLost)
-
-	epoch2, _, err := catalog.Grant(ctx, kv, "sales", "node-b")
-	require.NoError(t, err, "an expired lease can be granted again")
-	require.Greater(t, epoch2, epoch)
-	_, err = catalog.Renew(ctx, kv, "sales", lease, rev)
-	require.ErrorIs(t, err, catalog.ErrLeaseLost, "the old holder cannot renew")
 }

@@ -20,7 +20,9 @@ type Config struct {
 	DuplicateWindow time.Duration
 	// NotificationMaxAge is how long TT_NTF keeps notifications for replay.
 	NotificationMaxAge time.Duration
-	// LeaseTTL is how long a model's lease outlives its last renewal.
+	// LeaseTTL is how long a model's lease outlives its node's last
+	// heartbeat. Nodes and dispatchers enforce it; tt_owners itself has no
+	// TTL, since leases are written at grant, release and take-back only.
 	LeaseTTL time.Duration
 	// WorkerTTL is how long a node's heartbeat outlives the node.
 	WorkerTTL time.Duration
@@ -172,7 +174,9 @@ func Setup(ctx context.Context, js jetstream.JetStream, cfg Config) error {
 		Description: "model leases: which node holds the read-write connection",
 		Storage:     jetstream.FileStorage,
 		Replicas:    cfg.Replicas,
-		TTL:         cfg.LeaseTTL,
+		// No TTL: a lease holds while its node heartbeats in tt_workers,
+		// and is never rewritten meanwhile. Setup updates a bucket made
+		// with the TTL of old, which expired leases that were not renewed.
 	}, {
 		Bucket:      n.WorkersBucket(),
 		Description: "node heartbeats: capabilities and free slots",

@@ -51,8 +51,8 @@ type Dispatcher struct {
 	mut  jetstream.Stream
 
 	mu sync.Mutex
-	// owners: when each model's lease was last seen written.
-	owners  map[string]time.Time
+	// owners: each model's lease as last seen written.
+	owners  map[string]leaseSeen
 	workers map[string]workerSeen
 	// released carries models whose lease was given up (an idle model),
 	// to be looked at at once: a mutation may have come just before.
@@ -84,7 +84,7 @@ func New(cfg Config, deps Deps) *Dispatcher {
 	if cfg.WorkerTTL <= 0 {
 		cfg.WorkerTTL = natsboot.DefaultWorkerTTL
 	}
-	return &Dispatcher{cfg: cfg, deps: deps, owners: map[string]time.Time{}, workers: map[string]workerSeen{},
+	return &Dispatcher{cfg: cfg, deps: deps, owners: map[string]leaseSeen{}, workers: map[string]workerSeen{},
 		released: make(chan string, 1024), rejected: map[string]time.Time{}}
 }
 
@@ -177,28 +177,6 @@ func (d *Dispatcher) watch(ctx context.Context, kv jetstream.KeyValue, f func(je
 	}
 }
 
-func (d *Dispatcher) onLease(e jetstream.KeyValueEntry) {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	if e.Operation() == jetstream.KeyValuePut && !isRejectLease(e.Value()) {
-		d.owners[e.Key()] = e.Created()
-	} else if e.Operation() == jetstream.KeyValuePut {
-		// A dispatcher holds the model only while it rejects one request:
-		// no owner will apply what comes meanwhile, so the model stays
-		// unowned here and its mutations keep being looked at (handle and
-		// place wait for the release).
-		d.owners[e.Key()] = time.Time{}
-	} else {
-		// A released or revoked lease is stale at once: the next reconcile
-		// places the model if it has mutations waiting.
-		d.owners[e.Key()] = time.Time{}
-		select {
-		case d.released <- e.Key():
-		default: // the next tick looks at it
-		}
-	}
-}
-
 func (d *Dispatcher) onWorker(e jetstream.KeyValueEntry) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
@@ -210,13 +188,12 @@ func (d *Dispatcher) onWorker(e jetstream.KeyValueEntry) {
 	d.workers[e.Key()] = workerSeen{w: w, at: e.Created()}
 }
 
-// hasOwner reports whether model's lease was renewed recently enough to
-// be alive. Expiry removes a lease silently, so age is what tells.
-func (d *Dispatcher) hasOwner(model string) bool {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	at, ok := d.owners[model]
-	return ok && time.Since(at) < d.cfg.LeaseTTL
+// liveLocked reports whether a node heartbeats: its newest heartbeat is
+// younger than the worker TTL, and than the lease TTL, past which the
+// node's leases no longer hold (a lease granted to it would be stale at
+// once).
+func (d *Dispatcher) liveLocked(ws workerSeen) bool {
+	return time.Since(ws.at) < min(d.cfg.WorkerTTL, d.cfg.LeaseTTL)
 }
 
 // handle decides about one mutation from its subject and headers.
@@ -277,9 +254,10 @@ func startFailed(spec *teatreev1.ModelSpec) (due, error) {
 			spec.GetId(), f.GetNode(), f.GetAttempts(), f.GetSince(), f.GetMessage())
 }
 
-// reconcile places models that have mutations waiting but no live lease:
-// their node died after the mutation was dispatched. At start it checks
-// every model; later only those whose lease was seen and has gone stale.
+// reconcile takes back stale leases and places models that have mutations
+// waiting but no live lease: their node died after the mutation was
+// dispatched. At start it checks every model; later only those whose
+// lease was seen and is not a live node's.
 func (d *Dispatcher) reconcile(ctx context.Context, all bool) {
 	var models []string
 	if all {
@@ -293,8 +271,8 @@ func (d *Dispatcher) reconcile(ctx context.Context, all bool) {
 		}
 	} else {
 		d.mu.Lock()
-		for m, at := range d.owners {
-			if time.Since(at) >= d.cfg.LeaseTTL {
+		for m, ls := range d.owners {
+			if !d.ownedLocked(ls) {
 				models = append(models, m)
 			}
 		}
@@ -310,29 +288,37 @@ func (d *Dispatcher) reconcileModels(ctx context.Context, models []string) {
 		if err != nil && ctx.Err() == nil {
 			d.deps.Log.WarnContext(ctx, "reconcile", "model", m, "err", err)
 		}
-		// A stale lease stays listed until its model is settled, so that
-		// the next tick looks at it again; a fresh one is the watcher's.
+		// A lease that is not a live node's stays listed until its model
+		// is settled, so that the next tick looks at it again; a live one
+		// is the watcher's.
 		d.mu.Lock()
 		if settled {
 			delete(d.rejected, m)
 		}
-		at, ok := d.owners[m]
+		ls, ok := d.owners[m]
 		switch {
-		case settled && ok && time.Since(at) >= d.cfg.LeaseTTL:
+		case settled && ok && !d.ownedLocked(ls):
 			delete(d.owners, m)
 		case !settled && !ok:
-			d.owners[m] = time.Time{}
+			d.owners[m] = leaseSeen{}
 		}
 		d.mu.Unlock()
 	}
 }
 
-// reconcileModel places model if it has mutations waiting and no live
-// lease. It reports whether the model is settled: placed, or with nothing
-// to place.
+// reconcileModel takes model's lease back if it is stale, and places the
+// model if it has mutations waiting and no live lease. It reports whether
+// the model is settled: placed, or with nothing to place.
 func (d *Dispatcher) reconcileModel(ctx context.Context, model string) (bool, error) {
 	if d.hasOwner(model) {
 		return true, nil
+	}
+	// Whether or not mutations wait, as a lease used to expire: the next
+	// mutation then places the model at once. A lease that still holds (a
+	// rejection under way, a grant half done) is looked at again at the
+	// next tick.
+	if l, err := d.takeBack(ctx, model); err != nil || l != nil {
+		return false, err
 	}
 	spec, _, err := catalog.GetModel(ctx, d.deps.Models, model)
 	var ae *apierr.Error
@@ -351,11 +337,6 @@ func (d *Dispatcher) reconcileModel(ctx context.Context, model string) (bool, er
 	}
 	if last.Sequence <= max(spec.GetAppliedSeq(), spec.GetCreatedSeq()) {
 		return true, nil
-	}
-	// The server removes an expired lease a little after its TTL; until
-	// it has, a grant fails, so look again at the next tick.
-	if l, _, err := catalog.GetLease(ctx, d.deps.Owners, model); err != nil || l != nil {
-		return false, err
 	}
 	err = d.place(ctx, spec, last.Sequence)
 	switch {

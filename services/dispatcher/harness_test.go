@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"sync"
 	"testing"
 	"time"
 
@@ -100,11 +101,45 @@ func (h *harness) publish(subj, requestID string) uint64 {
 // heartbeat writes a node's heartbeat as a node would.
 func (h *harness) heartbeat(node string, freeSlots int32, capabilities ...string) {
 	h.t.Helper()
+	require.NoError(h.t, h.putWorker(node, freeSlots, capabilities...))
+}
+
+// keepAlive heartbeats as node every LeaseTTL/5, as a live node would,
+// until the returned function is called (the node dies) or the test ends.
+func (h *harness) keepAlive(node string, freeSlots int32, capabilities ...string) (die func()) {
+	h.t.Helper()
+	h.heartbeat(node, freeSlots, capabilities...)
+	stop, stopped := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(stopped)
+		tick := time.NewTicker(h.boot.LeaseTTL / 5)
+		defer tick.Stop()
+		for {
+			select {
+			case <-stop:
+				return
+			case <-tick.C:
+				_ = h.putWorker(node, freeSlots, capabilities...) // no assertion: it may outlive the test
+			}
+		}
+	}()
+	die = sync.OnceFunc(func() {
+		close(stop)
+		<-stopped
+	})
+	h.t.Cleanup(die)
+	return die
+}
+
+// putWorker writes a node's heartbeat, asserting nothing.
+func (h *harness) putWorker(node string, freeSlots int32, capabilities ...string) error {
 	b, err := wire.Marshal(&teatreev1.Worker{Node: node, Capabilities: capabilities, Slots: max(freeSlots, 1),
 		FreeSlots: freeSlots, SeenAt: time.Now().UTC().Format(time.RFC3339Nano)})
-	require.NoError(h.t, err)
+	if err != nil {
+		return err
+	}
 	_, err = h.workers.Put(context.Background(), node, b)
-	require.NoError(h.t, err)
+	return err
 }
 
 // outcome waits for the newest outcomes event of model in TT_EVT.

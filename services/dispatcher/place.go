@@ -65,7 +65,7 @@ func (d *Dispatcher) placeAvoiding(ctx context.Context, spec *teatreev1.ModelSpe
 
 // grant gives the model's lease to node.
 func (d *Dispatcher) grant(ctx context.Context, spec *teatreev1.ModelSpec, node string) error {
-	_, _, err := catalog.Grant(ctx, d.deps.Owners, spec.GetId(), node)
+	_, _, err := d.acquire(ctx, spec.GetId(), node)
 	if errors.Is(err, catalog.ErrLeaseHeld) {
 		return d.heldBy(ctx, spec.GetId())
 	}
@@ -96,7 +96,7 @@ func (d *Dispatcher) capable(needs, avoid []string) []*teatreev1.Worker {
 	defer d.mu.Unlock()
 	var nodes []*teatreev1.Worker
 	for id, ws := range d.workers {
-		if time.Since(ws.at) <= d.cfg.WorkerTTL && ws.w.GetSlots() > 0 && covers(ws.w.GetCapabilities(), needs) && !slices.Contains(avoid, id) {
+		if d.liveLocked(ws) && ws.w.GetSlots() > 0 && covers(ws.w.GetCapabilities(), needs) && !slices.Contains(avoid, id) {
 			nodes = append(nodes, ws.w)
 		}
 	}
@@ -110,7 +110,7 @@ func (d *Dispatcher) pick(needs, avoid []string) string {
 	defer d.mu.Unlock()
 	best, bestFree := "", int32(0)
 	for id, ws := range d.workers {
-		if time.Since(ws.at) > d.cfg.WorkerTTL || ws.w.GetFreeSlots() <= bestFree || !covers(ws.w.GetCapabilities(), needs) || slices.Contains(avoid, id) {
+		if !d.liveLocked(ws) || ws.w.GetFreeSlots() <= bestFree || !covers(ws.w.GetCapabilities(), needs) || slices.Contains(avoid, id) {
 			continue
 		}
 		best, bestFree = id, ws.w.GetFreeSlots()

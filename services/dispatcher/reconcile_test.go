@@ -11,61 +11,46 @@ import (
 	"github.com/teatree-dev/teatree/pkg/natsboot"
 	"github.com/teatree-dev/teatree/pkg/subject"
 	"github.com/teatree-dev/teatree/pkg/wire"
-	teatreev1 "github.com/teatree-dev/teatree/proto/teatree/v1"
 	"github.com/teatree-dev/teatree/services/dispatcher"
 )
 
-// holdLease grants model's lease to node and renews it, as a live node
-// would, until the returned function is called (the node dies).
+// holdLease grants model's lease to node, which heartbeats with no free
+// slot until the returned function is called (the node dies); die returns
+// the lease's revision.
 func holdLease(t *testing.T, h *harness, model, node string) (epoch uint64, die func() uint64) {
 	t.Helper()
-	ctx := context.Background()
-	epoch, rev, err := catalog.Grant(ctx, h.owners, model, node)
+	epoch, rev, err := catalog.Grant(context.Background(), h.owners, model, node)
 	require.NoError(t, err)
-	stop, stopped := make(chan struct{}), make(chan uint64)
-	go func() {
-		tick := time.NewTicker(h.boot.LeaseTTL / 5)
-		defer tick.Stop()
-		for {
-			select {
-			case <-stop:
-				stopped <- rev
-				return
-			case <-tick.C:
-				if next, err := catalog.Renew(ctx, h.owners, model, &teatreev1.Lease{Node: node, Epoch: epoch}, rev); err == nil {
-					rev = next
-				}
-			}
-		}
-	}()
-	var once bool
-	die = func() uint64 {
-		if once {
-			return 0
-		}
-		once = true
-		close(stop)
-		return <-stopped
+	stop := h.keepAlive(node, 0)
+	return epoch, func() uint64 {
+		stop()
+		return rev
 	}
-	t.Cleanup(func() { die() })
-	return epoch, die
 }
 
-func TestExpiredLeaseIsPlacedAgain(t *testing.T) {
+func TestLeaseOfANodeThatStoppedHeartbeatingIsPlacedAgain(t *testing.T) {
 	t.Parallel()
 	h := newHarness(t, natsboot.Config{LeaseTTL: time.Second})
 	h.createModel("sales")
-	h.heartbeat("node-b", 4, "duckdb")
+	h.keepAlive("node-b", 4, "duckdb")
 	epoch, die := holdLease(t, h, "sales", "node-a")
 	h.run(dispatcher.Config{})
 
-	// While node-a renews its lease, a mutation leaves it where it is.
+	// While node-a heartbeats, its lease holds well past a lease TTL after
+	// the grant (reconcile rounds come every LeaseTTL/2), and a mutation
+	// leaves it where it is.
+	require.Eventually(t, func() bool {
+		e, err := h.owners.Get(context.Background(), "sales")
+		return err == nil && time.Since(e.Created()) > 3*h.boot.LeaseTTL
+	}, 10*time.Second, 20*time.Millisecond)
+	require.Equal(t, epoch, h.lease("sales").GetEpoch())
 	seq := h.publish(h.names.Mut("sales", subject.OpSQL), "r1")
 	h.handled(seq)
 	require.Equal(t, "node-a", h.lease("sales").GetNode())
 
-	// node-a dies: its lease expires, and the waiting mutation (beyond the
-	// spec's applied_seq) gets the model placed again with no new message.
+	// node-a dies: its heartbeat lapses, so its lease is taken back, and
+	// the waiting mutation (beyond the spec's applied_seq) gets the model
+	// placed again with no new message.
 	die()
 	l := h.waitLease("sales", "node-b")
 	require.Greater(t, l.GetEpoch(), epoch)
@@ -76,7 +61,7 @@ func TestReleasedLeaseIsPlacedAgain(t *testing.T) {
 	t.Parallel()
 	h := newHarness(t, natsboot.Config{LeaseTTL: time.Second})
 	h.createModel("sales")
-	h.heartbeat("node-b", 4, "duckdb")
+	h.keepAlive("node-b", 4, "duckdb")
 	epoch, die := holdLease(t, h, "sales", "node-a")
 	h.run(dispatcher.Config{})
 
@@ -96,7 +81,7 @@ func TestNothingWaitingIsNotPlacedAgain(t *testing.T) {
 	t.Parallel()
 	h := newHarness(t, natsboot.Config{LeaseTTL: time.Second})
 	spec := h.createModel("sales")
-	h.heartbeat("node-b", 4, "duckdb")
+	h.keepAlive("node-b", 4, "duckdb")
 	_, die := holdLease(t, h, "sales", "node-a")
 	h.run(dispatcher.Config{})
 
@@ -129,6 +114,6 @@ func TestNodeThatJoinsLaterGetsTheModel(t *testing.T) {
 	// Reconcile rounds pass with no node to place the model on.
 	require.Never(t, func() bool { return h.lease("sales") != nil }, time.Second, 50*time.Millisecond)
 
-	h.heartbeat("node-b", 1, "duckdb")
+	h.keepAlive("node-b", 1, "duckdb")
 	h.waitLease("sales", "node-b")
 }

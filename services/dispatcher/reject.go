@@ -25,12 +25,6 @@ const RejectNode = "_dispatcher"
 // of its requests: the message is looked at again once it is released.
 var errRejecting = errors.New("a dispatcher holds the model to reject a request")
 
-// isRejectLease reports whether a tt_owners value is a dispatcher's lease.
-func isRejectLease(b []byte) bool {
-	l, err := catalog.DecodeLease(b)
-	return err == nil && l.GetNode() == RejectNode
-}
-
 // heldBy explains a grant that failed because the lease is held: nil when
 // a node has it (that node applies the model's mutations), errRejecting
 // when a dispatcher has it for a moment.
@@ -62,10 +56,11 @@ type due func(seq uint64, published time.Time) bool
 // got the lease first keeps it and applies the request instead.
 //
 // A dispatcher that dies between the grant and the release leaves its
-// lease to expire after the lease TTL: the model waits that long for a
+// lease behind: it holds for the lease TTL after it was written, then any
+// dispatcher takes it back (see takeBack); the model waits that long for a
 // node, which is no worse than a node dying.
 func (d *Dispatcher) rejectUnavailable(ctx context.Context, model, op string, header nats.Header, seq uint64, isDue due, cause error) error {
-	epoch, rev, err := catalog.Grant(ctx, d.deps.Owners, model, RejectNode)
+	epoch, rev, err := d.acquire(ctx, model, RejectNode)
 	if errors.Is(err, catalog.ErrLeaseHeld) {
 		return d.heldBy(ctx, model)
 	}
@@ -77,7 +72,7 @@ func (d *Dispatcher) rejectUnavailable(ctx context.Context, model, op string, he
 		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 		defer cancel()
 		if err := catalog.Release(rctx, d.deps.Owners, model, rev); err != nil {
-			d.deps.Log.WarnContext(ctx, "release the lease of a rejection; it expires after the lease ttl", "model", model, "err", err)
+			d.deps.Log.WarnContext(ctx, "release the lease of a rejection; it is taken back after the lease ttl", "model", model, "err", err)
 		}
 	}()
 	spec, err := catalog.TakeOver(ctx, d.deps.Models, model, epoch)

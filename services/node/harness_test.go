@@ -19,10 +19,11 @@ import (
 	"github.com/teatree-dev/teatree/pkg/subject"
 	teatreev1 "github.com/teatree-dev/teatree/proto/teatree/v1"
 	"github.com/teatree-dev/teatree/services/node"
+	"github.com/teatree-dev/teatree/services/node/dbmanager"
 )
 
-// leaseTTL is short so that a node renews (and notices a lost lease)
-// every leaseTTL/3.
+// leaseTTL is short so that a node heartbeats every leaseTTL/3, and loses
+// its leases soon after its heartbeats stop.
 const leaseTTL = 2 * time.Second
 
 // harness is an embedded JetStream server with teatree's streams and
@@ -30,6 +31,7 @@ const leaseTTL = 2 * time.Second
 type harness struct {
 	t       *testing.T
 	js      jetstream.JetStream
+	url     string // of the server
 	names   subject.Names
 	models  jetstream.KeyValue
 	owners  jetstream.KeyValue
@@ -39,6 +41,8 @@ type harness struct {
 	blobs   *blob.Dir
 	dir     string
 	logs    *natstest.LogBuffer
+	// manager is the nodes' db-manager configuration.
+	manager dbmanager.Config
 }
 
 func newHarness(t *testing.T) *harness {
@@ -47,7 +51,7 @@ func newHarness(t *testing.T) *harness {
 	env := natstest.Start(t)
 	boot := natsboot.Config{LeaseTTL: leaseTTL}.WithDefaults()
 	require.NoError(t, natsboot.Setup(ctx, env.JS, boot))
-	h := &harness{t: t, js: env.JS, names: boot.Names, dir: t.TempDir(), logs: &natstest.LogBuffer{}}
+	h := &harness{t: t, js: env.JS, url: env.URL, names: boot.Names, dir: t.TempDir(), logs: &natstest.LogBuffer{}}
 	h.models, h.owners, h.workers, h.mut, h.evt = env.Models, env.Owners, env.Workers, env.Mut, env.Evt
 	var err error
 	h.blobs, err = blob.NewDir(t.TempDir())
@@ -59,9 +63,16 @@ func newHarness(t *testing.T) *harness {
 // returns what Run returned; the test's end stops it too.
 func (h *harness) run(id string) (stop func() error) {
 	h.t.Helper()
-	n, err := node.New(node.Config{ID: id, Capabilities: []string{"duckdb"}, Slots: 2, Dir: h.dir,
-		Names: h.names, LeaseTTL: leaseTTL, WorkerTTL: natsboot.DefaultWorkerTTL},
-		node.Deps{JS: h.js, Models: h.models, Owners: h.owners, Workers: h.workers, Blobs: h.blobs,
+	return h.start(id, h.dir, h.workers)
+}
+
+// start runs node id like run, with its files in dir and its heartbeats
+// written through workers.
+func (h *harness) start(id, dir string, workers jetstream.KeyValue) (stop func() error) {
+	h.t.Helper()
+	n, err := node.New(node.Config{ID: id, Capabilities: []string{"duckdb"}, Slots: 2, Dir: dir,
+		Names: h.names, LeaseTTL: leaseTTL, WorkerTTL: natsboot.DefaultWorkerTTL, Manager: h.manager},
+		node.Deps{JS: h.js, Models: h.models, Owners: h.owners, Workers: workers, Blobs: h.blobs,
 			Log: slog.New(slog.NewTextHandler(h.logs, nil))})
 	require.NoError(h.t, err)
 	ctx, cancel := context.WithCancel(context.Background())

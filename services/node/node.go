@@ -1,7 +1,8 @@
 // Package node runs a worker node: it advertises its capabilities and free
 // slots in tt_workers, and runs a db-manager for every model whose lease in
-// tt_owners names it, renewing the lease while the db-manager runs and
-// stopping the db-manager the moment the lease is lost.
+// tt_owners names it. Its heartbeat keeps all its leases valid at once (see
+// heartbeat.go); it stops a db-manager the moment the model's lease is
+// released, taken back or granted to another.
 package node
 
 import (
@@ -19,13 +20,11 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
-	"golang.org/x/sync/errgroup"
 
 	"github.com/teatree-dev/teatree/pkg/blob"
 	"github.com/teatree-dev/teatree/pkg/catalog"
 	"github.com/teatree-dev/teatree/pkg/jsbatch"
 	"github.com/teatree-dev/teatree/pkg/subject"
-	"github.com/teatree-dev/teatree/pkg/wire"
 	teatreev1 "github.com/teatree-dev/teatree/proto/teatree/v1"
 	"github.com/teatree-dev/teatree/services/node/dbmanager"
 )
@@ -47,10 +46,12 @@ type Config struct {
 	Threads      int
 	Publications int
 	// Dir holds the read-write files of the models the node runs.
-	Dir      string
-	Names    subject.Names
+	Dir   string
+	Names subject.Names
+	// LeaseTTL is how long the node's leases outlive its last heartbeat.
 	LeaseTTL time.Duration
-	// WorkerTTL is the heartbeat bucket's TTL; heartbeats come 3 times in it.
+	// WorkerTTL is the heartbeat bucket's TTL. The node heartbeats 3 times
+	// in the shorter of the two.
 	WorkerTTL time.Duration
 	// Manager is the template of every db-manager's configuration.
 	Manager dbmanager.Config
@@ -111,13 +112,17 @@ type Node struct {
 	// gone): a new db-manager of the model waits for it, the event loop
 	// never does.
 	stopping map[string]<-chan struct{}
-	wg       sync.WaitGroup
+	// beat is when the newest successful heartbeat was sent; lapse is set
+	// when one came a ttl or more after the one before.
+	beat  time.Time
+	lapse bool
+	wg    sync.WaitGroup
 }
 
 // hosted is a model whose db-manager runs on this node.
 type hosted struct {
 	lease  *teatreev1.Lease
-	rev    uint64 // the lease's KV revision to renew from
+	rev    uint64 // the lease's KV revision to release it from
 	cancel context.CancelFunc
 	done   chan struct{}
 	// prev closes once the model's previous db-manager on this node has
@@ -153,7 +158,8 @@ func (n *Node) Run(ctx context.Context, ready func()) error {
 	if err != nil {
 		return fmt.Errorf("watch leases: %w", err)
 	}
-	defer leases.Stop()
+	defer func() { leases.Stop() }()
+	ready = sync.OnceFunc(ready) // a watch started again after a lapse ends its initial leases too
 	specs, err := n.deps.Models.WatchAll(ctx, jetstream.UpdatesOnly())
 	if err != nil {
 		return fmt.Errorf("watch models: %w", err)
@@ -174,7 +180,7 @@ func (n *Node) Run(ctx context.Context, ready func()) error {
 	defer evict.Unsubscribe()
 	defer n.stopAll()
 
-	tick := time.NewTicker(min(n.cfg.LeaseTTL, n.cfg.WorkerTTL) / 3)
+	tick := time.NewTicker(n.ttl() / 3)
 	defer tick.Stop()
 	for {
 		select {
@@ -197,36 +203,56 @@ func (n *Node) Run(ctx context.Context, ready func()) error {
 				n.onDelete(ctx, e.Key())
 			}
 		case <-tick.C:
-			n.renew(ctx)
+			if n.live() != nil {
+				n.dropAll(ctx)
+			}
 			if err := n.heartbeat(ctx); err != nil {
 				n.log.WarnContext(ctx, "heartbeat", "err", err)
+				continue
+			}
+			if n.resumed() {
+				// Live again after a lapse: the leases that still name this
+				// node at their epoch are its own, as after a restart. A new
+				// watch starts from every lease as it is now.
+				leases.Stop()
+				if leases, err = n.deps.Owners.WatchAll(ctx); err != nil {
+					return fmt.Errorf("watch leases: %w", err)
+				}
 			}
 		}
 	}
 }
 
-// onLease starts a db-manager for a lease granted to this node.
+// onLease starts a db-manager for a lease granted to this node, and stops
+// the db-manager of a lease this node lost: released (by someone else),
+// taken back, or granted to another.
 func (n *Node) onLease(ctx context.Context, e jetstream.KeyValueEntry) {
-	if e.Operation() != jetstream.KeyValuePut {
-		return
-	}
-	l, err := catalog.DecodeLease(e.Value())
-	if err != nil || l.GetNode() != n.cfg.ID || l.GetEpoch() == 0 {
-		return
-	}
 	model := e.Key()
+	var l *teatreev1.Lease
+	if e.Operation() == jetstream.KeyValuePut {
+		var err error
+		if l, err = catalog.DecodeLease(e.Value()); err != nil {
+			return
+		}
+	}
+	mine := l.GetNode() == n.cfg.ID && l.GetEpoch() != 0
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	if h := n.models[model]; h != nil {
-		if h.lease.GetEpoch() == l.GetEpoch() {
+		if mine && h.lease.GetEpoch() == l.GetEpoch() {
 			h.rev = max(h.rev, e.Revision())
 			return
 		}
-		// The old lease ended and this node was granted a new one before
-		// it noticed: nobody else would renew the new lease. The old
-		// db-manager must be gone before the new one opens the file: the
-		// new one waits for it (see stopping).
+		// The old db-manager must be gone before a new one opens the
+		// file: the new one waits for it (see stopping).
+		n.log.WarnContext(ctx, "lease lost; stopping db-manager", "model", model, "epoch", h.lease.GetEpoch())
 		n.detachLocked(model, h)
+	}
+	if !mine || n.liveLocked() != nil {
+		// Not this node's; or granted while its heartbeat lapsed: the
+		// watch started again after the next heartbeat starts it, if the
+		// lease is still this node's then.
+		return
 	}
 	mctx, cancel := context.WithCancel(ctx)
 	h := &hosted{lease: l, rev: e.Revision(), cancel: cancel, done: make(chan struct{}),
@@ -321,6 +347,9 @@ func (n *Node) runManager(ctx context.Context, model string, h *hosted) error {
 	m := dbmanager.New(cfg, dbmanager.Deps{
 		JS: n.deps.JS, Models: n.deps.Models, Pins: n.deps.Pins, Blobs: n.deps.Blobs, Log: n.deps.Log,
 		Fence: func(ctx context.Context) error {
+			if err := n.live(); err != nil {
+				return fmt.Errorf("model %s at epoch %d: %w", model, epoch, err)
+			}
 			return catalog.Fence(ctx, n.deps.Owners, model, n.cfg.ID, epoch)
 		},
 	})
@@ -334,17 +363,10 @@ func (n *Node) unload(ctx context.Context, model string, h *hosted) {
 	if !ok {
 		return
 	}
-	err := catalog.Release(ctx, n.deps.Owners, model, rev)
-	if err != nil {
-		// A renewal may have raced the unload: release the lease as it is
-		// now, if it is still this one.
-		var l *teatreev1.Lease
-		if l, rev, err = catalog.GetLease(ctx, n.deps.Owners, model); err == nil && l != nil && l.GetNode() == n.cfg.ID && l.GetEpoch() == h.lease.GetEpoch() {
-			err = catalog.Release(ctx, n.deps.Owners, model, rev)
-		}
-	}
-	if err != nil {
-		n.log.WarnContext(ctx, "release lease of idle model; it expires instead", "model", model, "err", err)
+	if err := catalog.Release(ctx, n.deps.Owners, model, rev); err != nil {
+		// Taken back or granted to another meanwhile: it is not this
+		// node's to release any more.
+		n.log.WarnContext(ctx, "release lease of idle model", "model", model, "err", err)
 		return
 	}
 	n.log.InfoContext(ctx, "unloaded idle model", "model", model)
@@ -419,45 +441,6 @@ func (n *Node) forget(model string, h *hosted) (rev uint64, ok bool) {
 	return h.rev, true
 }
 
-// renewConcurrency bounds the lease renewals in flight at once.
-const renewConcurrency = 64
-
-// renew extends every lease this node holds and stops the db-manager of
-// any it has lost.
-func (n *Node) renew(ctx context.Context) {
-	// Renew without the lock: a slow KV must not hold up the rest.
-	n.mu.Lock()
-	held := make(map[string]*hosted, len(n.models))
-	revs := make(map[string]uint64, len(n.models))
-	for model, h := range n.models {
-		held[model], revs[model] = h, h.rev
-	}
-	n.mu.Unlock()
-	// Concurrently: one round trip after another, a node with a thousand
-	// models takes longer than the TTL to renew them all under load.
-	var g errgroup.Group
-	g.SetLimit(renewConcurrency)
-	for model, h := range held {
-		g.Go(func() error {
-			rev, err := catalog.Renew(ctx, n.deps.Owners, model, h.lease, revs[model])
-			n.mu.Lock()
-			defer n.mu.Unlock()
-			switch {
-			case n.models[model] != h: // stopped or replaced meanwhile
-			case errors.Is(err, catalog.ErrLeaseLost):
-				n.log.WarnContext(ctx, "lease lost; stopping db-manager", "model", model)
-				n.detachLocked(model, h)
-			case err != nil:
-				n.log.WarnContext(ctx, "renew lease", "model", model, "err", err)
-			default:
-				h.rev = max(h.rev, rev)
-			}
-			return nil
-		})
-	}
-	_ = g.Wait()
-}
-
 // onDelete stops a deleted model and removes its files.
 func (n *Node) onDelete(ctx context.Context, model string) {
 	n.mu.Lock()
@@ -528,21 +511,4 @@ func (n *Node) stopAll() {
 		}
 	}
 	n.wg.Wait()
-}
-
-func (n *Node) heartbeat(ctx context.Context) error {
-	n.mu.Lock()
-	free := n.cfg.Slots - len(n.models)
-	n.mu.Unlock()
-	b, err := wire.Marshal(&teatreev1.Worker{
-		Node: n.cfg.ID, Capabilities: n.cfg.Capabilities, Slots: int32(n.cfg.Slots),
-		FreeSlots: int32(free), SeenAt: time.Now().UTC().Format(time.RFC3339Nano),
-	})
-	if err != nil {
-		return err
-	}
-	if _, err := n.deps.Workers.Put(ctx, n.cfg.ID, b); err != nil {
-		return fmt.Errorf("heartbeat: %w", err)
-	}
-	return nil
 }

@@ -23,7 +23,7 @@ func TestRevokedLeaseStopsTheDBManager(t *testing.T) {
 	h.publishSQL("sales", "r1", "create table t (x int)")
 	require.Equal(t, subject.StatusApplied, h.outcome("sales", "r1").GetStatus())
 
-	// Revoked: the next renewal fails, which stops the db-manager.
+	// Revoked: the node sees the lease go, which stops the db-manager.
 	require.NoError(t, h.owners.Delete(ctx, "sales"))
 	require.Eventually(t, func() bool { return strings.Contains(h.logs.String(), "lease lost; stopping db-manager") },
 		10*time.Second, 20*time.Millisecond, "logs:\n%s", h.logs)
@@ -31,8 +31,8 @@ func TestRevokedLeaseStopsTheDBManager(t *testing.T) {
 	require.Never(t, func() bool { return h.findOutcome("sales", "r2") != nil }, 1500*time.Millisecond, 50*time.Millisecond,
 		"a mutation is applied without the lease")
 
-	// The failed renewal is not fatal: the node still heartbeats, and a
-	// new lease starts a new db-manager that applies what waited.
+	// The lost lease is not fatal: the node still heartbeats, and a new
+	// lease starts a new db-manager that applies what waited.
 	hb, err := h.workers.Get(ctx, "node-a")
 	require.NoError(t, err)
 	require.Eventually(t, func() bool {
@@ -54,18 +54,13 @@ func TestLeaseGrantedAgainRunsUnderTheNewEpoch(t *testing.T) {
 	h.publishSQL("sales", "r1", "create table t (x int)")
 	require.Equal(t, subject.StatusApplied, h.outcome("sales", "r1").GetStatus())
 
-	// The lease ends and is granted to the same node again before the
-	// node's next renewal (a pause longer than the lease TTL, say).
+	// The lease is taken back and granted to the same node again.
 	require.NoError(t, h.owners.Delete(ctx, "sales"))
-	epoch2, rev, err := catalog.Grant(ctx, h.owners, "sales", "node-a")
+	epoch2, _, err := catalog.Grant(ctx, h.owners, "sales", "node-a")
 	require.NoError(t, err)
 	require.Greater(t, epoch2, epoch)
 
-	// The node renews the new lease and runs under it.
-	require.Eventually(t, func() bool {
-		l, r, err := catalog.GetLease(ctx, h.owners, "sales")
-		return err == nil && l.GetEpoch() == epoch2 && r > rev
-	}, 10*time.Second, 20*time.Millisecond, "the new lease is not renewed; logs:\n%s", h.logs)
+	// The node runs under the new lease.
 	require.Eventually(t, func() bool { return strings.Contains(h.logs.String(), fmt.Sprintf("epoch=%d applied_seq=", epoch2)) },
 		10*time.Second, 20*time.Millisecond, "no db-manager at epoch %d; logs:\n%s", epoch2, h.logs)
 	h.publishSQL("sales", "r2", "insert into t values (1)")
