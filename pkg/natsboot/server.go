@@ -64,6 +64,11 @@ func StartServer(cfg ServerConfig) (*server.Server, error) {
 		SyncInterval: cfg.SyncInterval,
 		MaxPayload:   cfg.MaxPayload,
 		NoSigs:       true,
+		// nats-server caps consumers per stream at 1,000 unless the stream
+		// or the account says otherwise. TT_MUT says so itself (see
+		// MaxModelConsumers); readers of TT_NTF (SSE, late subscribers)
+		// hold one each, so the embedded server has no such cap.
+		JetStreamLimits: server.JSLimitOpts{DefaultMaxConsumers: -1},
 	}
 	s, err := server.NewServer(opts)
 	if err != nil {
