@@ -21,7 +21,7 @@ func (s *snapshotter) collect(ctx context.Context, spec *teatreev1.ModelSpec) er
 	if keep == 0 {
 		keep = DefaultKeep
 	}
-	dirs, err := s.m.deps.Blobs.List(ctx, blob.ModelPrefix(s.m.cfg.Model))
+	dirs, err := s.p.blobs.List(ctx, blob.ModelPrefix(s.p.model))
 	if err != nil {
 		return err
 	}
@@ -35,7 +35,7 @@ func (s *snapshotter) collect(ctx context.Context, spec *teatreev1.ModelSpec) er
 		case slices.Contains(spec.GetAbandonedVersions(), v):
 			// Never visible; a stale holder may write it again, and the
 			// next collection deletes it again.
-			errs = append(errs, s.m.deps.Blobs.DeleteAll(ctx, blob.VersionPrefix(s.m.cfg.Model, v)))
+			errs = append(errs, s.p.blobs.DeleteAll(ctx, blob.VersionPrefix(s.p.model, v)))
 			continue
 		case v > newest:
 			continue // reserved, not yet published
@@ -45,14 +45,14 @@ func (s *snapshotter) collect(ctx context.Context, spec *teatreev1.ModelSpec) er
 			}
 			continue
 		}
-		if s.m.deps.Pins != nil {
-			pinned, err := catalog.Pinned(ctx, s.m.deps.Pins, s.m.cfg.Model, v)
+		if s.p.pins != nil {
+			pinned, err := catalog.Pinned(ctx, s.p.pins, s.p.model, v)
 			if err != nil || pinned {
 				errs = append(errs, err) // a reader has it: collect it later
 				continue
 			}
 		}
-		errs = append(errs, s.m.deps.Blobs.DeleteAll(ctx, blob.VersionPrefix(s.m.cfg.Model, v)))
+		errs = append(errs, s.p.blobs.DeleteAll(ctx, blob.VersionPrefix(s.p.model, v)))
 	}
 	if oldestKept > 0 {
 		errs = append(errs, s.purgeTo(ctx, oldestKept))

@@ -16,7 +16,7 @@ import (
 // model's own DuckDB instance, not a new one per version.
 func (s *snapshotter) writeTables(ctx context.Context, st *staged, version uint64, prev *teatreev1.Manifest) ([]*teatreev1.TableManifest, error) {
 	dctx := noInterrupt(ctx)
-	m := s.m
+	p := s.p
 	db := st.export
 	names, err := userTables(dctx, db)
 	if err != nil {
@@ -38,12 +38,12 @@ func (s *snapshotter) writeTables(ctx context.Context, st *staged, version uint6
 			continue
 		}
 		file := blob.ParquetFile(name)
-		key := blob.Key(m.cfg.Model, version, file)
-		if p, ok := prevTables[name]; ok && p.GetParquet() != nil && st.tables != nil && !st.tables[name] {
-			if err := m.deps.Blobs.Link(ctx, blob.Key(m.cfg.Model, prev.GetVersion(), file), key); err != nil {
+		key := blob.Key(p.model, version, file)
+		if old, ok := prevTables[name]; ok && old.GetParquet() != nil && st.tables != nil && !st.tables[name] {
+			if err := p.blobs.Link(ctx, blob.Key(p.model, prev.GetVersion(), file), key); err != nil {
 				return nil, err
 			}
-			tm.Parquet = p.GetParquet()
+			tm.Parquet = old.GetParquet()
 			continue
 		}
 		local := st.path + "." + file
@@ -53,7 +53,7 @@ func (s *snapshotter) writeTables(ctx context.Context, st *staged, version uint6
 		if tm.Parquet, err = fileRef(local, file); err != nil {
 			return nil, err
 		}
-		if err := m.deps.Blobs.PutFile(ctx, key, local); err != nil {
+		if err := p.blobs.PutFile(ctx, key, local); err != nil {
 			os.Remove(local)
 			return nil, err
 		}

@@ -17,11 +17,11 @@ import (
 // A holder that lost the model (paused, partitioned) keeps applying to its
 // own file at worst; nothing it does becomes visible.
 
-// lostError is what Run returns once a newer holder has the model: the
+// leaseLost is what Run returns once a newer holder has the model: the
 // lease is lost, whatever tt_owners says yet. It matches both
 // catalog.ErrLeaseLost and catalog.ErrStale.
-func (m *Manager) lostError(err error) error {
-	return fmt.Errorf("model %s at epoch %d: %w: %w", m.cfg.Model, m.cfg.Epoch, catalog.ErrLeaseLost, err)
+func leaseLost(model string, epoch uint64, err error) error {
+	return fmt.Errorf("model %s at epoch %d: %w: %w", model, epoch, catalog.ErrLeaseLost, err)
 }
 
 // takeOver makes the manager's epoch the model's writer epoch and adopts
@@ -30,7 +30,7 @@ func (m *Manager) lostError(err error) error {
 func (m *Manager) takeOver(ctx context.Context) error {
 	spec, err := catalog.TakeOver(ctx, m.deps.Models, m.cfg.Model, m.cfg.Epoch)
 	if errors.Is(err, catalog.ErrStale) {
-		return m.lostError(err)
+		return leaseLost(m.cfg.Model, m.cfg.Epoch, err)
 	}
 	if err != nil {
 		return fmt.Errorf("take over %s: %w", m.cfg.Model, err)
@@ -57,13 +57,13 @@ func (s *snapshotter) purgeLog(ctx context.Context, seq uint64) error {
 	if seq <= s.purged {
 		return nil
 	}
-	names := s.m.cfg.Names
-	stream, err := s.m.deps.JS.Stream(ctx, names.MutStream())
+	names := s.p.names
+	stream, err := s.p.js.Stream(ctx, names.MutStream())
 	if err != nil {
-		return fmt.Errorf("purge log of %s to %d: %w", s.m.cfg.Model, seq, err)
+		return fmt.Errorf("purge log of %s to %d: %w", s.p.model, seq, err)
 	}
-	if err := stream.Purge(ctx, jetstream.WithPurgeSubject(names.MutModel(s.m.cfg.Model)), jetstream.WithPurgeSequence(seq+1)); err != nil {
-		return fmt.Errorf("purge log of %s to %d: %w", s.m.cfg.Model, seq, err)
+	if err := stream.Purge(ctx, jetstream.WithPurgeSubject(names.MutModel(s.p.model)), jetstream.WithPurgeSequence(seq+1)); err != nil {
+		return fmt.Errorf("purge log of %s to %d: %w", s.p.model, seq, err)
 	}
 	s.purged = seq
 	return nil

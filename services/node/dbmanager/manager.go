@@ -142,7 +142,11 @@ func New(cfg Config, deps Deps) *Manager {
 	cfg.setDefaults()
 	log := deps.Log.With("model", cfg.Model, "epoch", cfg.Epoch)
 	m := &Manager{cfg: cfg, deps: deps, log: log}
-	m.snap = newSnapshotter(m, cfg.Spec.GetAppliedSeq())
+	m.snap = newSnapshotter(publication{
+		model: cfg.Model, epoch: cfg.Epoch, names: cfg.Names, blobs: deps.Blobs, models: deps.Models, pins: deps.Pins, js: deps.JS,
+		fence: deps.Fence, publishEvent: m.publishEvent, budget: cfg.Budget, log: log,
+		beforeExport: cfg.beforeExport, beforeCommit: cfg.beforeCommit,
+	}, cfg.Spec.GetAppliedSeq())
 	return m
 }
 

@@ -8,11 +8,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/teatree-dev/teatree/pkg/blob"
 	"github.com/teatree-dev/teatree/pkg/catalog"
@@ -24,7 +26,7 @@ import (
 // snapshotter publishes staged states one at a time, off the writer's path:
 // Parquet, checksums and uploads do not hold up mutations.
 type snapshotter struct {
-	m       *Manager
+	p       publication
 	mu      sync.Mutex
 	running bool
 	// pending carries tables changed by a staged copy whose publication
@@ -45,8 +47,31 @@ type snapshotter struct {
 	wg     sync.WaitGroup
 }
 
-func newSnapshotter(m *Manager, published uint64) *snapshotter {
-	return &snapshotter{m: m, published: published}
+// publication is what the snapshotter needs of its manager, and nothing
+// more: the model and epoch it publishes under, where versions go, how it
+// announces them, and the node's budget it publishes within.
+type publication struct {
+	model string
+	epoch uint64
+	names subject.Names
+	blobs Blobs
+	// models is tt_models: versions are reserved and committed there.
+	models jetstream.KeyValue
+	// pins is tt_pins (nil: collect without looking); js purges TT_MUT.
+	pins jetstream.KeyValue
+	js   jetstream.JetStream
+	// fence returns nil while the manager's lease is still held.
+	fence        func(context.Context) error
+	publishEvent func(context.Context, *nats.Msg) error
+	budget       *Budget
+	log          *slog.Logger
+	// Test hooks: see Config.
+	beforeExport func(appliedSeq uint64)
+	beforeCommit func(version uint64)
+}
+
+func newSnapshotter(p publication, published uint64) *snapshotter {
+	return &snapshotter{p: p, published: published}
 }
 
 // publishedSeq is the applied sequence of the newest version known out.
@@ -108,8 +133,8 @@ func (s *snapshotter) start(ctx context.Context, st *staged) {
 			s.published = max(s.published, st.appliedSeq)
 		}
 		if errors.Is(err, catalog.ErrStale) {
-			s.lost = s.m.lostError(err)
-			s.m.log.WarnContext(ctx, "a newer holder has the model: giving up", "applied_seq", st.appliedSeq, "err", err)
+			s.lost = leaseLost(s.p.model, s.p.epoch, err)
+			s.p.log.WarnContext(ctx, "a newer holder has the model: giving up", "applied_seq", st.appliedSeq, "err", err)
 			return
 		}
 		if err != nil {
@@ -119,7 +144,7 @@ func (s *snapshotter) start(ctx context.Context, st *staged) {
 				s.pending = st.tables
 			}
 			if ctx.Err() == nil {
-				s.m.log.WarnContext(ctx, "publish snapshot", "applied_seq", st.appliedSeq, "err", err)
+				s.p.log.WarnContext(ctx, "publish snapshot", "applied_seq", st.appliedSeq, "err", err)
 			}
 		}
 	}()
@@ -133,9 +158,9 @@ func (s *snapshotter) start(ctx context.Context, st *staged) {
 // compare-and-set that fails for a holder that lost the model, is what
 // makes it visible.
 func (s *snapshotter) publish(ctx context.Context, st *staged) error {
-	m := s.m
-	model := m.cfg.Model
-	spec, _, err := catalog.GetModel(ctx, m.deps.Models, model)
+	p := s.p
+	model := p.model
+	spec, _, err := catalog.GetModel(ctx, p.models, model)
 	if err != nil {
 		return fmt.Errorf("read catalog: %w", err)
 	}
@@ -145,12 +170,12 @@ func (s *snapshotter) publish(ctx context.Context, st *staged) error {
 		// keeps a second announcement single).
 		return s.announce(ctx, spec.GetVersion())
 	}
-	if err := m.deps.Fence(ctx); err != nil {
+	if err := p.fence(ctx); err != nil {
 		return err
 	}
 	version := s.reserved
 	if version == 0 {
-		if version, err = catalog.ReserveVersion(ctx, m.deps.Models, model, m.cfg.Epoch); err != nil {
+		if version, err = catalog.ReserveVersion(ctx, p.models, model, p.epoch); err != nil {
 			return err
 		}
 		s.reserved = version
@@ -162,17 +187,17 @@ func (s *snapshotter) publish(ctx context.Context, st *staged) error {
 		}
 	}
 	man := &teatreev1.Manifest{
-		Model: model, Version: version, AppliedSeq: st.appliedSeq, LeaseEpoch: m.cfg.Epoch,
+		Model: model, Version: version, AppliedSeq: st.appliedSeq, LeaseEpoch: p.epoch,
 		CreatedAt: time.Now().UTC().Format(time.RFC3339Nano),
 	}
-	if m.cfg.beforeExport != nil {
-		m.cfg.beforeExport(st.appliedSeq)
+	if p.beforeExport != nil {
+		p.beforeExport(st.appliedSeq)
 	}
-	if err := m.cfg.Budget.startWork(ctx); err != nil {
+	if err := p.budget.startWork(ctx); err != nil {
 		return err
 	}
 	man.Tables, err = s.writeTables(ctx, st, version, prev)
-	m.cfg.Budget.endWork()
+	p.budget.endWork()
 	if err != nil {
 		return err
 	}
@@ -180,20 +205,20 @@ func (s *snapshotter) publish(ctx context.Context, st *staged) error {
 	if err != nil {
 		return err
 	}
-	if err := m.deps.Blobs.PutFile(ctx, blob.Key(model, version, blob.DuckDBFile), st.path); err != nil {
+	if err := p.blobs.PutFile(ctx, blob.Key(model, version, blob.DuckDBFile), st.path); err != nil {
 		return err
 	}
 	manifest, err := wire.Marshal(man)
 	if err != nil {
 		return err
 	}
-	if _, err := m.deps.Blobs.Put(ctx, blob.Key(model, version, blob.ManifestFile), bytes.NewReader(manifest)); err != nil {
+	if _, err := p.blobs.Put(ctx, blob.Key(model, version, blob.ManifestFile), bytes.NewReader(manifest)); err != nil {
 		return err
 	}
-	if m.cfg.beforeCommit != nil {
-		m.cfg.beforeCommit(version)
+	if p.beforeCommit != nil {
+		p.beforeCommit(version)
 	}
-	spec, err = catalog.CommitVersion(ctx, m.deps.Models, model, m.cfg.Epoch, version, st.appliedSeq)
+	spec, err = catalog.CommitVersion(ctx, p.models, model, p.epoch, version, st.appliedSeq)
 	if err != nil {
 		return fmt.Errorf("commit version %d: %w", version, err)
 	}
@@ -201,11 +226,11 @@ func (s *snapshotter) publish(ctx context.Context, st *staged) error {
 	if err := s.publishEvent(ctx, version, manifest); err != nil {
 		return err
 	}
-	m.log.InfoContext(ctx, "published snapshot", "version", version, "applied_seq", st.appliedSeq)
+	p.log.InfoContext(ctx, "published snapshot", "version", version, "applied_seq", st.appliedSeq)
 	// The version is out: failing to collect old ones is no reason to
 	// publish it again, only to try collecting next time.
 	if err := s.collect(ctx, spec); err != nil {
-		m.log.WarnContext(ctx, "collect old versions", "err", err)
+		p.log.WarnContext(ctx, "collect old versions", "err", err)
 	}
 	return nil
 }
@@ -215,7 +240,7 @@ func (s *snapshotter) announce(ctx context.Context, version uint64) error {
 	if version == 0 {
 		return nil
 	}
-	manifest, err := s.m.deps.Blobs.Get(ctx, blob.Key(s.m.cfg.Model, version, blob.ManifestFile))
+	manifest, err := s.p.blobs.Get(ctx, blob.Key(s.p.model, version, blob.ManifestFile))
 	if err != nil {
 		return fmt.Errorf("read manifest of version %d: %w", version, err)
 	}
@@ -223,10 +248,10 @@ func (s *snapshotter) announce(ctx context.Context, version uint64) error {
 }
 
 func (s *snapshotter) publishEvent(ctx context.Context, version uint64, manifest []byte) error {
-	msg := nats.NewMsg(s.m.cfg.Names.Evt(s.m.cfg.Model, subject.EventSnapshot))
+	msg := nats.NewMsg(s.p.names.Evt(s.p.model, subject.EventSnapshot))
 	msg.Data = manifest
-	msg.Header.Set(subject.HeaderMsgID, subject.SnapshotMsgID(s.m.cfg.Model, version))
-	if err := s.m.publishEvent(ctx, msg); err != nil {
+	msg.Header.Set(subject.HeaderMsgID, subject.SnapshotMsgID(s.p.model, version))
+	if err := s.p.publishEvent(ctx, msg); err != nil {
 		return fmt.Errorf("announce version %d: %w", version, err)
 	}
 	return nil
@@ -234,7 +259,7 @@ func (s *snapshotter) publishEvent(ctx context.Context, version uint64, manifest
 
 // manifest reads the manifest of one of the model's versions.
 func (s *snapshotter) manifest(ctx context.Context, version uint64) (*teatreev1.Manifest, error) {
-	b, err := s.m.deps.Blobs.Get(ctx, blob.Key(s.m.cfg.Model, version, blob.ManifestFile))
+	b, err := s.p.blobs.Get(ctx, blob.Key(s.p.model, version, blob.ManifestFile))
 	if err != nil {
 		return nil, fmt.Errorf("read manifest of version %d: %w", version, err)
 	}
