@@ -144,7 +144,7 @@ func sizesFor(quick bool) sizes {
 	}
 	return sizes{ingestRows: 5_000_000, smallRequests: 40_000, manyRequests: 20_000, manyModels: 1_000, loadFor: 8 * time.Second,
 		coldModels: 200, snapshotMB: []int{100, 1000}, queryFor: 5 * time.Second, largeRows: 5_000_000, idleModels: 10_000,
-		slotModels: 10_000, slots: 500, slotPhase: 6 * time.Minute, maxPhase: 60 * time.Second}
+		slotModels: 10_000, slots: 500, slotPhase: 10 * time.Minute, maxPhase: 60 * time.Second}
 }
 
 // Run runs the suite and writes its outputs; the report is returned even
