@@ -13,22 +13,15 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/teatree-dev/teatree/pkg/jsbatch"
-	"github.com/teatree-dev/teatree/pkg/natsboot"
+	"github.com/teatree-dev/teatree/pkg/natsboot/natstest"
 )
 
 func stream(t *testing.T) (jetstream.JetStream, jetstream.Stream) {
 	t.Helper()
-	s, err := natsboot.StartServer(natsboot.ServerConfig{Addr: "127.0.0.1:0", StoreDir: t.TempDir()})
+	env := natstest.Start(t)
+	st, err := env.JS.CreateStream(context.Background(), jetstream.StreamConfig{Name: "T", Subjects: []string{"t.>"}, AllowAtomicPublish: true})
 	require.NoError(t, err)
-	t.Cleanup(s.Shutdown)
-	nc, err := nats.Connect(s.ClientURL())
-	require.NoError(t, err)
-	t.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
-	require.NoError(t, err)
-	st, err := js.CreateStream(context.Background(), jetstream.StreamConfig{Name: "T", Subjects: []string{"t.>"}, AllowAtomicPublish: true})
-	require.NoError(t, err)
-	return js, st
+	return env.JS, st
 }
 
 // first is a message written only where its subject has none yet.

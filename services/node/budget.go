@@ -13,6 +13,10 @@ import (
 // JSON reader, which NDJSON appends go through, allocates 32 MiB buffers.
 const minModelMemory = 64 << 20
 
+// workPerThread is how many models may run DuckDB work at once per thread
+// of the node's budget.
+const workPerThread = 8
+
 // shares is how the node's resources are shared among its models.
 type shares struct {
 	// limit is each model's DuckDB memory limit, in bytes.
@@ -25,18 +29,22 @@ type shares struct {
 // writers together) gives each model a limit of Memory/Slots, at least
 // minModelMemory; when that is more than an equal share, only Memory/limit
 // models work at once (an open model between batches holds little), so
-// their DuckDB memory together stays within Memory. Threads are divided by
-// Slots, at least one each.
+// their DuckDB memory together stays within Memory, and never more than
+// workPerThread per thread. Threads are divided by Slots, at least one
+// each.
 func (c Config) shares() shares {
 	mem := c.Memory
 	if mem <= 0 {
 		mem = physicalMemory() / 2
 	}
 	s := shares{limit: max(mem/int64(c.Slots), minModelMemory), threads: c.Threads, publications: c.Publications}
-	s.work = int(max(1, mem/s.limit))
 	if s.threads <= 0 {
 		s.threads = runtime.NumCPU()
 	}
+	// Work at once is bounded by the threads too: 188 models applying at
+	// once on 2 cores gave each so little CPU that small requests ran past
+	// their deadlines; a request's deadline starts once its model works.
+	s.work = int(min(max(1, mem/s.limit), int64(workPerThread*s.threads)))
 	s.threads = max(1, s.threads/c.Slots)
 	if s.publications <= 0 {
 		s.publications = runtime.NumCPU()

@@ -22,3 +22,11 @@ func TestSharesTooSmallBoundWork(t *testing.T) {
 	s := Config{Slots: 1000, Memory: 640 << 20, Threads: 2, Publications: 2}.shares()
 	require.Equal(t, shares{limit: minModelMemory, work: 10, threads: 1, publications: 2}, s)
 }
+
+// However much memory there is, models work at once only a few per thread:
+// more leave each so little CPU that small requests run past their
+// deadlines.
+func TestSharesBoundWorkByThreads(t *testing.T) {
+	s := Config{Slots: 500, Memory: 64 << 30, Threads: 2, Publications: 2}.shares()
+	require.Equal(t, 2*workPerThread, s.work)
+}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
-	"log/slog"
 	"path/filepath"
 	"strconv"
 	"testing"
@@ -17,7 +16,6 @@ import (
 
 	"github.com/teatree-dev/teatree/pkg/catalog"
 	"github.com/teatree-dev/teatree/pkg/natsboot"
-	"github.com/teatree-dev/teatree/pkg/natsboot/natstest"
 	"github.com/teatree-dev/teatree/pkg/subject"
 	teatreev1 "github.com/teatree-dev/teatree/proto/teatree/v1"
 	"github.com/teatree-dev/teatree/services/node"
@@ -45,45 +43,16 @@ func TestMoreModelsThanConsumerLimit(t *testing.T) {
 // after round r-1 of every model), and checks every request's one
 // notification and the rows in every model file.
 func manyModels(t *testing.T, models, slots, rounds int) {
-	ctx, cancel := context.WithCancel(context.Background())
+	ctx := context.Background()
 	data := t.TempDir()
-	logs := &natstest.LogBuffer{}
-	ready := make(chan stack.Ready, 1)
-	done := make(chan error, 1)
-	go func() {
-		done <- stack.Run(ctx, stack.Config{
-			Services: []string{stack.Dispatcher, stack.Notifier, stack.Node},
-			Embedded: natsboot.ServerConfig{Addr: "127.0.0.1:0"},
-			Boot:     natsboot.Config{LeaseTTL: 2 * time.Second},
-			Data:     data,
-			Node:     node.Config{ID: "n1", Capabilities: []string{"duckdb"}, Slots: slots, Memory: 4 << 30, Threads: 1},
-			Manager:  dbmanager.Config{IdleTimeout: time.Hour},
-			Log:      slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelInfo})),
-			OnReady:  func(r stack.Ready) { ready <- r },
-		})
-	}()
-	stopped := false
-	stop := func() {
-		if !stopped {
-			stopped = true
-			cancel()
-			require.NoError(t, <-done)
-		}
-	}
-	defer stop()
-	var r stack.Ready
-	select {
-	case r = <-ready:
-	case err := <-done:
-		t.Fatalf("stack stopped: %v", err)
-	case <-time.After(30 * time.Second):
-		t.Fatal("stack not ready")
-	}
-	nc, err := nats.Connect(r.NATSURL)
-	require.NoError(t, err)
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	require.NoError(t, err)
+	st := runStack(t, stack.Config{
+		Services: []string{stack.Dispatcher, stack.Notifier, stack.Node},
+		Boot:     natsboot.Config{LeaseTTL: 2 * time.Second},
+		Data:     data,
+		Node:     node.Config{ID: "n1", Capabilities: []string{"duckdb"}, Slots: slots, Memory: 4 << 30, Threads: 1},
+		Manager:  dbmanager.Config{IdleTimeout: time.Hour},
+	})
+	js, logs, stop := st.js, st.logs, st.stop
 	names := subject.Default()
 	kv, err := js.KeyValue(ctx, names.ModelsBucket())
 	require.NoError(t, err)

@@ -5,7 +5,6 @@ import (
 	"crypto/rand"
 	"fmt"
 	"io"
-	"log/slog"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -20,7 +19,6 @@ import (
 	"github.com/teatree-dev/teatree/pkg/apierr"
 	"github.com/teatree-dev/teatree/pkg/catalog"
 	"github.com/teatree-dev/teatree/pkg/natsboot"
-	"github.com/teatree-dev/teatree/pkg/natsboot/natstest"
 	"github.com/teatree-dev/teatree/pkg/subject"
 	"github.com/teatree-dev/teatree/pkg/wire"
 	teatreev1 "github.com/teatree-dev/teatree/proto/teatree/v1"
@@ -35,41 +33,17 @@ import (
 // failure), GET /v1/models/{m} says it is failing and why; once the file
 // is removed, a new request starts the model again and applies.
 func TestModelThatCannotStartFailsLoudly(t *testing.T) {
-	ctx, cancel := context.WithCancel(context.Background())
+	ctx := context.Background()
 	data := t.TempDir()
-	logs := &natstest.LogBuffer{}
-	ready := make(chan stack.Ready, 1)
-	done := make(chan error, 1)
-	go func() {
-		done <- stack.Run(ctx, stack.Config{
-			Services: stack.AllServices,
-			Embedded: natsboot.ServerConfig{Addr: "127.0.0.1:0"},
-			HTTPAddr: "127.0.0.1:0",
-			Boot:     natsboot.Config{LeaseTTL: 2 * time.Second},
-			Data:     data,
-			Node:     node.Config{ID: "n1", Capabilities: []string{"duckdb"}, Slots: 2, StartBound: 500 * time.Millisecond},
-			Manager:  dbmanager.Config{IdleTimeout: time.Hour, Threads: 1, MemoryLimit: "64MB"},
-			Log:      slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelInfo})),
-			OnReady:  func(r stack.Ready) { ready <- r },
-		})
-	}()
-	t.Cleanup(func() {
-		cancel()
-		require.NoError(t, <-done)
+	st := runStack(t, stack.Config{
+		Services: stack.AllServices,
+		HTTPAddr: "127.0.0.1:0",
+		Boot:     natsboot.Config{LeaseTTL: 2 * time.Second},
+		Data:     data,
+		Node:     node.Config{ID: "n1", Capabilities: []string{"duckdb"}, Slots: 2, StartBound: 500 * time.Millisecond},
+		Manager:  dbmanager.Config{IdleTimeout: time.Hour},
 	})
-	var r stack.Ready
-	select {
-	case r = <-ready:
-	case err := <-done:
-		t.Fatalf("stack stopped: %v", err)
-	case <-time.After(30 * time.Second):
-		t.Fatal("stack not ready")
-	}
-	nc, err := nats.Connect(r.NATSURL)
-	require.NoError(t, err)
-	t.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
-	require.NoError(t, err)
+	js, logs, r := st.js, st.logs, st.Ready
 	names := subject.Default()
 	kv, err := js.KeyValue(ctx, names.ModelsBucket())
 	require.NoError(t, err)
