@@ -2,7 +2,9 @@ package bench
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -25,8 +27,9 @@ const (
 // loadResult is what a load run measured.
 type loadResult struct {
 	// done counts the requests that got a terminal notification, failed
-	// those of them that were not applied.
+	// those of them that were not applied, codes the failures by code.
 	done, failed int
+	codes        map[string]int
 	// issued counts the requests sent; duplicates the terminal
 	// notifications beyond the first of a request.
 	issued, duplicates int
@@ -64,7 +67,12 @@ func (l loadResult) note(n int, phase time.Duration) string {
 		parts = append(parts, fmt.Sprintf("Only %d of %d requests were sent within %s.", l.issued, n, phase))
 	}
 	if l.failed > 0 {
-		parts = append(parts, fmt.Sprintf("%d requests failed.", l.failed))
+		var codes []string
+		for code, n := range l.codes {
+			codes = append(codes, fmt.Sprintf("%s ×%d", code, n))
+		}
+		slices.Sort(codes)
+		parts = append(parts, fmt.Sprintf("%d requests failed (%s).", l.failed, strings.Join(codes, ", ")))
 	}
 	if l.recovered > 0 {
 		parts = append(parts, fmt.Sprintf("%d notifications not delivered to the loaded client in time were found in TT_NTF afterwards.", l.recovered))
@@ -90,6 +98,7 @@ type tracker struct {
 	mu         sync.Mutex
 	lats       []time.Duration
 	failed     int
+	codes      map[string]int
 	last       time.Time
 	pending    atomic.Int64
 	// recovered counts notifications found in the stream, not delivered.
@@ -149,6 +158,10 @@ func (tr *tracker) on(msg *nats.Msg) {
 	tr.lats = append(tr.lats, now.Sub(time.Unix(0, start)))
 	if msg.Header.Get(subject.HeaderStatus) != subject.StatusApplied {
 		tr.failed++
+		if tr.codes == nil {
+			tr.codes = map[string]int{}
+		}
+		tr.codes[errorCode(msg.Data)]++
 	}
 	tr.last = now
 	tr.mu.Unlock()
@@ -173,6 +186,19 @@ func (tr *tracker) wait(ctx context.Context, t *teatree, timeout time.Duration) 
 	return nil
 }
 
+// errorCode is the error code of a failed status notification's body.
+func errorCode(body []byte) string {
+	var st struct {
+		Error struct {
+			Code string `json:"code"`
+		} `json:"error"`
+	}
+	if json.Unmarshal(body, &st) != nil || st.Error.Code == "" {
+		return "unknown"
+	}
+	return st.Error.Code
+}
+
 func (tr *tracker) recover(ctx context.Context, t *teatree, timeout time.Duration) error {
 	ntf, err := t.js.Stream(ctx, t.names.NtfStream())
 	if err != nil {
@@ -189,7 +215,7 @@ func (tr *tracker) recover(ctx context.Context, t *teatree, timeout time.Duratio
 			continue
 		}
 		tr.recovered.Add(1)
-		tr.on(&nats.Msg{Subject: raw.Subject, Header: raw.Header})
+		tr.on(&nats.Msg{Subject: raw.Subject, Header: raw.Header, Data: raw.Data})
 	}
 	if missing > 0 {
 		return fmt.Errorf("%d requests without a notification in %s after %s", missing, t.names.NtfStream(), timeout)
@@ -201,7 +227,7 @@ func (tr *tracker) result(start time.Time) loadResult {
 	tr.sub.Unsubscribe()
 	tr.mu.Lock()
 	defer tr.mu.Unlock()
-	return loadResult{done: len(tr.lats), failed: tr.failed, issued: int(tr.issued.Load()), duplicates: int(tr.duplicates.Load()),
+	return loadResult{done: len(tr.lats), failed: tr.failed, codes: tr.codes, issued: int(tr.issued.Load()), duplicates: int(tr.duplicates.Load()),
 		recovered: int(tr.recovered.Load()), elapsed: tr.last.Sub(start), lats: tr.lats}
 }
 

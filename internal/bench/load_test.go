@@ -40,3 +40,12 @@ func TestTrackerCountsDuplicateNotifications(t *testing.T) {
 		10*time.Second, 5*time.Millisecond)
 	require.Equal(t, &Notifications{Requests: 2, Notified: 2, Duplicates: 1}, tr.result(start).notifications())
 }
+
+// A failed request's code goes into the run's note.
+func TestLoadNoteNamesFailureCodes(t *testing.T) {
+	l := loadResult{issued: 3, done: 3, failed: 3, codes: map[string]int{
+		errorCode([]byte(`{"status":"failed","error":{"code":"deadline_exceeded","message":"slow"}}`)): 2,
+		errorCode(nil): 1,
+	}}
+	require.Equal(t, "3 requests failed (deadline_exceeded ×2, unknown ×1).", l.note(3, time.Minute))
+}
