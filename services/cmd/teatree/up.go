@@ -43,7 +43,7 @@ func (f *serverFlags) register(cmd *cobra.Command) {
 	fl.Int64Var(&f.maxBody, "max-body", 256<<20, "largest HTTP request body the gateway accepts, in bytes")
 	fl.IntVar(&f.maxBatch, "max-batch", 1000, "most mutations applied in one DuckDB transaction")
 	fl.Var(&f.memory, "memory", "DuckDB memory of all the models this node runs together (0: half the machine's memory); each model's limit is --memory/--slots, at least 64MiB, and when that is more than an equal share fewer models work at once; for a few large models, lower --slots")
-	fl.IntVar(&f.threads, "threads", 0, "DuckDB threads of all the models this node runs together, shared out per slot, at least one each (0: the cores)")
+	fl.IntVar(&f.threads, "threads", 0, "DuckDB threads of all the models this node runs together, shared out per slot, at least one each; at most 8 models per thread work at once (0: the cores)")
 	fl.IntVar(&f.publications, "publications", 0, "versions this node publishes at once across its models; under load a model's versions come further apart (0: the cores)")
 	fl.IntVar(&f.replicas, "replicas", 1, "replicas of every stream and bucket (3 in a cluster)")
 	fl.DurationVar(&f.idleTimeout, "idle-timeout", time.Minute, "close a model's DuckDB file and give up its lease after this long without mutations (0: never); the next mutation opens it again")
