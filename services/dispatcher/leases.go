@@ -41,12 +41,17 @@ func (d *Dispatcher) onLease(e jetstream.KeyValueEntry) {
 		}
 		return
 	}
+	d.owners[e.Key()], _ = seen(e)
+}
+
+// seen is a lease entry as written; a lease that cannot be read names no
+// node, so it never holds.
+func seen(e jetstream.KeyValueEntry) (leaseSeen, *teatreev1.Lease) {
 	l, err := catalog.DecodeLease(e.Value())
 	if err != nil {
-		d.owners[e.Key()] = leaseSeen{}
-		return
+		return leaseSeen{at: e.Created()}, nil
 	}
-	d.owners[e.Key()] = leaseSeen{node: l.GetNode(), epoch: l.GetEpoch(), at: e.Created()}
+	return leaseSeen{node: l.GetNode(), epoch: l.GetEpoch(), at: e.Created()}, l
 }
 
 // holdsLocked reports whether a lease still binds: see the top of this
@@ -90,11 +95,7 @@ func (d *Dispatcher) takeBack(ctx context.Context, model string) (*teatreev1.Lea
 	if err != nil {
 		return nil, fmt.Errorf("read lease of %s: %w", model, err)
 	}
-	ls := leaseSeen{at: e.Created()}
-	l, err := catalog.DecodeLease(e.Value())
-	if err == nil {
-		ls.node, ls.epoch = l.GetNode(), l.GetEpoch()
-	}
+	ls, l := seen(e)
 	d.mu.Lock()
 	holds := d.holdsLocked(ls)
 	d.mu.Unlock()

@@ -12,14 +12,18 @@ import (
 
 	"github.com/teatree-dev/teatree/pkg/natsboot"
 	"github.com/teatree-dev/teatree/pkg/natsboot/natstest"
+	"github.com/teatree-dev/teatree/pkg/subject"
 	"github.com/teatree-dev/teatree/services/stack"
 )
 
 // running is a stack run in process by a test, and a client of its NATS.
 type running struct {
 	stack.Ready
-	js   jetstream.JetStream
-	logs *natstest.LogBuffer
+	js jetstream.JetStream
+	// models is tt_models; mut and ntf are TT_MUT and TT_NTF.
+	models   jetstream.KeyValue
+	mut, ntf jetstream.Stream
+	logs     *natstest.LogBuffer
 	// stop stops the stack once (it is also a cleanup of the test).
 	stop func()
 }
@@ -58,6 +62,13 @@ func runStack(t *testing.T, cfg stack.Config) *running {
 	require.NoError(t, err)
 	t.Cleanup(nc.Close)
 	r.js, err = jetstream.New(nc)
+	require.NoError(t, err)
+	names := subject.Default()
+	r.models, err = r.js.KeyValue(ctx, names.ModelsBucket())
+	require.NoError(t, err)
+	r.mut, err = r.js.Stream(ctx, names.MutStream())
+	require.NoError(t, err)
+	r.ntf, err = r.js.Stream(ctx, names.NtfStream())
 	require.NoError(t, err)
 	return r
 }

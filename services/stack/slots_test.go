@@ -53,13 +53,8 @@ func manyModels(t *testing.T, models, slots, rounds int) {
 		Manager:  dbmanager.Config{IdleTimeout: time.Hour},
 	})
 	js, logs, stop := st.js, st.logs, st.stop
+	kv, mut, ntf := st.models, st.mut, st.ntf
 	names := subject.Default()
-	kv, err := js.KeyValue(ctx, names.ModelsBucket())
-	require.NoError(t, err)
-	mut, err := js.Stream(ctx, names.MutStream())
-	require.NoError(t, err)
-	ntf, err := js.Stream(ctx, names.NtfStream())
-	require.NoError(t, err)
 
 	model := func(i int) string { return fmt.Sprintf("m%04d", i) }
 	for i := range models {

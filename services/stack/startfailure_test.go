@@ -44,13 +44,8 @@ func TestModelThatCannotStartFailsLoudly(t *testing.T) {
 		Manager:  dbmanager.Config{IdleTimeout: time.Hour},
 	})
 	js, logs, r := st.js, st.logs, st.Ready
+	kv, mut, ntf := st.models, st.mut, st.ntf
 	names := subject.Default()
-	kv, err := js.KeyValue(ctx, names.ModelsBucket())
-	require.NoError(t, err)
-	mut, err := js.Stream(ctx, names.MutStream())
-	require.NoError(t, err)
-	ntf, err := js.Stream(ctx, names.NtfStream())
-	require.NoError(t, err)
 
 	const model = "broken"
 	spec, err := catalog.CreateModel(ctx, kv, mut, &teatreev1.ModelSpec{Id: model})

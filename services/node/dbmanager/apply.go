@@ -304,7 +304,6 @@ func containsFold(list []string, s string) bool {
 	return false
 }
 
-// columns describes the result of a query without running it.
 func (s *store) exec(ctx context.Context, query string, args ...any) (int64, error) {
 	res, err := s.conn.ExecContext(ctx, query, args...)
 	if err != nil {

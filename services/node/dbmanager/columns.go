@@ -1,6 +1,7 @@
 package dbmanager
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"strings"
@@ -19,7 +20,7 @@ func hasColumn(cols []column, name string) bool {
 	return false
 }
 
-// columns describes the result of query.
+// columns describes the result of a query without running it.
 func (s *store) columns(ctx context.Context, query string) ([]column, error) {
 	rows, err := s.conn.QueryContext(ctx, "DESCRIBE "+query)
 	if err != nil {
@@ -71,12 +72,12 @@ func ndjsonFits(r *request, table []column) bool {
 		return false
 	}
 	lines := 0
-	for line := range strings.Lines(string(r.body)) {
-		if strings.TrimSpace(line) == "" {
+	for line := range bytes.Lines(r.body) {
+		if len(bytes.TrimSpace(line)) == 0 {
 			continue
 		}
 		var rec map[string]json.RawMessage
-		if json.Unmarshal([]byte(line), &rec) != nil {
+		if json.Unmarshal(line, &rec) != nil {
 			return false
 		}
 		for k := range rec {

@@ -34,9 +34,9 @@ func (st *staged) end(ctx context.Context) error {
 }
 
 // maybeSnapshot stages a copy when the model's policy says so and the
-// node's budget has room for a publication, and returns how long to wait before
-// asking again. Changes made while the budget is full wait for the next
-// version, which then holds them all.
+// node's budget has room for a publication, and returns how long to wait
+// before asking again. Changes made while the budget is full wait for the
+// next version, which then holds them all.
 func (w *writer) maybeSnapshot(ctx context.Context) (time.Duration, error) {
 	if err := w.m.snap.lostErr(); err != nil {
 		return 0, err
