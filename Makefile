@@ -12,7 +12,7 @@ NATS    ?= 127.0.0.1:4222
 
 include proto.mk
 
-.PHONY: help build run test test-unit test-e2e lint fmt bench bench-quick
+.PHONY: help build run test test-unit test-e2e test-deploy lint fmt bench bench-quick
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | sort | \
@@ -24,13 +24,18 @@ build: ## Build the one binary at bin/teatree
 run: build ## Build and run `teatree up` (embedded NATS) with data in $(DATA)
 	./bin/teatree up --data $(DATA) --http $(HTTP) --nats $(NATS)
 
-test: lint test-unit test-e2e ## Lint, then run every test (unit, in-process and end-to-end)
+test: lint test-unit test-e2e test-deploy ## Lint, then run every test (unit, in-process, end-to-end and deploy/)
 
 test-unit: ## Unit and in-process tests (embedded JetStream, real DuckDB files)
 	$(GO) test -count=1 -timeout 20m $$($(GO) list ./... | grep -v /test/)
 
 test-e2e: build test/node/node_modules ## End-to-end, crash and Node.js client tests against the built binary
 	TEATREE_BIN=$(CURDIR)/bin/teatree $(GO) test -count=1 -timeout 30m ./test/...
+
+# deploy/check is a module of its own (Kubernetes and KEDA types); it checks
+# the manifests' args against the flags of the built binary.
+test-deploy: build ## Render every manifest in deploy/ and check it offline against the Kubernetes and KEDA types
+	cd deploy/check && $(GO) vet ./... && TEATREE_BIN=$(CURDIR)/bin/teatree $(GO) test -count=1 ./...
 
 # The Node.js client check uses the public npm packages, pinned by the lock file.
 test/node/node_modules: test/node/package.json test/node/package-lock.json
