@@ -138,6 +138,7 @@ func TestBrokenManifestsFail(t *testing.T) {
 		{"duplicate-field", `already defined`},
 		{"keda-unknown-field", `unknown field "spec.triggers[0].metdata"`},
 		{"unknown-kind", `no kind "Deploymnt"`},
+		{"kustomization-unknown-field", `namePrefx`},
 	} {
 		t.Run(tc.dir, func(t *testing.T) {
 			_, err := Render(d, filepath.Join("testdata", tc.dir))

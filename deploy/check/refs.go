@@ -121,13 +121,18 @@ func checkScaledObjects(objs []Object, ws []workload) []error {
 	return errs
 }
 
-// checkPod checks one workload's containers: volumes, config and args.
+// checkPod checks one workload's pods: spread, volumes, config and args.
 func checkPod(w workload, cms map[string]*corev1.ConfigMap, flags map[string]bool) []error {
 	var errs []error
 	where := w.kind + " " + w.name
 	vols := slices.Clone(w.claims)
 	for _, v := range w.pod.Volumes {
 		vols = append(vols, v.Name)
+	}
+	for _, tsc := range w.pod.TopologySpreadConstraints {
+		if tsc.LabelSelector == nil || !selects(tsc.LabelSelector.MatchLabels, w.labels) {
+			errs = append(errs, fmt.Errorf("%s: topologySpreadConstraint on %s does not select its own pods", where, tsc.TopologyKey))
+		}
 	}
 	for _, c := range w.pod.Containers {
 		env := map[string]bool{}
