@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/stretchr/testify/require"
+	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	"sigs.k8s.io/yaml"
 )
@@ -97,6 +98,13 @@ func TestExampleIsComplete(t *testing.T) {
 	require.ElementsMatch(t, []string{"teatree-gateway", "teatree-dispatcher", "teatree-notifier"}, kinds["Deployment"])
 	require.ElementsMatch(t, []string{"teatree-node-medium", "teatree-node-large"}, kinds["StatefulSet"])
 	require.Equal(t, []string{"teatree-node"}, kinds["ScaledObject"])
+	for _, ss := range typed[*appsv1.StatefulSet](objs) {
+		if ss.Name == "teatree-node-medium" {
+			require.Nil(t, ss.Spec.Replicas, "KEDA owns the autoscaled StatefulSet's replicas")
+		} else {
+			require.NotNil(t, ss.Spec.Replicas, ss.Name)
+		}
+	}
 	require.ElementsMatch(t, []string{"teatree-gateway", "teatree-dispatcher", "teatree-notifier"}, kinds["PodDisruptionBudget"])
 	for _, w := range workloads(objs) {
 		for _, c := range w.pod.Containers {
