@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -32,16 +33,25 @@ import (
 // batches, then publishing what it applied.
 const releaseWait = 30 * time.Second
 
-// serveMoves answers move requests on subject DispatchMove until ctx ends;
-// the returned function stops it.
+// serveMoves answers move requests on subject DispatchMove, each beside
+// the others; the returned function stops taking them and waits for
+// those under way, which end soon once ctx has.
 func (d *Dispatcher) serveMoves(ctx context.Context) (stop func(), err error) {
+	var wg sync.WaitGroup
 	sub, err := d.deps.JS.Conn().QueueSubscribe(d.cfg.Names.DispatchMove(), subject.DispatchQueue, func(msg *nats.Msg) {
-		go d.answerMove(ctx, msg)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			d.answerMove(ctx, msg)
+		}()
 	})
 	if err != nil {
 		return nil, fmt.Errorf("subscribe to moves: %w", err)
 	}
-	return func() { _ = sub.Unsubscribe() }, nil
+	return func() {
+		_ = sub.Unsubscribe()
+		wg.Wait()
+	}, nil
 }
 
 // answerMove moves the model msg asks for and answers with the Move, or
@@ -108,6 +118,9 @@ func (d *Dispatcher) move(ctx context.Context, model, to string) (catalog.Move, 
 		return mv, apierr.Errorf(apierr.Unavailable, "model %s is being moved to %s already; try again once that move is done", model, m)
 	}
 	d.moving[model] = to
+	// The slot is the move's from now on, for two moves at once to one
+	// node as for placements (see took); the next heartbeat counts again.
+	d.tookLocked(to)
 	d.mu.Unlock()
 	defer func() {
 		d.mu.Lock()
@@ -128,7 +141,6 @@ func (d *Dispatcher) move(ctx context.Context, model, to string) (catalog.Move, 
 		return mv, err
 	}
 	mv.Epoch = epoch
-	d.took(to)
 	d.deps.Log.InfoContext(ctx, "moved model", "model", model, "from", mv.From, "to", to, "epoch", epoch)
 	return mv, nil
 }

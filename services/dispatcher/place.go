@@ -89,6 +89,10 @@ func (d *Dispatcher) grant(ctx context.Context, spec *teatreev1.ModelSpec, node 
 func (d *Dispatcher) took(node string) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	d.tookLocked(node)
+}
+
+func (d *Dispatcher) tookLocked(node string) {
 	if ws, ok := d.workers[node]; ok && ws.w.GetFreeSlots() > 0 {
 		w := proto.CloneOf(ws.w)
 		w.FreeSlots--
