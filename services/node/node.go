@@ -181,8 +181,8 @@ func (n *Node) Run(ctx context.Context, ready func()) error {
 		return fmt.Errorf("watch models: %w", err)
 	}
 	defer specs.Stop()
-	// Evictions and releases run beside the event loop: closing a model waits for its
-	// db-manager, which must not delay leases and heartbeats.
+	// Evictions and releases run beside the event loop: closing a model
+	// waits for its db-manager, which must not delay leases and heartbeats.
 	evict, err := n.deps.JS.Conn().Subscribe(n.cfg.Names.NodeEvict(n.cfg.ID), func(msg *nats.Msg) {
 		n.wg.Add(1)
 		go func() {
