@@ -13,6 +13,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/teatree-dev/teatree/pkg/apierr"
+	"github.com/teatree-dev/teatree/pkg/sizeclass"
 	"github.com/teatree-dev/teatree/pkg/subject"
 	"github.com/teatree-dev/teatree/pkg/wire"
 	teatreev1 "github.com/teatree-dev/teatree/proto/teatree/v1"
@@ -63,6 +64,9 @@ func ValidateSpec(spec *teatreev1.ModelSpec) error {
 		if err := subject.ValidateCapability(c); err != nil {
 			return err
 		}
+	}
+	if err := sizeclass.Validate(spec.GetCapabilities()); err != nil {
+		return err
 	}
 	if p := spec.GetSnapshot(); p.GetIntervalMs() < 0 || p.GetEveryMutations() < 0 || p.GetKeep() < 0 {
 		return apierr.New(apierr.InvalidArgument, "snapshot policy: interval_ms, every_mutations and keep must not be negative")

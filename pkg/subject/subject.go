@@ -219,6 +219,20 @@ func (n Names) SnapshotNow(model string) string { return n.prefix + ".ctl." + mo
 // The reply names the model closed, empty when none could be.
 func (n Names) NodeEvict(node string) string { return n.prefix + ".ctl.node." + node + ".evict" }
 
+// NodeRelease is tt.ctl.node.<node>.release, internal: a dispatcher moving
+// a model asks its node to stop it and give its lease up; the body is the
+// model id. The reply is empty once the lease is released, else an error
+// message.
+func (n Names) NodeRelease(node string) string { return n.prefix + ".ctl.node." + node + ".release" }
+
+// DispatchMove is tt.ctl.dispatch.move, internal: the gateway asks the
+// dispatchers (one answers, in queue group DispatchQueue) to move a model
+// to a node.
+func (n Names) DispatchMove() string { return n.prefix + ".ctl.dispatch.move" }
+
+// DispatchQueue is the queue group dispatchers answer DispatchMove in.
+const DispatchQueue = "dispatcher"
+
 // The Nats-Msg-Id of every derived message is a pure function of what it
 // describes, so that a retry after a crash is dropped by JetStream's
 // duplicate window instead of being published twice.

@@ -60,6 +60,10 @@ type Dispatcher struct {
 	// rejected: when each model's requests were last rejected as
 	// unavailable, for reconcile to give the notifier time (rejectFailed).
 	rejected map[string]time.Time
+	// holders: the node that held each model last, whose local file is
+	// the freshest (see pick); moving: the target of each move under way.
+	holders map[string]string
+	moving  map[string]string
 }
 
 type workerSeen struct {
@@ -85,7 +89,8 @@ func New(cfg Config, deps Deps) *Dispatcher {
 		cfg.WorkerTTL = natsboot.DefaultWorkerTTL
 	}
 	return &Dispatcher{cfg: cfg, deps: deps, owners: map[string]leaseSeen{}, workers: map[string]workerSeen{},
-		released: make(chan string, 1024), rejected: map[string]time.Time{}}
+		released: make(chan string, 1024), rejected: map[string]time.Time{},
+		holders: map[string]string{}, moving: map[string]string{}}
 }
 
 // retryDelay is how long a request the dispatcher could not settle waits
@@ -120,7 +125,7 @@ func (d *Dispatcher) Run(ctx context.Context, ready func()) error {
 		if err := d.handle(ctx, msg); err != nil {
 			switch {
 			case ctx.Err() != nil:
-			case errors.Is(err, errNodesFull):
+			case errors.Is(err, errNodesFull), errors.Is(err, errMoving):
 				// Waiting for a slot is normal under load: no warning per
 				// waiting request and second.
 				d.deps.Log.DebugContext(ctx, "dispatch", "subject", msg.Subject(), "err", err)
@@ -136,6 +141,11 @@ func (d *Dispatcher) Run(ctx context.Context, ready func()) error {
 		return fmt.Errorf("dispatcher consume: %w", err)
 	}
 	defer cc.Stop()
+	stopMoves, err := d.serveMoves(ctx)
+	if err != nil {
+		return err
+	}
+	defer stopMoves()
 	ready()
 	tick := time.NewTicker(d.cfg.LeaseTTL / 2)
 	defer tick.Stop()
@@ -342,7 +352,7 @@ func (d *Dispatcher) reconcileModel(ctx context.Context, model string) (bool, er
 	switch {
 	case errors.Is(err, errStartFailed):
 		return false, d.rejectFailed(ctx, spec, last)
-	case errors.Is(err, errNoNode) || errors.Is(err, errNodesFull):
+	case errors.Is(err, errNoNode) || errors.Is(err, errNodesFull) || errors.Is(err, errMoving):
 		return false, nil // a node may join, or a slot free up, before the next tick
 	}
 	return err == nil, err

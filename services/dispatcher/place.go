@@ -9,6 +9,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/teatree-dev/teatree/pkg/catalog"
+	"github.com/teatree-dev/teatree/pkg/sizeclass"
 	teatreev1 "github.com/teatree-dev/teatree/proto/teatree/v1"
 )
 
@@ -24,6 +25,10 @@ var errNodesFull = errors.New("every node that can serve the model is full; wait
 // (spec.start_failure), and the request was waiting when the last of
 // them gave up.
 var errStartFailed = errors.New("no node could start the model")
+
+// errMoving: the model is being moved by hand (see move.go); the move
+// grants its lease, and its requests wait for it.
+var errMoving = errors.New("the model is being moved; waiting for the move")
 
 // place places the model of spec for its request at seq. It passes over
 // the nodes that gave the model up because its db-manager could not
@@ -44,12 +49,14 @@ func (d *Dispatcher) place(ctx context.Context, spec *teatreev1.ModelSpec, seq u
 	return d.placeAvoiding(ctx, spec, nil)
 }
 
-// placeAvoiding grants model's lease to the live node with the most free
-// slots among those not in avoid that have every capability the model
-// needs. When every such node is full, it asks them in turn to close a
+// placeAvoiding grants model's lease to the node pick chooses among those
+// not in avoid; errMoving while the model moves by hand. When every such node is full, it asks them in turn to close a
 // settled model and places the model on the first that did.
 func (d *Dispatcher) placeAvoiding(ctx context.Context, spec *teatreev1.ModelSpec, avoid []string) error {
-	node := d.pick(spec.GetCapabilities(), avoid)
+	if d.movingTo(spec.GetId()) != "" {
+		return errMoving
+	}
+	node := d.pick(spec.GetId(), spec.GetCapabilities(), avoid)
 	if node != "" {
 		return d.grant(ctx, spec, node)
 	}
@@ -82,6 +89,10 @@ func (d *Dispatcher) grant(ctx context.Context, spec *teatreev1.ModelSpec, node 
 func (d *Dispatcher) took(node string) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	d.tookLocked(node)
+}
+
+func (d *Dispatcher) tookLocked(node string) {
 	if ws, ok := d.workers[node]; ok && ws.w.GetFreeSlots() > 0 {
 		w := proto.CloneOf(ws.w)
 		w.FreeSlots--
@@ -96,24 +107,34 @@ func (d *Dispatcher) capable(needs, avoid []string) []*teatreev1.Worker {
 	defer d.mu.Unlock()
 	var nodes []*teatreev1.Worker
 	for id, ws := range d.workers {
-		if d.liveLocked(ws) && ws.w.GetSlots() > 0 && covers(ws.w.GetCapabilities(), needs) && !slices.Contains(avoid, id) {
+		if d.liveLocked(ws) && ws.w.GetSlots() > 0 && sizeclass.Covers(ws.w.GetCapabilities(), needs) && !slices.Contains(avoid, id) {
 			nodes = append(nodes, ws.w)
 		}
 	}
 	return nodes
 }
 
-// pick returns the live node not in avoid with the most free slots that
-// has every capability in needs ("" when none has a free slot).
-func (d *Dispatcher) pick(needs, avoid []string) string {
+// pick returns the node a model goes to among the live nodes not in avoid
+// that serve it (sizeclass.Covers) and have a free slot ("" when none
+// has): the node that held the model last, whose local file is the
+// freshest, so that it restores nothing; else the smallest size class
+// that fits, so that large nodes stay free for large models; then the
+// most free slots.
+func (d *Dispatcher) pick(model string, needs, avoid []string) string {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	best, bestFree := "", int32(0)
+	best, bestRank, bestFree := "", 0, int32(0)
 	for id, ws := range d.workers {
-		if !d.liveLocked(ws) || ws.w.GetFreeSlots() <= bestFree || !covers(ws.w.GetCapabilities(), needs) || slices.Contains(avoid, id) {
+		if !d.liveLocked(ws) || ws.w.GetFreeSlots() <= 0 || !sizeclass.Covers(ws.w.GetCapabilities(), needs) || slices.Contains(avoid, id) {
 			continue
 		}
-		best, bestFree = id, ws.w.GetFreeSlots()
+		if id == d.holders[model] {
+			return id
+		}
+		rank, free := sizeclass.Rank(ws.w.GetCapabilities()), ws.w.GetFreeSlots()
+		if best == "" || rank < bestRank || rank == bestRank && free > bestFree {
+			best, bestRank, bestFree = id, rank, free
+		}
 	}
 	return best
 }
@@ -142,17 +163,4 @@ func (d *Dispatcher) evict(ctx context.Context, nodes []*teatreev1.Worker) strin
 		}
 	}
 	return ""
-}
-
-func covers(have, needs []string) bool {
-	for _, n := range needs {
-		found := false
-		for _, h := range have {
-			found = found || h == n
-		}
-		if !found {
-			return false
-		}
-	}
-	return true
 }

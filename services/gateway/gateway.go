@@ -190,6 +190,7 @@ func (g *Gateway) routes() http.Handler {
 	mux.HandleFunc("GET /v1/models", g.listModels)
 	mux.HandleFunc("GET /v1/models/{model}", g.getModel)
 	mux.HandleFunc("DELETE /v1/models/{model}", g.deleteModel)
+	mux.HandleFunc("POST /v1/models/{model}/move", g.postMove)
 
 	mux.HandleFunc("POST /v1/models/{model}/tables/{table}/rows", g.postRows)
 	mux.HandleFunc("POST /v1/models/{model}/sql", g.postSQL)

@@ -4,8 +4,10 @@ import (
 	"fmt"
 	"log/slog"
 	"runtime"
+	"slices"
 	"syscall"
 
+	"github.com/teatree-dev/teatree/pkg/sizeclass"
 	"github.com/teatree-dev/teatree/services/node/dbmanager"
 )
 
@@ -50,6 +52,25 @@ func (c Config) shares() shares {
 		s.publications = runtime.NumCPU()
 	}
 	return s
+}
+
+// sized fills Memory and Threads, where unset, from the node's size class
+// and adds the class to the capabilities it advertises.
+func (c Config) sized() Config {
+	class, err := sizeclass.Lookup(c.Size)
+	if c.Size == "" || err != nil {
+		return c
+	}
+	if c.Memory <= 0 {
+		c.Memory = class.Memory
+	}
+	if c.Threads <= 0 {
+		c.Threads = class.Threads
+	}
+	if capability := sizeclass.Capability(c.Size); !slices.Contains(c.Capabilities, capability) {
+		c.Capabilities = append(slices.Clone(c.Capabilities), capability)
+	}
+	return c
 }
 
 // budget sets the Manager template from the node's shares.

@@ -24,6 +24,7 @@ import (
 	"github.com/teatree-dev/teatree/pkg/blob"
 	"github.com/teatree-dev/teatree/pkg/catalog"
 	"github.com/teatree-dev/teatree/pkg/jsbatch"
+	"github.com/teatree-dev/teatree/pkg/sizeclass"
 	"github.com/teatree-dev/teatree/pkg/subject"
 	teatreev1 "github.com/teatree-dev/teatree/proto/teatree/v1"
 	"github.com/teatree-dev/teatree/services/node/dbmanager"
@@ -45,6 +46,11 @@ type Config struct {
 	Memory       int64
 	Threads      int
 	Publications int
+	// Size is the node's size class (sizeclass.Classes; "" for none): it
+	// sets the defaults of Memory and Threads from the class and
+	// advertises the capability size:Size, which models that ask for that
+	// class or a smaller one need.
+	Size string
 	// Dir holds the read-write files of the models the node runs.
 	Dir   string
 	Names subject.Names
@@ -73,6 +79,13 @@ func (c Config) Validate() error {
 	for _, cap := range c.Capabilities {
 		if err := subject.ValidateCapability(cap); err != nil {
 			errs = append(errs, err)
+		}
+	}
+	if c.Size != "" {
+		if _, err := sizeclass.Lookup(c.Size); err != nil {
+			errs = append(errs, err)
+		} else if err := sizeclass.Validate(append(slices.Clone(c.Capabilities), sizeclass.Capability(c.Size))); err != nil {
+			errs = append(errs, fmt.Errorf("--size %s: %w", c.Size, err))
 		}
 	}
 	if c.Slots < 1 {
@@ -130,6 +143,9 @@ type hosted struct {
 	prev <-chan struct{}
 	// close asks the db-manager to close the model if it is settled.
 	close chan chan<- bool
+	// drain, closed by release, asks it to hand the model over.
+	drain     chan struct{}
+	drainOnce sync.Once
 	// used is when the db-manager last committed (or started), in Unix
 	// nanoseconds: the node closes its least recently used models first.
 	used atomic.Int64
@@ -141,7 +157,7 @@ func New(cfg Config, deps Deps) (*Node, error) {
 		return nil, err
 	}
 	log := deps.Log.With("node", cfg.ID)
-	cfg = cfg.budget(log)
+	cfg = cfg.sized().budget(log)
 	// The node's models write their events together.
 	cfg.Manager.Events = jsbatch.NewCoalescer(deps.JS, log, nil)
 	return &Node{cfg: cfg, deps: deps, log: log, models: map[string]*hosted{},
@@ -165,8 +181,8 @@ func (n *Node) Run(ctx context.Context, ready func()) error {
 		return fmt.Errorf("watch models: %w", err)
 	}
 	defer specs.Stop()
-	// Evictions run beside the event loop: closing a model waits for its
-	// db-manager, which must not delay leases and heartbeats.
+	// Evictions and releases run beside the event loop: closing a model
+	// waits for its db-manager, which must not delay leases and heartbeats.
 	evict, err := n.deps.JS.Conn().Subscribe(n.cfg.Names.NodeEvict(n.cfg.ID), func(msg *nats.Msg) {
 		n.wg.Add(1)
 		go func() {
@@ -178,6 +194,17 @@ func (n *Node) Run(ctx context.Context, ready func()) error {
 		return fmt.Errorf("subscribe to evictions: %w", err)
 	}
 	defer evict.Unsubscribe()
+	release, err := n.deps.JS.Conn().Subscribe(n.cfg.Names.NodeRelease(n.cfg.ID), func(msg *nats.Msg) {
+		n.wg.Add(1)
+		go func() {
+			defer n.wg.Done()
+			n.release(ctx, msg)
+		}()
+	})
+	if err != nil {
+		return fmt.Errorf("subscribe to releases: %w", err)
+	}
+	defer release.Unsubscribe()
 	defer n.stopAll()
 
 	tick := time.NewTicker(n.ttl() / 3)
@@ -256,7 +283,7 @@ func (n *Node) onLease(ctx context.Context, e jetstream.KeyValueEntry) {
 	}
 	mctx, cancel := context.WithCancel(ctx)
 	h := &hosted{lease: l, rev: e.Revision(), cancel: cancel, done: make(chan struct{}),
-		prev: n.stopping[model], close: make(chan chan<- bool)}
+		prev: n.stopping[model], close: make(chan chan<- bool), drain: make(chan struct{})}
 	h.used.Store(time.Now().UnixNano())
 	n.models[model] = h
 	n.wg.Add(1)
@@ -336,7 +363,7 @@ func (n *Node) runManager(ctx context.Context, model string, h *hosted) error {
 	}
 	cfg := n.cfg.Manager
 	cfg.Model, cfg.Spec, cfg.Epoch, cfg.Names = model, spec, epoch, n.cfg.Names
-	cfg.Close = h.close
+	cfg.Close, cfg.Drain = h.close, h.drain
 	cfg.Activity = func() { h.used.Store(time.Now().UnixNano()) }
 	if spec.GetStartFailure() != nil {
 		cfg.Started = func() { n.clearStartFailure(ctx, model) }

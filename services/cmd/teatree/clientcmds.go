@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/json"
 	"fmt"
 	"io"
 	"os"
@@ -30,7 +31,7 @@ func addServerFlag(cmd *cobra.Command) *string {
 }
 
 func modelCmd() *cobra.Command {
-	cmd := &cobra.Command{Use: "model", Short: "Create, list, show and delete models"}
+	cmd := &cobra.Command{Use: "model", Short: "Create, list, show, move and delete models"}
 	server := addServerFlag(cmd)
 	var spec teatreev1.ModelSpec
 	var snap teatreev1.SnapshotPolicy
@@ -53,7 +54,7 @@ Ids are 1-63 of a-z, 0-9, _ and -, starting with a letter or digit.`,
 			return emit(cmd, out)
 		},
 	}
-	create.Flags().StringSliceVar(&spec.Capabilities, "capabilities", nil, "capabilities the model's db-manager needs (default duckdb)")
+	create.Flags().StringSliceVar(&spec.Capabilities, "capabilities", nil, "capabilities the model's db-manager needs (default duckdb); size:small, size:medium, size:large or size:xlarge runs it only on nodes of that size class or larger (teatree serve node --size)")
 	create.Flags().BoolVar(&spec.AllowNewColumns, "allow-new-columns", false, "let appends add columns the table does not have")
 	create.Flags().Duration("snapshot-interval", time.Second, "least time between two versions while there are changes")
 	create.Flags().Int64Var(&snap.EveryMutations, "snapshot-every", 10000, "publish a version after this many mutations")
@@ -89,7 +90,41 @@ Ids are 1-63 of a-z, 0-9, _ and -, starting with a letter or digit.`,
 			return client.New(*server).DeleteModel(cmd.Context(), args[0])
 		},
 	}
-	cmd.AddCommand(create, list, show, del)
+	cmd.AddCommand(create, list, show, del, moveCmd(server))
+	return cmd
+}
+
+func moveCmd(server *string) *cobra.Command {
+	var to string
+	cmd := &cobra.Command{
+		Use:   "move ID --to NODE",
+		Short: "Move a model to another node by hand",
+		Long: `Move a model to node NODE (its --node-id). The node that runs the model
+finishes the batch it is applying, publishes a version of everything it
+applied and gives the model's lease up; the dispatcher then grants the
+lease to NODE, whose db-manager restores that version and goes on with the
+requests that came meanwhile: none is lost or applied twice. The command
+returns once NODE holds the lease, and prints {"model","from","to","epoch"}.
+
+NODE must heartbeat, have the capabilities and at least the size class the
+model was created with (teatree model show ID), and a free slot. A node
+that does not hand the model over within 30s has its lease taken back, as
+when a node dies. Moving a model to the node it is on does nothing; a
+model that runs nowhere is simply placed on NODE.`,
+		Example: "  teatree model move sales --to worker-2",
+		Args:    cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if to == "" {
+				return fmt.Errorf("move %s: say where to with --to NODE (a node's --node-id)", args[0])
+			}
+			out, err := client.New(*server).Move(cmd.Context(), args[0], to)
+			if err != nil {
+				return fmt.Errorf("move %s to %s: %w", args[0], to, err)
+			}
+			return json.NewEncoder(cmd.OutOrStdout()).Encode(out)
+		},
+	}
+	cmd.Flags().StringVar(&to, "to", "", "id of the node to move the model to (required)")
 	return cmd
 }
 

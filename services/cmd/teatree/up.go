@@ -5,12 +5,14 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/teatree-dev/teatree/pkg/natsboot"
+	"github.com/teatree-dev/teatree/pkg/sizeclass"
 	"github.com/teatree-dev/teatree/pkg/subject"
 	"github.com/teatree-dev/teatree/services/node"
 	"github.com/teatree-dev/teatree/services/notifier"
@@ -20,7 +22,7 @@ import (
 // serverFlags are the flags `up` and `serve` share.
 type serverFlags struct {
 	data, httpAddr, prefix, logLevel string
-	nodeID                           string
+	nodeID, size                     string
 	capabilities, webhookAllow       []string
 	webhookSecret                    string
 	slots, maxBatch, replicas        int
@@ -40,6 +42,7 @@ func (f *serverFlags) register(cmd *cobra.Command) {
 	fl.StringVar(&f.nodeID, "node-id", "local", "this node's id in leases and heartbeats; keep it stable across restarts")
 	fl.StringSliceVar(&f.capabilities, "capabilities", []string{"duckdb"}, "capabilities this node advertises")
 	fl.IntVar(&f.slots, "slots", 1000, "how many models this node runs at once")
+	fl.StringVar(&f.size, "size", "", "this node's size class, "+strings.Join(sizeclass.Names(), ", ")+" (2 vCPU/2 GiB, 4/4, 8/16, 16/64): sets the defaults of --memory and --threads and advertises the capability size:CLASS, so that models created with size:X (X no larger) may run here; see docs/sizing.md")
 	fl.Int64Var(&f.maxBody, "max-body", 256<<20, "largest HTTP request body the gateway accepts, in bytes")
 	fl.IntVar(&f.maxBatch, "max-batch", 1000, "most mutations applied in one DuckDB transaction")
 	fl.Var(&f.memory, "memory", "DuckDB memory of all the models this node runs together (0: half the machine's memory); each model's limit is --memory/--slots, at least 64MiB, and when that is more than an equal share fewer models work at once; for a few large models, lower --slots")
@@ -65,7 +68,7 @@ func (f *serverFlags) config(services []string) (stack.Config, error) {
 		MaxBody:  f.maxBody,
 		Boot:     natsboot.Config{Names: names, Replicas: f.replicas, LeaseTTL: f.leaseTTL, NotificationMaxAge: f.notificationAge},
 		Node: node.Config{ID: f.nodeID, Capabilities: f.capabilities, Slots: f.slots,
-			Memory: int64(f.memory), Threads: f.threads, Publications: f.publications},
+			Memory: int64(f.memory), Threads: f.threads, Publications: f.publications, Size: f.size},
 		Log:      newLogger(f.logLevel),
 		Webhooks: notifier.WebhookConfig{Allow: f.webhookAllow, Secret: f.webhookSecret},
 	}

@@ -63,6 +63,11 @@ type Config struct {
 	// its node needs the slot: Run answers on the given channel whether
 	// the model is settled, and if so ends with ErrIdle (nil: never asked).
 	Close <-chan chan<- bool
+	// Drain, once closed, asks Run to hand the model over (a move): it
+	// applies no further mutation, publishes a version of everything it
+	// applied, and then ends with ErrIdle. The mutations it left wait in
+	// TT_MUT for the next holder (nil: never asked).
+	Drain <-chan struct{}
 	// Activity, if set, is called after every committed batch: the node
 	// closes its least recently used models first.
 	Activity func()

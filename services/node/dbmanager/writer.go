@@ -49,6 +49,8 @@ func (w *writer) loop(ctx context.Context, msgs <-chan jetstream.Msg, pumpErr <-
 		defer idle.Stop()
 		idleC = idle.C
 	}
+	// While draining, no batch is taken from msgs (nil).
+	drain, in, draining := w.m.cfg.Drain, msgs, false
 	for {
 		var first jetstream.Msg
 		select {
@@ -60,7 +62,9 @@ func (w *writer) loop(ctx context.Context, msgs <-chan jetstream.Msg, pumpErr <-
 			}
 			// Not yet: publish what is left, then look again soon.
 			idle.Reset(min(w.m.cfg.IdleTimeout, 100*time.Millisecond))
-		case msg, ok := <-msgs:
+		case <-drain:
+			drain, in, draining, w.now = nil, nil, true, true
+		case msg, ok := <-in:
 			if !ok {
 				if err := <-pumpErr; ctx.Err() == nil {
 					return fmt.Errorf("consume: %w", err)
@@ -118,6 +122,15 @@ func (w *writer) loop(ctx context.Context, msgs <-chan jetstream.Msg, pumpErr <-
 		wait, err := w.maybeSnapshot(ctx)
 		if err != nil {
 			return err
+		}
+		if draining {
+			// The mutations left waiting are the next holder's.
+			if w.settled(0) {
+				return ErrIdle
+			}
+			// Look again soon: the version may be in flight.
+			timer = time.After(20 * time.Millisecond)
+			continue
 		}
 		if wait > 0 && timer == nil {
 			timer = time.After(wait)
