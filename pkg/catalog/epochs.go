@@ -61,16 +61,16 @@ func update(ctx context.Context, kv jetstream.KeyValue, model string, f func(*te
 // TakeOver makes epoch the model's writer epoch before its holder applies
 // anything: it records where the epoch starts (the catalog's applied_seq)
 // and abandons a version an earlier holder reserved but never published.
-// A holder restarted under the same epoch keeps its start. ErrStale when a
-// newer epoch already holds the model.
-func TakeOver(ctx context.Context, kv jetstream.KeyValue, model string, epoch uint64) (*teatreev1.ModelSpec, error) {
+// A holder restarted under the same epoch keeps its start. node names the
+// holder. ErrStale when a newer epoch already holds the model.
+func TakeOver(ctx context.Context, kv jetstream.KeyValue, model string, epoch uint64, node string) (*teatreev1.ModelSpec, error) {
 	spec, _, err := update(ctx, kv, model, func(s *teatreev1.ModelSpec) error {
 		if s.GetLeaseEpoch() > epoch {
 			return fmt.Errorf("take over %s at epoch %d (now %d): %w", model, epoch, s.GetLeaseEpoch(), ErrStale)
 		}
 		s.LeaseEpoch = epoch
 		if n := len(s.Epochs); n == 0 || s.Epochs[n-1].GetEpoch() != epoch {
-			s.Epochs = append(s.Epochs, &teatreev1.EpochStart{Epoch: epoch, StartSeq: s.GetAppliedSeq()})
+			s.Epochs = append(s.Epochs, &teatreev1.EpochStart{Epoch: epoch, StartSeq: s.GetAppliedSeq(), Node: node})
 			s.Epochs = s.Epochs[max(0, len(s.Epochs)-maxEpochs):]
 		}
 		for v := s.GetVersion() + 1; v < s.GetNextVersion(); v++ {

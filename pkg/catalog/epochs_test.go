@@ -51,9 +51,10 @@ func TestTakeOver(t *testing.T) {
 	ctx := context.Background()
 	kv := epochModel(t)
 
-	spec, err := catalog.TakeOver(ctx, kv, "m", 5)
+	spec, err := catalog.TakeOver(ctx, kv, "m", 5, "node-a")
 	require.NoError(t, err)
 	require.Equal(t, uint64(5), spec.GetLeaseEpoch())
+	require.Equal(t, "node-a", spec.GetEpochs()[0].GetNode(), "the epoch names its holder")
 	require.Equal(t, map[uint64]uint64{5: 0}, epochStarts(spec))
 	require.Equal(t, spec, getSpec(t, kv), "TakeOver returns the spec it stored")
 
@@ -61,18 +62,19 @@ func TestTakeOver(t *testing.T) {
 	require.Equal(t, uint64(1), v1)
 
 	// A restart under the same epoch keeps where the epoch started.
-	spec, err = catalog.TakeOver(ctx, kv, "m", 5)
+	spec, err = catalog.TakeOver(ctx, kv, "m", 5, "")
 	require.NoError(t, err)
 	require.Equal(t, map[uint64]uint64{5: 0}, epochStarts(spec))
 
 	// A newer holder starts at the published applied_seq.
-	spec, err = catalog.TakeOver(ctx, kv, "m", 9)
+	spec, err = catalog.TakeOver(ctx, kv, "m", 9, "node-b")
 	require.NoError(t, err)
+	require.Equal(t, "node-b", spec.GetEpochs()[1].GetNode())
 	require.Equal(t, uint64(9), spec.GetLeaseEpoch())
 	require.Equal(t, map[uint64]uint64{5: 0, 9: 10}, epochStarts(spec))
 
 	// An older epoch cannot take the model back, and changes nothing.
-	_, err = catalog.TakeOver(ctx, kv, "m", 5)
+	_, err = catalog.TakeOver(ctx, kv, "m", 5, "")
 	require.ErrorIs(t, err, catalog.ErrStale)
 	require.Equal(t, spec, getSpec(t, kv))
 }
@@ -84,14 +86,14 @@ func TestTakeOverAbandonsAReservedVersion(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	kv := epochModel(t)
-	_, err := catalog.TakeOver(ctx, kv, "m", 1)
+	_, err := catalog.TakeOver(ctx, kv, "m", 1, "")
 	require.NoError(t, err)
 	publishVersion(t, kv, 1, 3)
 	reserved, err := catalog.ReserveVersion(ctx, kv, "m", 1)
 	require.NoError(t, err)
 	require.Equal(t, uint64(2), reserved)
 
-	spec, err := catalog.TakeOver(ctx, kv, "m", 2)
+	spec, err := catalog.TakeOver(ctx, kv, "m", 2, "")
 	require.NoError(t, err)
 	require.Equal(t, []uint64{reserved}, spec.GetAbandonedVersions())
 	require.Equal(t, uint64(1), spec.GetVersion())
@@ -118,7 +120,7 @@ func TestCommitVersion(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	kv := epochModel(t)
-	_, err := catalog.TakeOver(ctx, kv, "m", 1)
+	_, err := catalog.TakeOver(ctx, kv, "m", 1, "")
 	require.NoError(t, err)
 	for _, seq := range []uint64{4, 8, 12} {
 		require.NoError(t, catalog.Reject(ctx, kv, "m", 1, seq))
@@ -159,7 +161,7 @@ func TestRejectAndUnreject(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	kv := epochModel(t)
-	_, err := catalog.TakeOver(ctx, kv, "m", 3)
+	_, err := catalog.TakeOver(ctx, kv, "m", 3, "")
 	require.NoError(t, err)
 	require.NoError(t, catalog.Reject(ctx, kv, "m", 3, 5))
 	require.NoError(t, catalog.Reject(ctx, kv, "m", 3, 6))
@@ -173,7 +175,7 @@ func TestRejectAndUnreject(t *testing.T) {
 	require.Equal(t, []uint64{6}, getSpec(t, kv).GetRejectedSeqs())
 
 	// A takeover keeps them: the next holder must skip them.
-	spec, err := catalog.TakeOver(ctx, kv, "m", 8)
+	spec, err := catalog.TakeOver(ctx, kv, "m", 8, "")
 	require.NoError(t, err)
 	require.Equal(t, []uint64{6}, spec.GetRejectedSeqs())
 }

@@ -18,7 +18,7 @@ func TestStartFailureAddsUpUntilCleared(t *testing.T) {
 	_, kv, mut := modelsEnv(t)
 	_, err := catalog.CreateModel(ctx, kv, mut, &teatreev1.ModelSpec{Id: "sales"})
 	require.NoError(t, err)
-	_, err = catalog.TakeOver(ctx, kv, "sales", 5)
+	_, err = catalog.TakeOver(ctx, kv, "sales", 5, "")
 	require.NoError(t, err)
 
 	first := time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC)

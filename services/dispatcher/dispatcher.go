@@ -60,10 +60,8 @@ type Dispatcher struct {
 	// rejected: when each model's requests were last rejected as
 	// unavailable, for reconcile to give the notifier time (rejectFailed).
 	rejected map[string]time.Time
-	// holders: the node that held each model last, whose local file is
-	// the freshest (see pick); moving: the target of each move under way.
-	holders map[string]string
-	moving  map[string]string
+	// moving: the target of each move under way.
+	moving map[string]string
 }
 
 type workerSeen struct {
@@ -90,7 +88,7 @@ func New(cfg Config, deps Deps) *Dispatcher {
 	}
 	return &Dispatcher{cfg: cfg, deps: deps, owners: map[string]leaseSeen{}, workers: map[string]workerSeen{},
 		released: make(chan string, 1024), rejected: map[string]time.Time{},
-		holders: map[string]string{}, moving: map[string]string{}}
+		moving: map[string]string{}}
 }
 
 // retryDelay is how long a request the dispatcher could not settle waits

@@ -43,9 +43,6 @@ func (d *Dispatcher) onLease(e jetstream.KeyValueEntry) {
 	}
 	ls, _ := seen(e)
 	d.owners[e.Key()] = ls
-	if ls.node != "" && ls.node != RejectNode && ls.epoch != 0 {
-		d.holders[e.Key()] = ls.node
-	}
 }
 
 // seen is a lease entry as written; a lease that cannot be read names no

@@ -56,7 +56,7 @@ func (d *Dispatcher) placeAvoiding(ctx context.Context, spec *teatreev1.ModelSpe
 	if d.movingTo(spec.GetId()) != "" {
 		return errMoving
 	}
-	node := d.pick(spec.GetId(), spec.GetCapabilities(), avoid)
+	node := d.pick(lastHolder(spec), spec.GetCapabilities(), avoid)
 	if node != "" {
 		return d.grant(ctx, spec, node)
 	}
@@ -120,7 +120,7 @@ func (d *Dispatcher) capable(needs, avoid []string) []*teatreev1.Worker {
 // freshest, so that it restores nothing; else the smallest size class
 // that fits, so that large nodes stay free for large models; then the
 // most free slots.
-func (d *Dispatcher) pick(model string, needs, avoid []string) string {
+func (d *Dispatcher) pick(last string, needs, avoid []string) string {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	best, bestRank, bestFree := "", 0, int32(0)
@@ -128,7 +128,7 @@ func (d *Dispatcher) pick(model string, needs, avoid []string) string {
 		if !d.liveLocked(ws) || ws.w.GetFreeSlots() <= 0 || !sizeclass.Covers(ws.w.GetCapabilities(), needs) || slices.Contains(avoid, id) {
 			continue
 		}
-		if id == d.holders[model] {
+		if id == last {
 			return id
 		}
 		rank, free := sizeclass.Rank(ws.w.GetCapabilities()), ws.w.GetFreeSlots()
@@ -137,6 +137,19 @@ func (d *Dispatcher) pick(model string, needs, avoid []string) string {
 		}
 	}
 	return best
+}
+
+// lastHolder is the node that took the model over last (spec.epochs): it
+// has the freshest local file, if any node has one. A rejection's epoch
+// names no node that holds a file, so the holder before it counts.
+func lastHolder(spec *teatreev1.ModelSpec) string {
+	epochs := spec.GetEpochs()
+	for i := len(epochs) - 1; i >= 0; i-- {
+		if n := epochs[i].GetNode(); n != "" && n != RejectNode {
+			return n
+		}
+	}
+	return ""
 }
 
 // evictTimeout bounds one node's answer to an eviction request.

@@ -160,7 +160,7 @@ func TestAppliedRequestIsNotRejected(t *testing.T) {
 	// A node applied it and published a version, then went away.
 	epoch, rev, err := catalog.Grant(ctx, h.owners, "trainer", "node-gpu")
 	require.NoError(t, err)
-	_, err = catalog.TakeOver(ctx, h.models, "trainer", epoch)
+	_, err = catalog.TakeOver(ctx, h.models, "trainer", epoch, "")
 	require.NoError(t, err)
 	v, err := catalog.ReserveVersion(ctx, h.models, "trainer", epoch)
 	require.NoError(t, err)

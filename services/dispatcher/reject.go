@@ -75,7 +75,7 @@ func (d *Dispatcher) rejectUnavailable(ctx context.Context, model, op string, he
 			d.deps.Log.WarnContext(ctx, "release the lease of a rejection; it is taken back after the lease ttl", "model", model, "err", err)
 		}
 	}()
-	spec, err := catalog.TakeOver(ctx, d.deps.Models, model, epoch)
+	spec, err := catalog.TakeOver(ctx, d.deps.Models, model, epoch, RejectNode)
 	if err != nil {
 		return fmt.Errorf("reject request %d: %w", seq, err)
 	}

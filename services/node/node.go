@@ -362,7 +362,7 @@ func (n *Node) runManager(ctx context.Context, model string, h *hosted) error {
 		return fmt.Errorf("model %s: creation not finished", model)
 	}
 	cfg := n.cfg.Manager
-	cfg.Model, cfg.Spec, cfg.Epoch, cfg.Names = model, spec, epoch, n.cfg.Names
+	cfg.Model, cfg.Spec, cfg.Epoch, cfg.Node, cfg.Names = model, spec, epoch, n.cfg.ID, n.cfg.Names
 	cfg.Close, cfg.Drain = h.close, h.drain
 	cfg.Activity = func() { h.used.Store(time.Now().UnixNano()) }
 	if spec.GetStartFailure() != nil {

@@ -28,11 +28,11 @@ func TestStaleEpochOutcomesAboveTheSuccessorsStartAreDropped(t *testing.T) {
 	h := start(t)
 	ctx := context.Background()
 	h.createModel("sales")
-	_, err := catalog.TakeOver(ctx, h.models, "sales", 1)
+	_, err := catalog.TakeOver(ctx, h.models, "sales", 1, "")
 	require.NoError(t, err)
 	_, err = catalog.CommitVersion(ctx, h.models, "sales", 1, 1, 10)
 	require.NoError(t, err)
-	_, err = catalog.TakeOver(ctx, h.models, "sales", 2)
+	_, err = catalog.TakeOver(ctx, h.models, "sales", 2, "")
 	require.NoError(t, err)
 
 	h.publishOutcomes(&teatreev1.Outcomes{Model: "sales", Epoch: 1, Statuses: []*teatreev1.RequestStatus{

@@ -801,7 +801,10 @@ type EpochStart struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	Epoch uint64                 `protobuf:"varint,1,opt,name=epoch,proto3" json:"epoch,omitempty"`
 	// The catalog's applied_seq when the epoch began.
-	StartSeq      uint64 `protobuf:"varint,2,opt,name=start_seq,json=startSeq,proto3" json:"start_seq,omitempty"`
+	StartSeq uint64 `protobuf:"varint,2,opt,name=start_seq,json=startSeq,proto3" json:"start_seq,omitempty"`
+	// The node that took the model over: the last one holds the freshest
+	// local file, so placement prefers it.
+	Node          string `protobuf:"bytes,3,opt,name=node,proto3" json:"node,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -848,6 +851,13 @@ func (x *EpochStart) GetStartSeq() uint64 {
 		return x.StartSeq
 	}
 	return 0
+}
+
+func (x *EpochStart) GetNode() string {
+	if x != nil {
+		return x.Node
+	}
+	return ""
 }
 
 // ModelList answers GET /v1/models.
@@ -2030,11 +2040,12 @@ const file_teatree_v1_teatree_proto_rawDesc = "" +
 	"\vthrough_seq\x18\x06 \x01(\x04R\n" +
 	"throughSeq\";\n" +
 	"\vModelLimits\x12,\n" +
-	"\x12request_timeout_ms\x18\x01 \x01(\x03R\x10requestTimeoutMs\"?\n" +
+	"\x12request_timeout_ms\x18\x01 \x01(\x03R\x10requestTimeoutMs\"S\n" +
 	"\n" +
 	"EpochStart\x12\x14\n" +
 	"\x05epoch\x18\x01 \x01(\x04R\x05epoch\x12\x1b\n" +
-	"\tstart_seq\x18\x02 \x01(\x04R\bstartSeq\":\n" +
+	"\tstart_seq\x18\x02 \x01(\x04R\bstartSeq\x12\x12\n" +
+	"\x04node\x18\x03 \x01(\tR\x04node\":\n" +
 	"\tModelList\x12-\n" +
 	"\x06models\x18\x01 \x03(\v2\x15.teatree.v1.ModelInfoR\x06models\"\xeb\x01\n" +
 	"\tModelInfo\x12)\n" +

@@ -70,7 +70,7 @@ func TestReplayKeepsANotifiedFailure(t *testing.T) {
 	l1 := h.createModel(t, &teatreev1.ModelSpec{Id: "m"})
 	// n1 took the model over, applied and notified, and died before any
 	// version: its notification is in TT_NTF as its notifier published it.
-	_, err := catalog.TakeOver(testContext(t), h.models, "m", l1.epoch)
+	_, err := catalog.TakeOver(testContext(t), h.models, "m", l1.epoch, "")
 	require.NoError(t, err)
 	h.publish(t, "m", sqlMutation("s1", `{"sql":"create table t (n int)"}`))
 	slow := h.publish(t, "m", sqlMutation("s2", `{"sql":"insert into t values (1)"}`))

@@ -28,7 +28,7 @@ func leaseLost(model string, epoch uint64, err error) error {
 // the spec as it is then: newer than the one Run was given, with the
 // requests a dispatcher rejected meanwhile.
 func (m *Manager) takeOver(ctx context.Context) error {
-	spec, err := catalog.TakeOver(ctx, m.deps.Models, m.cfg.Model, m.cfg.Epoch)
+	spec, err := catalog.TakeOver(ctx, m.deps.Models, m.cfg.Model, m.cfg.Epoch, m.cfg.Node)
 	if errors.Is(err, catalog.ErrStale) {
 		return leaseLost(m.cfg.Model, m.cfg.Epoch, err)
 	}

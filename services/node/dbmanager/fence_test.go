@@ -106,7 +106,7 @@ func (h *harness) handOver(t *testing.T, l lease, node string) lease {
 	if err != nil {
 		t.Errorf("grant: %v", err)
 	}
-	if _, err := catalog.TakeOver(ctx, h.models, l.model, epoch); err != nil {
+	if _, err := catalog.TakeOver(ctx, h.models, l.model, epoch, ""); err != nil {
 		t.Errorf("take over: %v", err)
 	}
 	return lease{model: l.model, node: node, epoch: epoch, rev: rev}
@@ -174,7 +174,7 @@ func TestRejectedSeqsAreNotApplied(t *testing.T) {
 
 	// The dispatcher's rejection, as it makes it: under a lease of its own.
 	d := h.grant(t, "m", "_dispatcher")
-	_, err = catalog.TakeOver(ctx, h.models, "m", d.epoch)
+	_, err = catalog.TakeOver(ctx, h.models, "m", d.epoch, "")
 	require.NoError(t, err)
 	require.NoError(t, catalog.Reject(ctx, h.models, "m", d.epoch, rejected.Sequence))
 	require.NoError(t, catalog.Release(ctx, h.owners, "m", d.rev))

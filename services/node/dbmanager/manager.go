@@ -42,8 +42,9 @@ type Blobs interface {
 type Config struct {
 	Model string
 	Spec  *teatreev1.ModelSpec
-	// Epoch is the lease epoch this manager runs under.
+	// Epoch is the lease epoch this manager runs under, on the node Node.
 	Epoch uint64
+	Node  string
 	// Dir holds the model's read-write file and scratch files on this node.
 	Dir   string
 	Names subject.Names
