@@ -144,7 +144,7 @@ func (n *Notifier) Run(ctx context.Context, ready func()) error {
 		return fmt.Errorf("notifier: %w", err)
 	}
 	if n.deps.Results != nil {
-		svc, err := n.serveResults(ctx, n.deps.JS.Conn(), n.deps.Results)
+		svc, err := ServeResults(ctx, n.deps.JS.Conn(), names, n.deps.Results)
 		if err != nil {
 			return err
 		}

@@ -88,6 +88,7 @@ func TestReplicasOfDispatcherAndNotifier(t *testing.T) {
 		published <- nil
 	}()
 	first.stop()
+	stopped := time.Now()
 	require.NoError(t, <-published)
 	for r := 3 * requests / 4; r < requests; r++ {
 		require.NoError(t, publish(r))
@@ -110,6 +111,7 @@ func TestReplicasOfDispatcherAndNotifier(t *testing.T) {
 		// A bound far above what the test needs: it only stops a test
 		// that will not finish.
 	}, 2*time.Minute, 100*time.Millisecond, "notifications; second replica:\n%s", second.logs)
+	t.Logf("all notified %s after the leader stopped", time.Since(stopped))
 	for _, role := range []string{stack.Dispatcher, stack.Notifier} {
 		require.Contains(t, second.logs.String(), "msg=leading service="+role, "the second replica took over")
 	}

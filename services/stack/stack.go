@@ -186,11 +186,17 @@ func Run(ctx context.Context, cfg Config) error {
 		return leader.Candidate{KV: kv.leaders, Role: role, ID: candidateID(cfg.Data), Log: log.With("service", role), Standby: ready}
 	}
 	if cfg.runs(Notifier) {
+		// Stored results are served by every replica, leading or not.
+		svc, err := notifier.ServeResults(gctx, nc, names, results.New(kv.results))
+		if err != nil {
+			return err
+		}
+		defer svc.Stop()
 		ready := sync.OnceFunc(readiness.done)
 		g.Go(func() error {
 			return candidate(Notifier, ready).Run(gctx, func(ctx context.Context, _ uint64) error {
 				n := notifier.New(notifier.Config{Names: names, Webhooks: cfg.Webhooks}, notifier.Deps{
-					JS: js, Results: results.New(kv.results), Models: kv.models, Deliveries: kv.deliveries, Log: log.With("service", Notifier),
+					JS: js, Models: kv.models, Deliveries: kv.deliveries, Log: log.With("service", Notifier),
 				})
 				return n.Run(ctx, ready)
 			})
