@@ -13,7 +13,9 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/teatree-dev/teatree/pkg/leader"
+	"github.com/teatree-dev/teatree/pkg/natsboot"
 	"github.com/teatree-dev/teatree/pkg/natsboot/natstest"
+	"github.com/teatree-dev/teatree/pkg/subject"
 )
 
 // bound only stops a test that will not finish; no assertion is on time.
@@ -179,4 +181,17 @@ func TestBucketWithoutTTL(t *testing.T) {
 	err := leader.Candidate{KV: kv, Role: "notifier", ID: "c0", Log: slog.Default()}.Run(context.Background(),
 		func(context.Context, uint64) error { t.Fatal("led"); return nil })
 	require.ErrorContains(t, err, "has no TTL")
+}
+
+// TestSetupMakesTheBucket: natsboot.Setup makes tt_leaders with the lease
+// TTL as the election's TTL.
+func TestSetupMakesTheBucket(t *testing.T) {
+	env := natstest.Start(t)
+	ctx := context.Background()
+	require.NoError(t, natsboot.Setup(ctx, env.JS, natsboot.Config{LeaseTTL: 3 * time.Second}))
+	kv, err := env.JS.KeyValue(ctx, subject.Default().LeadersBucket())
+	require.NoError(t, err)
+	st, err := kv.Status(ctx)
+	require.NoError(t, err)
+	require.Equal(t, 3*time.Second, st.TTL())
 }
