@@ -41,8 +41,14 @@ type Config struct {
 	// TT_DEAD and its lane moves on.
 	MaxAttempts int
 	// RetryBackoff is the wait before the second attempt; it doubles
-	// with each further one, up to maxBackoff.
+	// with each further one, up to maxBackoff (and half of AckWait).
 	RetryBackoff time.Duration
+	// AckWait is how long JetStream waits for an event's acknowledgement
+	// before it delivers the event again, to this notifier or, when it
+	// died or stood down, to the next leader; a lane retrying an event
+	// extends it. With replicas, the lease TTL: what the notifier held
+	// when it died waits no longer than that.
+	AckWait time.Duration
 }
 
 // Defaults of Config.
@@ -51,6 +57,7 @@ const (
 	DefaultMaxAckPending = 1024
 	DefaultMaxAttempts   = 5
 	DefaultRetryBackoff  = 250 * time.Millisecond
+	DefaultAckWait       = 30 * time.Second
 )
 
 // WithDefaults fills zero fields with their defaults.
@@ -73,6 +80,9 @@ func (c Config) WithDefaults() Config {
 	if c.RetryBackoff == 0 {
 		c.RetryBackoff = DefaultRetryBackoff
 	}
+	if c.AckWait == 0 {
+		c.AckWait = DefaultAckWait
+	}
 	return c
 }
 
@@ -90,6 +100,9 @@ func (c Config) Validate() error {
 	}
 	if c.RetryBackoff < 0 || c.RetryBackoff > maxBackoff {
 		errs = append(errs, fmt.Errorf("notifier retry backoff %s: want 0 to %s", c.RetryBackoff, maxBackoff))
+	}
+	if c.AckWait < time.Second {
+		errs = append(errs, fmt.Errorf("notifier ack wait %s: want at least 1s", c.AckWait))
 	}
 	return errors.Join(errs...)
 }
@@ -126,10 +139,6 @@ func New(cfg Config, deps Deps) *Notifier {
 	return &Notifier{cfg: cfg.WithDefaults(), deps: deps, pub: jsbatch.NewCoalescer(deps.JS, deps.Log, alreadyNotified)}
 }
 
-// ackWait is how long JetStream waits for an event's acknowledgement
-// before it delivers the event again; a lane retrying an event extends it.
-const ackWait = 30 * time.Second
-
 // Run processes events until ctx ends.
 func (n *Notifier) Run(ctx context.Context, ready func()) error {
 	if err := n.cfg.Validate(); err != nil {
@@ -163,7 +172,7 @@ func (n *Notifier) Run(ctx context.Context, ready func()) error {
 		Durable:     n.cfg.Durable,
 		Description: "turns worker events into notifications",
 		AckPolicy:   jetstream.AckExplicitPolicy,
-		AckWait:     ackWait,
+		AckWait:     n.cfg.AckWait,
 		// Many events in flight let the lanes work on many models at
 		// once; each lane keeps its models' events in order.
 		MaxAckPending: n.cfg.MaxAckPending,

@@ -195,7 +195,7 @@ func Run(ctx context.Context, cfg Config) error {
 		ready := sync.OnceFunc(readiness.done)
 		g.Go(func() error {
 			return candidate(Notifier, ready).Run(gctx, func(ctx context.Context, _ uint64) error {
-				n := notifier.New(notifier.Config{Names: names, Webhooks: cfg.Webhooks}, notifier.Deps{
+				n := notifier.New(notifier.Config{Names: names, Webhooks: cfg.Webhooks, AckWait: cfg.Boot.LeaseTTL}, notifier.Deps{
 					JS: js, Models: kv.models, Deliveries: kv.deliveries, Log: log.With("service", Notifier),
 				})
 				return n.Run(ctx, ready)

@@ -1,7 +1,9 @@
 package e2e
 
 import (
+	"context"
 	"fmt"
+	"os"
 	"strings"
 	"sync/atomic"
 	"syscall"
@@ -44,6 +46,34 @@ func freshModel(t *testing.T, c *cluster, js jetstream.JetStream, model string) 
 	require.Equal(t, "applied", st.Status, "%+v", st)
 }
 
+// catchUp waits until every request acknowledged so far has a
+// notification, and says how long after since that was: how long the
+// leader's stop stalled what it held (printed; nothing asserts on time).
+func catchUp(t *testing.T, js jetstream.JetStream, l *ledger, what string, since time.Time) {
+	t.Helper()
+	ntf, err := js.Stream(context.Background(), "TT_NTF")
+	require.NoError(t, err)
+	rows, _ := l.snapshot()
+	missing := len(rows)
+	require.Eventually(t, func() bool {
+		info, err := ntf.Info(context.Background(), jetstream.WithSubjectFilter("tt.ntf."+l.model+".req.*"))
+		if err != nil {
+			return false
+		}
+		missing = 0
+		for id := range rows {
+			if info.State.Subjects["tt.ntf."+l.model+".req."+id] == 0 {
+				missing++
+			}
+		}
+		if os.Getenv("E2E_TRACE") != "" {
+			t.Logf("%s: %d missing at %s", what, missing, time.Since(since))
+		}
+		return missing == 0
+	}, 2*time.Minute, 100*time.Millisecond, "%s: %d requests acknowledged before have no notification", what, missing)
+	t.Logf("%s: the %d requests acknowledged before were all notified %s after it", what, len(rows), time.Since(since))
+}
+
 // TestReplicasOfDispatcherAndNotifier runs two `teatree serve dispatcher
 // notifier` processes beside a gateway and a node. It pauses the leader
 // (SIGSTOP) under load: the other takes both roles over, and when the
@@ -73,7 +103,10 @@ func TestReplicasOfDispatcherAndNotifier(t *testing.T) {
 
 	t.Logf("SIGSTOP the leader, replica a (%d acks)", l.acks.Load())
 	a.signal(syscall.SIGSTOP)
+	paused := time.Now()
 	waitLogged(t, b, "leading", 1)
+	t.Logf("replica b leads %s after the pause", time.Since(paused))
+	catchUp(t, js, l, "SIGSTOP", paused)
 	freshModel(t, c, js, "fresh1")
 	waitAcks(t, l, l.acks.Load()+100, "while the leader is paused")
 
@@ -85,7 +118,10 @@ func TestReplicasOfDispatcherAndNotifier(t *testing.T) {
 
 	t.Logf("kill -9 the leader, replica b (%d acks)", l.acks.Load())
 	b.kill()
+	killed := time.Now()
 	waitLogged(t, a, "leading", 2)
+	t.Logf("replica a leads %s after the kill", time.Since(killed))
+	catchUp(t, js, l, "kill -9", killed)
 	freshModel(t, c, js, "fresh2")
 	waitAcks(t, l, l.acks.Load()+100, "after the leader was killed")
 
