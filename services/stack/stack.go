@@ -194,9 +194,9 @@ func Run(ctx context.Context, cfg Config) error {
 		defer svc.Stop()
 		ready := sync.OnceFunc(readiness.done)
 		g.Go(func() error {
-			return candidate(Notifier, ready).Run(gctx, func(ctx context.Context, _ uint64) error {
+			return candidate(Notifier, ready).Run(gctx, func(ctx context.Context, term uint64) error {
 				n := notifier.New(notifier.Config{Names: names, Webhooks: cfg.Webhooks, AckWait: cfg.Boot.LeaseTTL}, notifier.Deps{
-					JS: js, Models: kv.models, Deliveries: kv.deliveries, Log: log.With("service", Notifier),
+					JS: js, Models: kv.models, Deliveries: kv.deliveries, Log: log.With("service", Notifier, "term", term),
 				})
 				return n.Run(ctx, ready)
 			})
@@ -205,9 +205,9 @@ func Run(ctx context.Context, cfg Config) error {
 	if cfg.runs(Dispatcher) {
 		ready := sync.OnceFunc(readiness.done)
 		g.Go(func() error {
-			return candidate(Dispatcher, ready).Run(gctx, func(ctx context.Context, _ uint64) error {
+			return candidate(Dispatcher, ready).Run(gctx, func(ctx context.Context, term uint64) error {
 				d := dispatcher.New(dispatcher.Config{Names: names, LeaseTTL: cfg.Boot.LeaseTTL, WorkerTTL: cfg.Boot.WorkerTTL},
-					dispatcher.Deps{JS: js, Models: kv.models, Owners: kv.owners, Workers: kv.workers, Log: log.With("service", Dispatcher)})
+					dispatcher.Deps{JS: js, Models: kv.models, Owners: kv.owners, Workers: kv.workers, Log: log.With("service", Dispatcher, "term", term)})
 				return d.Run(ctx, ready)
 			})
 		})
