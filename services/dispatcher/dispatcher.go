@@ -111,9 +111,6 @@ func (d *Dispatcher) Run(ctx context.Context, ready func()) error {
 		AckPolicy:     jetstream.AckExplicitPolicy,
 		HeadersOnly:   true,
 		FilterSubject: names.MutAll(),
-		// What a dispatcher that died held goes to the next one after a
-		// lease TTL, the longest a replica's death may stall anything.
-		AckWait:       d.cfg.LeaseTTL,
 		MaxAckPending: 10_000,
 	})
 	if err != nil {

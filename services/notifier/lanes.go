@@ -20,8 +20,7 @@ import (
 // dispatching waits for it: memory stays bounded whatever the backlog.
 const laneQueue = 32
 
-// maxBackoff bounds the wait between two attempts; so does half of
-// AckWait, which each attempt extends.
+// maxBackoff bounds the wait between two attempts, well within ackWait.
 const maxBackoff = 5 * time.Second
 
 type lanes struct {
@@ -86,8 +85,7 @@ func eventModel(subj string) string {
 // meanwhile. After MaxAttempts the event goes to TT_DEAD and is
 // acknowledged: the lane moves on.
 func (n *Notifier) process(ctx context.Context, msg jetstream.Msg) {
-	limit := min(maxBackoff, n.cfg.AckWait/2)
-	backoff := min(n.cfg.RetryBackoff, limit)
+	backoff := n.cfg.RetryBackoff
 	for attempt := 1; ; attempt++ {
 		err := n.handle(ctx, msg)
 		if err == nil {
@@ -106,7 +104,7 @@ func (n *Notifier) process(ctx context.Context, msg jetstream.Msg) {
 		if !wait(ctx, backoff) {
 			return
 		}
-		backoff = min(2*backoff, limit)
+		backoff = min(2*backoff, maxBackoff)
 	}
 }
 

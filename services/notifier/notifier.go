@@ -41,14 +41,8 @@ type Config struct {
 	// TT_DEAD and its lane moves on.
 	MaxAttempts int
 	// RetryBackoff is the wait before the second attempt; it doubles
-	// with each further one, up to maxBackoff (and half of AckWait).
+	// with each further one, up to maxBackoff.
 	RetryBackoff time.Duration
-	// AckWait is how long JetStream waits for an event's acknowledgement
-	// before it delivers the event again, to this notifier or, when it
-	// died or stood down, to the next leader; a lane retrying an event
-	// extends it. With replicas, the lease TTL: what the notifier held
-	// when it died waits no longer than that.
-	AckWait time.Duration
 }
 
 // Defaults of Config.
@@ -57,7 +51,6 @@ const (
 	DefaultMaxAckPending = 1024
 	DefaultMaxAttempts   = 5
 	DefaultRetryBackoff  = 250 * time.Millisecond
-	DefaultAckWait       = 30 * time.Second
 )
 
 // WithDefaults fills zero fields with their defaults.
@@ -80,9 +73,6 @@ func (c Config) WithDefaults() Config {
 	if c.RetryBackoff == 0 {
 		c.RetryBackoff = DefaultRetryBackoff
 	}
-	if c.AckWait == 0 {
-		c.AckWait = DefaultAckWait
-	}
 	return c
 }
 
@@ -101,17 +91,16 @@ func (c Config) Validate() error {
 	if c.RetryBackoff < 0 || c.RetryBackoff > maxBackoff {
 		errs = append(errs, fmt.Errorf("notifier retry backoff %s: want 0 to %s", c.RetryBackoff, maxBackoff))
 	}
-	if c.AckWait < time.Second {
-		errs = append(errs, fmt.Errorf("notifier ack wait %s: want at least 1s", c.AckWait))
-	}
 	return errors.Join(errs...)
 }
 
 // Deps are what the notifier talks to.
 type Deps struct {
 	JS jetstream.JetStream
-	// Results holds stored query results, served on tt.result.<id>.<page>;
-	// nil serves none.
+	// Results holds stored query results, whose pages a result's
+	// notifications carry; a result event fails without it. Every
+	// replica serves them on tt.result.<id>.<page> with ServeResults,
+	// leading or not.
 	Results *results.Store
 	// Models (tt_models) holds the specs whose lease epochs decide which
 	// outcomes are trusted and which rejections are the notifier's to
@@ -139,6 +128,10 @@ func New(cfg Config, deps Deps) *Notifier {
 	return &Notifier{cfg: cfg.WithDefaults(), deps: deps, pub: jsbatch.NewCoalescer(deps.JS, deps.Log, alreadyNotified)}
 }
 
+// ackWait is how long JetStream waits for an event's acknowledgement
+// before it delivers the event again; a lane retrying an event extends it.
+const ackWait = 30 * time.Second
+
 // Run processes events until ctx ends.
 func (n *Notifier) Run(ctx context.Context, ready func()) error {
 	if err := n.cfg.Validate(); err != nil {
@@ -151,13 +144,6 @@ func (n *Notifier) Run(ctx context.Context, ready func()) error {
 	}
 	if n.mut, err = n.deps.JS.Stream(ctx, names.MutStream()); err != nil {
 		return fmt.Errorf("notifier: %w", err)
-	}
-	if n.deps.Results != nil {
-		svc, err := ServeResults(ctx, n.deps.JS.Conn(), names, n.deps.Results)
-		if err != nil {
-			return err
-		}
-		defer svc.Stop()
 	}
 	if n.deps.Models != nil && n.deps.Deliveries != nil {
 		run, err := n.startWebhooks(ctx)
@@ -172,7 +158,7 @@ func (n *Notifier) Run(ctx context.Context, ready func()) error {
 		Durable:     n.cfg.Durable,
 		Description: "turns worker events into notifications",
 		AckPolicy:   jetstream.AckExplicitPolicy,
-		AckWait:     n.cfg.AckWait,
+		AckWait:     ackWait,
 		// Many events in flight let the lanes work on many models at
 		// once; each lane keeps its models' events in order.
 		MaxAckPending: n.cfg.MaxAckPending,

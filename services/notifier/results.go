@@ -16,8 +16,8 @@ import (
 // ServeResults answers tt.result.<result id>.<page> with the stored page,
 // as a micro service in a queue group so every notifier shares the load.
 // It keeps no state of its own, so every replica of the notifier serves
-// results, the ones standing by too; Run serves them as well when its
-// Deps.Results is set. Stop the service when done.
+// results, the ones standing by too (Run does not). Stop the service when
+// done.
 func ServeResults(ctx context.Context, nc *nats.Conn, names subject.Names, store *results.Store) (micro.Service, error) {
 	svc, err := micro.AddService(nc, micro.Config{
 		Name:        "teatree-results",

@@ -187,7 +187,8 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	if cfg.runs(Notifier) {
 		// Stored results are served by every replica, leading or not.
-		svc, err := notifier.ServeResults(gctx, nc, names, results.New(kv.results))
+		store := results.New(kv.results)
+		svc, err := notifier.ServeResults(gctx, nc, names, store)
 		if err != nil {
 			return err
 		}
@@ -195,8 +196,8 @@ func Run(ctx context.Context, cfg Config) error {
 		ready := sync.OnceFunc(readiness.done)
 		g.Go(func() error {
 			return candidate(Notifier, ready).Run(gctx, func(ctx context.Context, term uint64) error {
-				n := notifier.New(notifier.Config{Names: names, Webhooks: cfg.Webhooks, AckWait: cfg.Boot.LeaseTTL}, notifier.Deps{
-					JS: js, Models: kv.models, Deliveries: kv.deliveries, Log: log.With("service", Notifier, "term", term),
+				n := notifier.New(notifier.Config{Names: names, Webhooks: cfg.Webhooks}, notifier.Deps{
+					JS: js, Results: store, Models: kv.models, Deliveries: kv.deliveries, Log: log.With("service", Notifier, "term", term),
 				})
 				return n.Run(ctx, ready)
 			})

@@ -97,7 +97,9 @@ func TestReplicasOfDispatcherAndNotifier(t *testing.T) {
 	_, js := connectNATS(t, c.nats.url())
 	l := newLedger(model)
 	var stop atomic.Bool
-	gate := func() bool { time.Sleep(10 * time.Millisecond); return !stop.Load() }
+	// A steady trickle a loaded machine keeps up with, so that what a
+	// stop stalls shows.
+	gate := func() bool { time.Sleep(25 * time.Millisecond); return !stop.Load() }
 	wait := l.publishers(t, 2, natsSender(js, model), gate, time.Now().Add(3*time.Minute))
 	waitAcks(t, l, 100, "before the pause")
 
