@@ -201,6 +201,14 @@ func Setup(ctx context.Context, js jetstream.JetStream, cfg Config) error {
 		Storage:     jetstream.FileStorage,
 		Replicas:    cfg.Replicas,
 		TTL:         cfg.PinTTL,
+	}, {
+		Bucket:      n.LeadersBucket(),
+		Description: "the leader of each singleton service (dispatcher, notifier)",
+		Storage:     jetstream.FileStorage,
+		Replicas:    cfg.Replicas,
+		// The election's TTL: a leader that stops renewing loses its key
+		// this long after its last renewal (see pkg/leader).
+		TTL: cfg.LeaseTTL,
 	}}
 	for _, kc := range buckets {
 		if _, err := js.CreateOrUpdateKeyValue(ctx, kc); err != nil {

@@ -24,6 +24,7 @@ func TestNewBuildsNamesFromThePrefix(t *testing.T) {
 	require.Equal(t, "tt", n.Prefix())
 	require.Equal(t, "TT_MUT", n.MutStream())
 	require.Equal(t, "tt_owners", n.OwnersBucket())
+	require.Equal(t, "tt_leaders", n.LeadersBucket())
 	require.Equal(t, "tt.mut.sales.append", n.Mut("sales", subject.OpAppend))
 	require.Equal(t, "tt.ntf.sales.req.r1", n.NtfRequest("sales", "r1"))
 	require.Equal(t, "tt.ntf.sales.snap.7", n.NtfSnapshot("sales", 7))

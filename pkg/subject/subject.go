@@ -109,6 +109,7 @@ func (n Names) WorkersBucket() string    { return n.prefix + "_workers" }
 func (n Names) ResultsBucket() string    { return n.prefix + "_results" }
 func (n Names) DeliveriesBucket() string { return n.prefix + "_deliveries" }
 func (n Names) PinsBucket() string       { return n.prefix + "_pins" }
+func (n Names) LeadersBucket() string    { return n.prefix + "_leaders" }
 
 // Mut is tt.mut.<model>.<op>.
 func (n Names) Mut(model, op string) string { return n.prefix + ".mut." + model + "." + op }

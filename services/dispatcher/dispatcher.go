@@ -138,7 +138,12 @@ func (d *Dispatcher) Run(ctx context.Context, ready func()) error {
 	if err != nil {
 		return fmt.Errorf("dispatcher consume: %w", err)
 	}
-	defer cc.Stop()
+	// A new leader may start once Run has returned: no handler may still
+	// be placing a model then.
+	defer func() {
+		cc.Stop()
+		<-cc.Closed()
+	}()
 	stopMoves, err := d.serveMoves(ctx)
 	if err != nil {
 		return err

@@ -97,8 +97,10 @@ func (c Config) Validate() error {
 // Deps are what the notifier talks to.
 type Deps struct {
 	JS jetstream.JetStream
-	// Results holds stored query results, served on tt.result.<id>.<page>;
-	// nil serves none.
+	// Results holds stored query results, whose pages a result's
+	// notifications carry; a result event fails without it. Every
+	// replica serves them on tt.result.<id>.<page> with ServeResults,
+	// leading or not.
 	Results *results.Store
 	// Models (tt_models) holds the specs whose lease epochs decide which
 	// outcomes are trusted and which rejections are the notifier's to
@@ -142,13 +144,6 @@ func (n *Notifier) Run(ctx context.Context, ready func()) error {
 	}
 	if n.mut, err = n.deps.JS.Stream(ctx, names.MutStream()); err != nil {
 		return fmt.Errorf("notifier: %w", err)
-	}
-	if n.deps.Results != nil {
-		svc, err := n.serveResults(ctx, n.deps.JS.Conn(), n.deps.Results)
-		if err != nil {
-			return err
-		}
-		defer svc.Stop()
 	}
 	if n.deps.Models != nil && n.deps.Deliveries != nil {
 		run, err := n.startWebhooks(ctx)

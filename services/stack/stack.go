@@ -22,6 +22,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/teatree-dev/teatree/pkg/blob"
+	"github.com/teatree-dev/teatree/pkg/leader"
 	"github.com/teatree-dev/teatree/pkg/natsboot"
 	"github.com/teatree-dev/teatree/pkg/results"
 	"github.com/teatree-dev/teatree/pkg/subject"
@@ -178,16 +179,39 @@ func Run(ctx context.Context, cfg Config) error {
 		g.Go(func() error { return gw.Run(gctx, ln) })
 		readiness.done()
 	}
+	// One dispatcher and one notifier work at a time, however many
+	// processes run them: each campaigns for its role, and a new term
+	// starts a fresh service that resumes from its durable consumer.
+	candidate := func(role string, ready func()) leader.Candidate {
+		return leader.Candidate{KV: kv.leaders, Role: role, ID: candidateID(cfg.Data), Log: log.With("service", role), Standby: ready}
+	}
 	if cfg.runs(Notifier) {
-		n := notifier.New(notifier.Config{Names: names, Webhooks: cfg.Webhooks}, notifier.Deps{
-			JS: js, Results: results.New(kv.results), Models: kv.models, Deliveries: kv.deliveries, Log: log.With("service", Notifier),
+		// Stored results are served by every replica, leading or not.
+		store := results.New(kv.results)
+		svc, err := notifier.ServeResults(gctx, nc, names, store)
+		if err != nil {
+			return err
+		}
+		defer svc.Stop()
+		ready := sync.OnceFunc(readiness.done)
+		g.Go(func() error {
+			return candidate(Notifier, ready).Run(gctx, func(ctx context.Context, term uint64) error {
+				n := notifier.New(notifier.Config{Names: names, Webhooks: cfg.Webhooks}, notifier.Deps{
+					JS: js, Results: store, Models: kv.models, Deliveries: kv.deliveries, Log: log.With("service", Notifier, "term", term),
+				})
+				return n.Run(ctx, ready)
+			})
 		})
-		g.Go(func() error { return n.Run(gctx, readiness.done) })
 	}
 	if cfg.runs(Dispatcher) {
-		d := dispatcher.New(dispatcher.Config{Names: names, LeaseTTL: cfg.Boot.LeaseTTL, WorkerTTL: cfg.Boot.WorkerTTL},
-			dispatcher.Deps{JS: js, Models: kv.models, Owners: kv.owners, Workers: kv.workers, Log: log.With("service", Dispatcher)})
-		g.Go(func() error { return d.Run(gctx, readiness.done) })
+		ready := sync.OnceFunc(readiness.done)
+		g.Go(func() error {
+			return candidate(Dispatcher, ready).Run(gctx, func(ctx context.Context, term uint64) error {
+				d := dispatcher.New(dispatcher.Config{Names: names, LeaseTTL: cfg.Boot.LeaseTTL, WorkerTTL: cfg.Boot.WorkerTTL},
+					dispatcher.Deps{JS: js, Models: kv.models, Owners: kv.owners, Workers: kv.workers, Log: log.With("service", Dispatcher, "term", term)})
+				return d.Run(ctx, ready)
+			})
+		})
 	}
 	if cfg.runs(Node) {
 		nodeCfg := cfg.Node
@@ -227,7 +251,7 @@ func Run(ctx context.Context, cfg Config) error {
 
 // buckets are the KV buckets of the control state.
 type buckets struct {
-	models, owners, workers, results, deliveries, pins jetstream.KeyValue
+	models, owners, workers, results, deliveries, pins, leaders jetstream.KeyValue
 }
 
 func openBuckets(ctx context.Context, js jetstream.JetStream, names subject.Names) (*buckets, error) {
@@ -238,6 +262,7 @@ func openBuckets(ctx context.Context, js jetstream.JetStream, names subject.Name
 	}{
 		{&b.models, names.ModelsBucket()}, {&b.owners, names.OwnersBucket()}, {&b.workers, names.WorkersBucket()},
 		{&b.results, names.ResultsBucket()}, {&b.deliveries, names.DeliveriesBucket()}, {&b.pins, names.PinsBucket()},
+		{&b.leaders, names.LeadersBucket()},
 	} {
 		kv, err := js.KeyValue(ctx, o.name)
 		if err != nil {
@@ -275,6 +300,21 @@ func (r *readiness) err() error {
 		return fmt.Errorf("%d services not ready yet", r.left)
 	}
 	return nil
+}
+
+// candidateID names this process in elections: its host and data
+// directory, which lockDir keeps to one live process. So the id is unique
+// among live candidates, and a process restarted on the same directory
+// takes back at once a role its predecessor held.
+func candidateID(data string) string {
+	host, err := os.Hostname()
+	if err != nil {
+		host = "localhost"
+	}
+	if abs, err := filepath.Abs(data); err == nil {
+		data = abs
+	}
+	return host + ":" + data
 }
 
 // lockDir keeps a second process from using the same data directory: a
