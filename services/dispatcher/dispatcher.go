@@ -108,7 +108,7 @@ func (d *Dispatcher) Run(ctx context.Context, ready func()) error {
 	if err := d.watch(ctx, d.deps.Workers, d.onWorker); err != nil {
 		return err
 	}
-	cons, err := d.deps.JS.CreateOrUpdateConsumer(ctx, names.MutStream(), jetstream.ConsumerConfig{
+	cons, err := natsboot.TakeConsumer(ctx, d.deps.JS, names.MutStream(), jetstream.ConsumerConfig{
 		Durable:       d.cfg.Durable,
 		Description:   "places models that have mutations waiting",
 		AckPolicy:     jetstream.AckExplicitPolicy,

@@ -19,6 +19,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/teatree-dev/teatree/pkg/jsbatch"
+	"github.com/teatree-dev/teatree/pkg/natsboot"
 	"github.com/teatree-dev/teatree/pkg/results"
 	"github.com/teatree-dev/teatree/pkg/subject"
 	"github.com/teatree-dev/teatree/pkg/wire"
@@ -154,7 +155,7 @@ func (n *Notifier) Run(ctx context.Context, ready func()) error {
 		go func() { defer close(hooks); run() }()
 		defer func() { <-hooks }()
 	}
-	cons, err := n.deps.JS.CreateOrUpdateConsumer(ctx, names.EvtStream(), jetstream.ConsumerConfig{
+	cons, err := natsboot.TakeConsumer(ctx, n.deps.JS, names.EvtStream(), jetstream.ConsumerConfig{
 		Durable:     n.cfg.Durable,
 		Description: "turns worker events into notifications",
 		AckPolicy:   jetstream.AckExplicitPolicy,

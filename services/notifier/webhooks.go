@@ -18,6 +18,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/teatree-dev/teatree/pkg/catalog"
+	"github.com/teatree-dev/teatree/pkg/natsboot"
 	"github.com/teatree-dev/teatree/pkg/subject"
 	"github.com/teatree-dev/teatree/pkg/wire"
 	teatreev1 "github.com/teatree-dev/teatree/proto/teatree/v1"
@@ -106,7 +107,7 @@ func (n *Notifier) startWebhooks(ctx context.Context) (run func(), err error) {
 			}
 		}
 	}()
-	cons, err := n.deps.JS.CreateOrUpdateConsumer(ctx, w.names.NtfStream(), jetstream.ConsumerConfig{
+	cons, err := natsboot.TakeConsumer(ctx, n.deps.JS, w.names.NtfStream(), jetstream.ConsumerConfig{
 		Durable:       n.cfg.Durable + "-webhooks",
 		Description:   "delivers notifications to webhooks",
 		DeliverPolicy: jetstream.DeliverNewPolicy,
