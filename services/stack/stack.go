@@ -51,10 +51,11 @@ type Config struct {
 	NATSURL  string
 	Embedded natsboot.ServerConfig
 	Boot     natsboot.Config
-	// Data holds the node's model files; BlobDir the snapshots (default
+	// Data holds the node's model files; Blobs names the snapshot store,
+	// a directory or s3://BUCKET/PREFIX?... (blob.OpenStore; default
 	// Data/blobs).
 	Data     string
-	BlobDir  string
+	Blobs    string
 	HTTPAddr string
 	// MaxBody is the largest HTTP body the gateway accepts.
 	MaxBody int64
@@ -144,13 +145,13 @@ func Run(ctx context.Context, cfg Config) error {
 	if err != nil {
 		return err
 	}
-	blobDir := cfg.BlobDir
-	if blobDir == "" {
-		blobDir = filepath.Join(cfg.Data, "blobs")
+	blobSpec := cfg.Blobs
+	if blobSpec == "" {
+		blobSpec = filepath.Join(cfg.Data, "blobs")
 	}
-	blobs, err := blob.NewDir(blobDir)
+	blobs, err := blob.OpenStore(ctx, blobSpec)
 	if err != nil {
-		return err
+		return fmt.Errorf("open blob store: %w", err)
 	}
 
 	// A node runs a query executor too, which reports ready on its own.
