@@ -36,6 +36,9 @@ type S3Config struct {
 	// PathStyle addresses the bucket as ENDPOINT/BUCKET/KEY rather than
 	// BUCKET.ENDPOINT/KEY, as most S3-compatible servers need.
 	PathStyle bool
+	// Credentials, when set, replace the standard AWS sources (for tests
+	// and programs that embed teatree).
+	Credentials aws.CredentialsProvider
 }
 
 // S3 is a blob store in an S3 bucket. Each PUT is atomic per object, so a
@@ -63,6 +66,9 @@ func NewS3(ctx context.Context, cfg S3Config) (*S3, error) {
 	var opts []func(*config.LoadOptions) error
 	if cfg.Region != "" {
 		opts = append(opts, config.WithRegion(cfg.Region))
+	}
+	if cfg.Credentials != nil {
+		opts = append(opts, config.WithCredentialsProvider(cfg.Credentials))
 	}
 	awsCfg, err := config.LoadDefaultConfig(ctx, opts...)
 	if err != nil {
