@@ -18,6 +18,9 @@ func OpenStore(ctx context.Context, spec string) (Store, error) {
 	if spec == "" {
 		return nil, fmt.Errorf("blob store: empty; give a directory or s3://BUCKET/PREFIX")
 	}
+	if strings.HasPrefix(spec, "s3:") && !strings.HasPrefix(spec, "s3://") {
+		return nil, fmt.Errorf("blob store %q: want s3://BUCKET/PREFIX", spec)
+	}
 	if !strings.Contains(spec, "://") {
 		return NewDir(spec)
 	}

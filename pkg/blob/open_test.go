@@ -52,4 +52,6 @@ func TestOpenStoreDirOrS3(t *testing.T) {
 	require.ErrorContains(t, err, "give a directory or s3://")
 	_, err = blob.OpenStore(ctx, "http://bucket/prefix")
 	require.ErrorContains(t, err, "not supported")
+	_, err = blob.OpenStore(ctx, "s3:/bucket/prefix")
+	require.ErrorContains(t, err, "want s3://BUCKET/PREFIX")
 }

@@ -110,6 +110,15 @@ func Run(ctx context.Context, cfg Config) error {
 		return err
 	}
 	defer unlock()
+	// Before NATS, so a bad --blobs fails at once; it makes no request.
+	blobSpec := cfg.Blobs
+	if blobSpec == "" {
+		blobSpec = filepath.Join(cfg.Data, "blobs")
+	}
+	blobs, err := blob.OpenStore(ctx, blobSpec)
+	if err != nil {
+		return fmt.Errorf("open blob store: %w", err)
+	}
 
 	natsURL := cfg.NATSURL
 	var srv *server.Server
@@ -144,14 +153,6 @@ func Run(ctx context.Context, cfg Config) error {
 	kv, err := openBuckets(setupCtx, js, names)
 	if err != nil {
 		return err
-	}
-	blobSpec := cfg.Blobs
-	if blobSpec == "" {
-		blobSpec = filepath.Join(cfg.Data, "blobs")
-	}
-	blobs, err := blob.OpenStore(ctx, blobSpec)
-	if err != nil {
-		return fmt.Errorf("open blob store: %w", err)
 	}
 
 	// A node runs a query executor too, which reports ready on its own.

@@ -39,6 +39,8 @@ type proc struct {
 	args  []string
 	logs  *natstest.LogBuffer
 	ready func(p *proc) bool
+	// env is added to this process's environment (KEY=value).
+	env []string
 
 	mu     sync.Mutex
 	cmd    *exec.Cmd
@@ -69,6 +71,9 @@ func (p *proc) start() {
 	fmt.Fprintf(p.logs, "=== %s: start #%d at %s ===\n", p.name, p.starts, time.Now().Format(time.RFC3339Nano))
 	cmd := exec.Command(p.path, p.args...)
 	cmd.Stdout, cmd.Stderr = p.logs, p.logs
+	if p.env != nil {
+		cmd.Env = append(os.Environ(), p.env...)
+	}
 	err := cmd.Start()
 	exited := make(chan struct{})
 	if err == nil {
