@@ -31,8 +31,9 @@ import (
 // environment as a deployment has them: versions are published and
 // downloaded (whole, by Range, by ETag), a pulled version is whole and
 // right, old versions are collected from the bucket while a pinned one
-// stays, and a body too large for one message goes through the bucket and
-// is deleted from it once applied.
+// stays, a query reads a version from the bucket, and a body too large
+// for one message goes through the bucket and is deleted from it once
+// applied.
 func TestStackOnS3(t *testing.T) {
 	// Not parallel: the AWS credentials are in the environment.
 	srv := s3test.Start(t)
@@ -159,6 +160,12 @@ func TestStackOnS3(t *testing.T) {
 		require.NoError(t, err)
 		checkSum(t, resp, tbl.GetParquet())
 	}
+
+	// A query executor reads the version from the bucket.
+	page, err := c.Query(ctx, model, &teatreev1.Query{Sql: "select count(*) as n from orders", Format: "csv", Version: pin.GetVersion()})
+	require.NoError(t, err)
+	require.Equal(t, pin.GetVersion(), page.Version)
+	require.Equal(t, fmt.Sprintf("n\n%d\n", man.GetTables()[0].GetRows()), string(page.Body))
 
 	// Range and If-None-Match, answered from S3.
 	url := st.HTTPURL + "/v1/models/" + model + "/snapshots/" + v + "/" + blob.DuckDBFile
