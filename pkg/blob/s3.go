@@ -203,20 +203,19 @@ func (s *S3) Get(ctx context.Context, key string) ([]byte, error) {
 }
 
 // wrap turns S3's "no such key" answers into ErrNotFound, keeping the
-// original error in the chain, and names the bucket in other errors.
+// original error in the chain, and names the bucket in the others. A
+// missing bucket is a setup error, not a missing blob.
 func (s *S3) wrap(err error) error {
 	var api smithy.APIError
+	code := ""
 	if errors.As(err, &api) {
-		switch api.ErrorCode() {
-		case "NoSuchKey", "NotFound":
-			return fmt.Errorf("%w: %w", ErrNotFound, err)
-		}
+		code = api.ErrorCode()
+	}
+	if code == "NoSuchBucket" {
+		return fmt.Errorf("bucket %s does not exist (check --blobs): %w", s.bucket, err)
 	}
 	var resp *awshttp.ResponseError
-	if errors.As(err, &resp) && resp.HTTPStatusCode() == http.StatusNotFound {
-		if api != nil && api.ErrorCode() == "NoSuchBucket" {
-			return fmt.Errorf("bucket %s: %w", s.bucket, err)
-		}
+	if code == "NoSuchKey" || code == "NotFound" || (errors.As(err, &resp) && resp.HTTPStatusCode() == http.StatusNotFound) {
 		return fmt.Errorf("%w: %w", ErrNotFound, err)
 	}
 	return fmt.Errorf("bucket %s: %w", s.bucket, err)

@@ -8,10 +8,12 @@ import (
 	"testing"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/stretchr/testify/require"
 
 	"github.com/teatree-dev/teatree/internal/s3test"
+	"github.com/teatree-dev/teatree/pkg/blob"
 )
 
 // TestS3Layout looks behind the store: keys live below the prefix, and a
@@ -36,4 +38,20 @@ func TestS3Layout(t *testing.T) {
 	names, err := srv.Store(t, "other").List(ctx, "models")
 	require.NoError(t, err)
 	require.Empty(t, names)
+}
+
+// TestS3MissingBucket: a wrong bucket says so, rather than looking empty.
+func TestS3MissingBucket(t *testing.T) {
+	t.Parallel()
+	srv := s3test.Start(t)
+	cfg, err := blob.ParseS3URL(srv.URL("p"))
+	require.NoError(t, err)
+	cfg.Bucket = "no-such-bucket"
+	cfg.Credentials = credentials.NewStaticCredentialsProvider(s3test.AccessKey, s3test.SecretKey, "")
+	s, err := blob.NewS3(context.Background(), cfg)
+	require.NoError(t, err)
+	_, err = s.List(context.Background(), "models")
+	require.ErrorContains(t, err, "bucket no-such-bucket does not exist")
+	_, err = s.Put(context.Background(), "models/x", strings.NewReader("x"))
+	require.ErrorContains(t, err, "bucket no-such-bucket does not exist")
 }
