@@ -137,7 +137,7 @@ func (st *staged) begin(ctx context.Context) error {
 // copyFile copies src to dst; between two files on Linux, io.Copy uses
 // copy_file_range, so the bytes need not pass through Go. It does not sync:
 // the writer waits while it copies, the copy is synced when it is published
-// (Store.PutFile), and a copy a crash left half written is swept at open.
+// (blob.Dir.PutFile), and a copy a crash left half written is swept at open.
 func copyFile(dst, src string) error {
 	in, err := os.Open(src)
 	if err != nil {
