@@ -1,7 +1,8 @@
 // Package blob stores snapshot files under keys such as
-// models/<model>/v<version>/model.duckdb. Dir keeps them in a local
-// directory; every write lands under a temporary name, is fsynced and then
-// renamed, so a reader sees a whole file or none.
+// models/<model>/v<version>/model.duckdb, behind the Store interface. Dir
+// keeps them in a local directory; every write lands under a temporary
+// name, is fsynced and then renamed, so a reader sees a whole file or none.
+// S3 keeps them in an S3 bucket, where every PUT is atomic per object.
 package blob
 
 import (
@@ -11,7 +12,6 @@ import (
 	"io"
 	"io/fs"
 	"os"
-	"path"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -41,9 +41,8 @@ func NewDir(root string) (*Dir, error) {
 func (d *Dir) Root() string { return d.root }
 
 func (d *Dir) path(key string) (string, error) {
-	clean := path.Clean(key)
-	if key == "" || key == "." || clean != key || strings.HasPrefix(key, "/") || strings.HasPrefix(key, "../") || key == ".." {
-		return "", fmt.Errorf("blob key %q: not a clean relative key", key)
+	if err := checkKey(key); err != nil {
+		return "", err
 	}
 	return filepath.Join(d.root, filepath.FromSlash(key)), nil
 }
@@ -125,12 +124,6 @@ func (d *Dir) PutFile(ctx context.Context, key, src string) error {
 		return err
 	}
 	return os.Remove(src)
-}
-
-// Object is an open blob: readable, seekable (for HTTP Range) and sized.
-type Object interface {
-	io.ReadSeekCloser
-	Stat() (fs.FileInfo, error)
 }
 
 // Open opens the blob at key for reading.

@@ -86,7 +86,7 @@ type Deps struct {
 	Owners jetstream.KeyValue // tt_owners
 	// Pins is tt_pins; nil refuses pins with unavailable.
 	Pins  jetstream.KeyValue
-	Blobs *blob.Dir
+	Blobs blob.Store
 	// Log receives a Debug line per request and the internal errors; nil
 	// discards them.
 	Log *slog.Logger

@@ -23,14 +23,14 @@ import (
 )
 
 // testEnv is a gateway over an embedded JetStream server and a blob
-// directory, served by httptest.
+// directory (or the store a configure func sets), served by httptest.
 type testEnv struct {
 	nats   *natstest.Env
 	names  subject.Names
 	models jetstream.KeyValue
 	owners jetstream.KeyValue
 	pins   jetstream.KeyValue
-	blobs  *blob.Dir
+	blobs  blob.Store
 	mut    jetstream.Stream
 	ntf    jetstream.Stream
 	url    string
@@ -59,6 +59,7 @@ func start(t *testing.T, configure ...func(*Config, *Deps)) *testEnv {
 	for _, c := range configure {
 		c(&cfg, &deps)
 	}
+	env.blobs = deps.Blobs
 	g, err := New(cfg, deps)
 	require.NoError(t, err)
 	srv := httptest.NewServer(g.Handler())

@@ -72,7 +72,11 @@ func randomBytes(t *testing.T, n int) []byte {
 
 func TestListSnapshots(t *testing.T) {
 	t.Parallel()
-	env := start(t)
+	checkListSnapshots(t, start(t))
+}
+
+// checkListSnapshots runs on a Dir (above) and on S3 (s3_test.go).
+func checkListSnapshots(t *testing.T, env *testEnv) {
 	env.createModel(t, "sales")
 	env.createModel(t, "crm")
 	putVersion(t, env, "sales", 1, true)
@@ -105,7 +109,11 @@ func TestListSnapshots(t *testing.T) {
 
 func TestDownloadSnapshot(t *testing.T) {
 	t.Parallel()
-	env := start(t)
+	checkDownloadSnapshot(t, start(t))
+}
+
+// checkDownloadSnapshot runs on a Dir (above) and on S3 (s3_test.go).
+func checkDownloadSnapshot(t *testing.T, env *testEnv) {
 	env.createModel(t, "sales")
 	env.createModel(t, "crm")
 	putVersion(t, env, "sales", 1, true)

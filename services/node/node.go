@@ -108,7 +108,7 @@ type Deps struct {
 	Workers jetstream.KeyValue
 	// Pins is tt_pins, for the db-managers' garbage collection.
 	Pins  jetstream.KeyValue
-	Blobs *blob.Dir
+	Blobs blob.Store
 	Log   *slog.Logger
 }
 

@@ -10,7 +10,6 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/stretchr/testify/require"
 
-	"github.com/teatree-dev/teatree/pkg/natsboot"
 	"github.com/teatree-dev/teatree/pkg/natsboot/natstest"
 	"github.com/teatree-dev/teatree/pkg/subject"
 	"github.com/teatree-dev/teatree/services/stack"
@@ -36,7 +35,7 @@ func runStack(t *testing.T, cfg stack.Config) *running {
 	logs := &natstest.LogBuffer{}
 	ready := make(chan stack.Ready, 1)
 	done := make(chan error, 1)
-	cfg.Embedded = natsboot.ServerConfig{Addr: "127.0.0.1:0"}
+	cfg.Embedded.Addr = "127.0.0.1:0"
 	cfg.Log = slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelInfo}))
 	cfg.OnReady = func(r stack.Ready) { ready <- r }
 	go func() { done <- stack.Run(ctx, cfg) }()

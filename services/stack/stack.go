@@ -52,10 +52,11 @@ type Config struct {
 	NATSURL  string
 	Embedded natsboot.ServerConfig
 	Boot     natsboot.Config
-	// Data holds the node's model files; BlobDir the snapshots (default
+	// Data holds the node's model files; Blobs names the snapshot store,
+	// a directory or s3://BUCKET/PREFIX?... (blob.OpenStore; default
 	// Data/blobs).
 	Data     string
-	BlobDir  string
+	Blobs    string
 	HTTPAddr string
 	// MaxBody is the largest HTTP body the gateway accepts.
 	MaxBody int64
@@ -110,6 +111,15 @@ func Run(ctx context.Context, cfg Config) error {
 		return err
 	}
 	defer unlock()
+	// Before NATS, so a bad --blobs fails at once; it makes no request.
+	blobSpec := cfg.Blobs
+	if blobSpec == "" {
+		blobSpec = filepath.Join(cfg.Data, "blobs")
+	}
+	blobs, err := blob.OpenStore(ctx, blobSpec)
+	if err != nil {
+		return fmt.Errorf("open blob store: %w", err)
+	}
 
 	natsURL := cfg.NATSURL
 	var srv *server.Server
@@ -142,14 +152,6 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	names := cfg.Boot.Names
 	kv, err := openBuckets(setupCtx, js, names)
-	if err != nil {
-		return err
-	}
-	blobDir := cfg.BlobDir
-	if blobDir == "" {
-		blobDir = filepath.Join(cfg.Data, "blobs")
-	}
-	blobs, err := blob.NewDir(blobDir)
 	if err != nil {
 		return err
 	}

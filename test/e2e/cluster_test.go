@@ -5,6 +5,8 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/teatree-dev/teatree/internal/loopback"
 )
 
 // cluster is a set of separately running `teatree serve` processes against
@@ -29,7 +31,7 @@ func (c *cluster) serve(name string, services []string, extra ...string) *proc {
 	args := append(slices.Clone(services), "--nats", c.nats.url(), "--blobs", c.blobs, "--data", c.t.TempDir(), "--lease-ttl", "3s")
 	httpURL := ""
 	if slices.Contains(services, "gateway") {
-		c.httpAddr = net.JoinHostPort(loopbackIP(c.t), portHTTP)
+		c.httpAddr = net.JoinHostPort(loopback.IP(c.t), portHTTP)
 		httpURL = "http://" + c.httpAddr
 		args = append(args, "--http", c.httpAddr)
 	}

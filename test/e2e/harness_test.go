@@ -20,6 +20,8 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/stretchr/testify/require"
+
+	"github.com/teatree-dev/teatree/internal/loopback"
 )
 
 var binary string
@@ -66,7 +68,7 @@ type server struct {
 // address no other test or process uses, and waits until it is ready.
 func startServer(t *testing.T, extra ...string) *server {
 	t.Helper()
-	ip := loopbackIP(t)
+	ip := loopback.IP(t)
 	s := &server{t: t, data: t.TempDir(), httpAddr: ip + ":" + portHTTP, natsAddr: ip + ":" + portNATS}
 	args := append([]string{"up", "--data", s.data, "--http", s.httpAddr, "--nats", s.natsAddr, "--lease-ttl", "3s"}, extra...)
 	s.proc = newProc(t, "teatree up", binary, args, readyTeatree("teatree is up.", "http://"+s.httpAddr))

@@ -9,94 +9,25 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/teatree-dev/teatree/internal/loopback"
 	"github.com/teatree-dev/teatree/pkg/natsboot/natstest"
 )
 
-// Every server process gets a loopback address of its own, 127.X.Y.Z with
-// Y.Z the low 16 bits of this test binary's pid and X = 100 + a counter,
-// and listens on fixed ports there. Linux routes all of 127.0.0.0/8 to lo,
-// and the client side of a loopback connection uses 127.0.0.1, so nothing
-// else ever binds these ports on that address: no port is chosen, closed
-// and handed over, and a process restarted after kill -9 gets the same
-// address back. A claim socket held for the life of the test binary makes
-// two binaries whose pids share their low 16 bits skip each other's
-// addresses.
+// Every server process gets a loopback address of its own (see package
+// loopback) and listens on fixed ports there.
 const (
-	portNATS  = "4222"
-	portNATS2 = "4223"
-	portHTTP  = "8080"
-	portClaim = "7999"
+	portNATS  = loopback.PortNATS
+	portNATS2 = loopback.PortNATS2
+	portHTTP  = loopback.PortHTTP
 )
 
-var (
-	ipCounter atomic.Int32
-	claimsMu  sync.Mutex
-	claims    []net.Listener
-	freeIPs   []string // claimed addresses whose test has ended
-	binDir    string   // scratch directory of built binaries, set by TestMain
-)
-
-// loopbackIP returns a loopback address that only this test uses until it
-// ends. Its cleanup runs after those of the processes started later on
-// it, so an address is handed on only once nothing listens there.
-func loopbackIP(t *testing.T) string {
-	t.Helper()
-	ip := claimIP(t)
-	t.Cleanup(func() {
-		claimsMu.Lock()
-		defer claimsMu.Unlock()
-		freeIPs = append(freeIPs, ip)
-	})
-	return ip
-}
-
-func claimIP(t *testing.T) string {
-	t.Helper()
-	claimsMu.Lock()
-	if n := len(freeIPs); n > 0 {
-		ip := freeIPs[n-1]
-		freeIPs = freeIPs[:n-1]
-		claimsMu.Unlock()
-		return ip
-	}
-	claimsMu.Unlock()
-	pid := os.Getpid()
-	for {
-		c := ipCounter.Add(1)
-		require.LessOrEqual(t, c, int32(154), "out of loopback addresses")
-		ip := fmt.Sprintf("127.%d.%d.%d", 100+c, (pid>>8)&0xff, pid&0xff)
-		claim, err := net.Listen("tcp", net.JoinHostPort(ip, portClaim))
-		if err != nil {
-			continue // another test binary holds it
-		}
-		if !bindable(ip, portNATS, portNATS2, portHTTP) {
-			claim.Close()
-			continue // a wildcard listener holds one of our ports
-		}
-		claimsMu.Lock()
-		claims = append(claims, claim)
-		claimsMu.Unlock()
-		return ip
-	}
-}
-
-func bindable(ip string, ports ...string) bool {
-	for _, p := range ports {
-		ln, err := net.Listen("tcp", net.JoinHostPort(ip, p))
-		if err != nil {
-			return false
-		}
-		ln.Close()
-	}
-	return true
-}
+var binDir string // scratch directory of built binaries, set by TestMain
 
 // proc is one server process, restartable on the same arguments (and so
 // the same addresses and directories). Its logs, across restarts, are
@@ -108,6 +39,8 @@ type proc struct {
 	args  []string
 	logs  *natstest.LogBuffer
 	ready func(p *proc) bool
+	// env is added to this process's environment (KEY=value).
+	env []string
 
 	mu     sync.Mutex
 	cmd    *exec.Cmd
@@ -138,6 +71,9 @@ func (p *proc) start() {
 	fmt.Fprintf(p.logs, "=== %s: start #%d at %s ===\n", p.name, p.starts, time.Now().Format(time.RFC3339Nano))
 	cmd := exec.Command(p.path, p.args...)
 	cmd.Stdout, cmd.Stderr = p.logs, p.logs
+	if p.env != nil {
+		cmd.Env = append(os.Environ(), p.env...)
+	}
 	err := cmd.Start()
 	exited := make(chan struct{})
 	if err == nil {
@@ -295,7 +231,7 @@ func startNATS(t *testing.T) *natsServer {
 	t.Helper()
 	bin := natsServerBinary(t)
 	dir := t.TempDir()
-	ip := loopbackIP(t)
+	ip := loopback.IP(t)
 	n := &natsServer{addr: net.JoinHostPort(ip, portNATS)}
 	conf := filepath.Join(dir, "nats.conf")
 	require.NoError(t, os.WriteFile(conf, fmt.Appendf(nil, `server_name: e2e

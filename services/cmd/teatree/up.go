@@ -22,7 +22,7 @@ import (
 // serverFlags are the flags `up` and `serve` share.
 type serverFlags struct {
 	data, httpAddr, prefix, logLevel string
-	nodeID, size                     string
+	blobs, nodeID, size              string
 	capabilities, webhookAllow       []string
 	webhookSecret                    string
 	slots, maxBatch, replicas        int
@@ -36,6 +36,7 @@ type serverFlags struct {
 func (f *serverFlags) register(cmd *cobra.Command) {
 	fl := cmd.Flags()
 	fl.StringVar(&f.data, "data", "./teatree-data", "directory for model files, snapshots (blobs/) and, with up, JetStream's files (nats/)")
+	fl.StringVar(&f.blobs, "blobs", "", "snapshot store shared by nodes and gateways: a directory, or s3://BUCKET/PREFIX?endpoint=http://HOST:PORT&region=REGION&path_style=true (every parameter optional; without endpoint, AWS; credentials from the AWS environment: AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_PROFILE, ~/.aws) (default DATA/blobs)")
 	fl.StringVar(&f.httpAddr, "http", "127.0.0.1:8080", "HTTP address of the gateway")
 	fl.StringVar(&f.prefix, "prefix", subject.DefaultPrefix, "subject prefix of every teatree subject")
 	fl.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
@@ -64,6 +65,7 @@ func (f *serverFlags) config(services []string) (stack.Config, error) {
 	cfg := stack.Config{
 		Services: services,
 		Data:     f.data,
+		Blobs:    f.blobs,
 		HTTPAddr: f.httpAddr,
 		MaxBody:  f.maxBody,
 		Boot:     natsboot.Config{Names: names, Replicas: f.replicas, LeaseTTL: f.leaseTTL, NotificationMaxAge: f.notificationAge},
@@ -131,7 +133,7 @@ Try:
 
 func serveCmd() *cobra.Command {
 	var f serverFlags
-	var natsURL, blobDir string
+	var natsURL string
 	cmd := &cobra.Command{
 		Use:   "serve SERVICE...",
 		Short: "Run some services against an external NATS server or cluster",
@@ -147,7 +149,7 @@ gateways and nodes as you like; give each node its own --node-id.`,
 			if err != nil {
 				return err
 			}
-			cfg.NATSURL, cfg.BlobDir = natsURL, blobDir
+			cfg.NATSURL = natsURL
 			cfg.OnReady = func(r stack.Ready) {
 				fmt.Fprintf(cmd.OutOrStdout(), "teatree serving %v against %s %s\n", args, r.NATSURL, r.HTTPURL)
 			}
@@ -156,7 +158,6 @@ gateways and nodes as you like; give each node its own --node-id.`,
 	}
 	f.register(cmd)
 	cmd.Flags().StringVar(&natsURL, "nats", "nats://127.0.0.1:4222", "URL of the NATS server or cluster")
-	cmd.Flags().StringVar(&blobDir, "blobs", "", "snapshot store directory, shared by nodes and gateways (default DATA/blobs)")
 	return cmd
 }
 
