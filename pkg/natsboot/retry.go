@@ -15,9 +15,9 @@ import (
 const (
 	RetryFirstWait = 250 * time.Millisecond
 	RetryMaxWait   = 5 * time.Second
-	// AttemptTimeout bounds one attempt: a request that no meta leader
-	// answers yet times out and is tried again.
-	AttemptTimeout = 10 * time.Second
+	// AttemptTimeout bounds one attempt: requests that no meta leader
+	// answers yet time out and are tried again.
+	AttemptTimeout = 30 * time.Second
 )
 
 // SetupRetry runs Setup until it succeeds, fails for good, or ctx ends. A
