@@ -242,7 +242,11 @@ func connect(urls string, log *slog.Logger) (*nats.Conn, error) {
 	nc, err := nats.Connect(urls, nats.Name("teatree"),
 		nats.RetryOnFailedConnect(true), nats.MaxReconnects(-1), nats.ReconnectWait(250*time.Millisecond),
 		nats.ConnectHandler(func(nc *nats.Conn) { log.Info("connected to nats", "server", nc.ConnectedUrlRedacted()) }),
-		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) { log.Warn("disconnected from nats; reconnecting", "err", err) }),
+		nats.DisconnectErrHandler(func(nc *nats.Conn, err error) {
+			if !nc.IsClosed() {
+				log.Warn("disconnected from nats; reconnecting", "err", err)
+			}
+		}),
 		nats.ReconnectHandler(func(nc *nats.Conn) { log.Info("reconnected to nats", "server", nc.ConnectedUrlRedacted()) }))
 	if err != nil {
 		return nil, fmt.Errorf("connect to nats at %s: %w", urls, err)

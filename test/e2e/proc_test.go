@@ -31,6 +31,7 @@ import (
 const (
 	portNATS  = "4222"
 	portNATS2 = "4223"
+	portRoute = "6222"
 	portHTTP  = "8080"
 	portClaim = "7999"
 )
@@ -76,7 +77,7 @@ func claimIP(t *testing.T) string {
 		if err != nil {
 			continue // another test binary holds it
 		}
-		if !bindable(ip, portNATS, portNATS2, portHTTP) {
+		if !bindable(ip, portNATS, portNATS2, portRoute, portHTTP) {
 			claim.Close()
 			continue // a wildcard listener holds one of our ports
 		}
