@@ -148,9 +148,14 @@ func Run(ctx context.Context, cfg Config) error {
 		if err := natsboot.Setup(ctx, js, cfg.Boot); err != nil {
 			return err
 		}
+		var err error
 		kv, err = openBuckets(ctx, js, names)
 		return err
 	})
+	if err != nil && ctx.Err() != nil {
+		log.Info("stopped while waiting for NATS", "err", err)
+		return nil
+	}
 	if err != nil {
 		return err
 	}
