@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"net"
 	"os"
@@ -129,7 +130,7 @@ func TestServeAgainstAFreshNATSCluster(t *testing.T) {
 	applied := func(id, rows string) {
 		t.Helper()
 		publishUntilAcked(t, js, "tt.mut.clustered.append", id, map[string]string{"Tt-Table": "t", "Content-Type": "text/csv"}, []byte("x\n"+rows+"\n"))
-		st, _ := waitNotification(t, js, "clustered", id)
+		st := waitNotificationThroughFailover(t, js, "clustered", id)
 		require.Equal(t, "applied", st.Status, "%+v", st)
 	}
 	applied("before", "1")
@@ -140,6 +141,31 @@ func TestServeAgainstAFreshNATSCluster(t *testing.T) {
 	killed.start()
 	applied("after-restart", "3")
 	requireAlive(t, procs...)
+}
+
+// waitNotificationThroughFailover reads the terminal notification of a
+// request from TT_NTF, as waitNotification does, asking again when a
+// look-up fails while the stream elects a new leader.
+func waitNotificationThroughFailover(t *testing.T, js jetstream.JetStream, model, id string) status {
+	t.Helper()
+	var data []byte
+	require.Eventually(t, func() bool {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		stream, err := js.Stream(ctx, "TT_NTF")
+		if err != nil {
+			return false
+		}
+		msg, err := stream.GetLastMsgForSubject(ctx, "tt.ntf."+model+".req."+id)
+		if err != nil {
+			return false
+		}
+		data = msg.Data
+		return true
+	}, 90*time.Second, 50*time.Millisecond, "no notification for %s/%s", model, id)
+	var st status
+	require.NoError(t, json.Unmarshal(data, &st), string(data))
+	return st
 }
 
 type gatewayURL string
