@@ -32,10 +32,13 @@ func SetupRetry(ctx context.Context, js jetstream.JetStream, cfg Config, log *sl
 
 // Retry runs attempt, each time with AttemptTimeout, until it succeeds,
 // returns an error that waiting cannot cure (see Transient), or ctx ends.
-// Between attempts it waits RetryFirstWait, doubling up to RetryMaxWait,
-// and logs each failure with its cause.
+// Between attempts it waits RetryFirstWait, doubling up to RetryMaxWait
+// while attempts fail the same way; a new failure, such as a later stream
+// timing out after the previous one was made, starts again from
+// RetryFirstWait. It logs each failure with its cause.
 func Retry(ctx context.Context, log *slog.Logger, what string, attempt func(ctx context.Context) error) error {
 	wait := RetryFirstWait
+	last := ""
 	for n := 1; ; n++ {
 		actx, cancel := context.WithTimeout(ctx, AttemptTimeout)
 		err := attempt(actx)
@@ -51,6 +54,9 @@ func Retry(ctx context.Context, log *slog.Logger, what string, attempt func(ctx 
 		}
 		if !Transient(err) {
 			return fmt.Errorf("%s: %w (not retried: waiting for the cluster cannot cure this; fix the configuration, or the stream or bucket that differs)", what, err)
+		}
+		if err.Error() != last {
+			wait, last = RetryFirstWait, err.Error()
 		}
 		log.WarnContext(ctx, what+": NATS not ready, retrying", "attempt", n, "retry_in", wait, "err", err)
 		t := time.NewTimer(wait)
