@@ -27,6 +27,7 @@ const (
 	PortNATS2 = "4223"
 	PortHTTP  = "8080"
 	PortS3    = "7070"
+	PortRoute = "6222"
 	portClaim = "7999"
 )
 
@@ -70,7 +71,7 @@ func claim(t testing.TB) string {
 		if err != nil {
 			continue // another test binary holds it
 		}
-		if !bindable(ip, PortNATS, PortNATS2, PortHTTP, PortS3) {
+		if !bindable(ip, PortNATS, PortNATS2, PortHTTP, PortS3, PortRoute) {
 			claim.Close()
 			continue // a wildcard listener holds one of our ports
 		}

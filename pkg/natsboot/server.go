@@ -4,18 +4,27 @@
 package natsboot
 
 import (
+	"errors"
 	"fmt"
 	"net"
+	"net/url"
 	"strconv"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
 )
 
-// ServerConfig configures the embedded NATS server of `teatree up`.
+// ServerConfig configures the embedded NATS server of `teatree up`, or one
+// server of a local cluster (`teatree dev cluster`, natstest.NewCluster).
 type ServerConfig struct {
+	// Name is the server's name, "teatree" if empty. In a cluster every
+	// server needs its own, kept across restarts: JetStream knows a peer by
+	// it.
+	Name string
 	// Addr is host:port to listen on; port 0 picks a free one.
 	Addr string
+	// Cluster, when its Name is set, makes the server one of a cluster.
+	Cluster ClusterConfig
 	// StoreDir holds JetStream's files.
 	StoreDir string
 	// SyncAlways makes JetStream fsync every write before it acknowledges.
@@ -26,6 +35,19 @@ type ServerConfig struct {
 	SyncInterval time.Duration
 	// MaxPayload is the largest message the server accepts; default 8 MiB.
 	MaxPayload int32
+}
+
+// ClusterConfig is what a server of a cluster needs besides its own
+// configuration: the cluster's name, where it listens for routes from the
+// other servers, and where it finds them.
+type ClusterConfig struct {
+	// Name is the cluster's name, the same on every server.
+	Name string
+	// Addr is host:port to listen on for routes; port 0 picks a free one.
+	Addr string
+	// Routes are the route URLs (nats-route://host:port) of other servers;
+	// one is enough, the servers tell each other of the rest.
+	Routes []string
 }
 
 // DefaultMaxPayload is the embedded server's max payload: large enough for
@@ -39,23 +61,18 @@ func StartServer(cfg ServerConfig) (*server.Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("nats address %q: %w", cfg.Addr, err)
 	}
-	port, err := strconv.Atoi(portStr)
+	port, err := listenPort(cfg.Addr, portStr)
 	if err != nil {
-		return nil, fmt.Errorf("nats address %q: bad port: %w", cfg.Addr, err)
-	}
-	if port == 0 {
-		port = server.RANDOM_PORT
-	} else if ln, err := net.Listen("tcp", cfg.Addr); err != nil {
-		// Fail at once, and say what to do, rather than time out below.
-		return nil, fmt.Errorf("nats address %s is not free (is another teatree or NATS server running? pick another with --nats): %w", cfg.Addr, err)
-	} else {
-		ln.Close()
+		return nil, err
 	}
 	if cfg.MaxPayload == 0 {
 		cfg.MaxPayload = DefaultMaxPayload
 	}
+	if cfg.Name == "" {
+		cfg.Name = "teatree"
+	}
 	opts := &server.Options{
-		ServerName:   "teatree",
+		ServerName:   cfg.Name,
 		Host:         host,
 		Port:         port,
 		JetStream:    true,
@@ -70,6 +87,11 @@ func StartServer(cfg ServerConfig) (*server.Server, error) {
 		// hold one each, so the embedded server has no such cap.
 		JetStreamLimits: server.JSLimitOpts{DefaultMaxConsumers: -1},
 	}
+	if cfg.Cluster.Name != "" {
+		if err := clusterOptions(opts, cfg.Cluster); err != nil {
+			return nil, err
+		}
+	}
 	s, err := server.NewServer(opts)
 	if err != nil {
 		return nil, fmt.Errorf("new nats server: %w", err)
@@ -80,4 +102,46 @@ func StartServer(cfg ServerConfig) (*server.Server, error) {
 		return nil, fmt.Errorf("nats server on %s: not ready after 30s", cfg.Addr)
 	}
 	return s, nil
+}
+
+// listenPort parses the port of addr; 0 means any free port. A fixed port
+// must be free: fail at once, and say what to do, rather than time out
+// waiting for a server that cannot listen.
+func listenPort(addr, portStr string) (int, error) {
+	port, err := strconv.Atoi(portStr)
+	if err != nil {
+		return 0, fmt.Errorf("nats address %q: bad port: %w", addr, err)
+	}
+	if port == 0 {
+		return server.RANDOM_PORT, nil
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return 0, fmt.Errorf("nats address %s is not free (is another teatree or NATS server running? pick another address): %w", addr, err)
+	}
+	ln.Close()
+	return port, nil
+}
+
+func clusterOptions(opts *server.Options, c ClusterConfig) error {
+	host, portStr, err := net.SplitHostPort(c.Addr)
+	if err != nil {
+		return fmt.Errorf("cluster address %q: %w", c.Addr, err)
+	}
+	port, err := listenPort(c.Addr, portStr)
+	if err != nil {
+		return err
+	}
+	if opts.ServerName == "teatree" {
+		return errors.New("a server of a cluster needs a name of its own (ServerConfig.Name)")
+	}
+	opts.Cluster = server.ClusterOpts{Name: c.Name, Host: host, Port: port}
+	for _, r := range c.Routes {
+		u, err := url.Parse(r)
+		if err != nil || u.Scheme != "nats-route" || u.Port() == "" {
+			return fmt.Errorf("cluster route %q: want nats-route://HOST:PORT", r)
+		}
+		opts.Routes = append(opts.Routes, u)
+	}
+	return nil
 }

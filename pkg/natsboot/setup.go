@@ -45,6 +45,12 @@ const (
 	derivedDuplicateWindow = 30 * time.Minute
 )
 
+// requestTimeout bounds each create or update. When services create the
+// same new stream of a cluster at once, the server creates it but may not
+// answer some of them; the stream is there at the next attempt (see
+// SetupRetry), so waiting longer for that answer only delays the start.
+const requestTimeout = 3 * time.Second
+
 // MaxModelConsumers is the most consumers TT_MUT has at once: one per model
 // running on any node. An ordered consumer costs about 25 KiB (server and
 // client together, measured with 2,000 of them), so 100,000 cost 2.5 GB,
@@ -160,7 +166,10 @@ func Setup(ctx context.Context, js jetstream.JetStream, cfg Config) error {
 		Duplicates:  derivedDuplicateWindow,
 	}}
 	for _, sc := range streams {
-		if _, err := js.CreateOrUpdateStream(ctx, sc); err != nil {
+		rctx, cancel := context.WithTimeout(ctx, requestTimeout)
+		_, err := js.CreateOrUpdateStream(rctx, sc)
+		cancel()
+		if err != nil {
 			return fmt.Errorf("create stream %s: %w", sc.Name, err)
 		}
 	}
@@ -211,7 +220,10 @@ func Setup(ctx context.Context, js jetstream.JetStream, cfg Config) error {
 		TTL: cfg.LeaseTTL,
 	}}
 	for _, kc := range buckets {
-		if _, err := js.CreateOrUpdateKeyValue(ctx, kc); err != nil {
+		rctx, cancel := context.WithTimeout(ctx, requestTimeout)
+		_, err := js.CreateOrUpdateKeyValue(rctx, kc)
+		cancel()
+		if err != nil {
 			return fmt.Errorf("create bucket %s: %w", kc.Bucket, err)
 		}
 	}

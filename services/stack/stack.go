@@ -48,7 +48,8 @@ var AllServices = []string{Gateway, Dispatcher, Notifier, Node}
 // Config configures one process.
 type Config struct {
 	Services []string
-	// NATSURL is the server to use; empty starts an embedded one.
+	// NATSURL is a comma-separated list of seed URLs of a NATS server or
+	// cluster (see natsboot.SeedURLs); empty starts an embedded server.
 	NATSURL  string
 	Embedded natsboot.ServerConfig
 	Boot     natsboot.Config
@@ -90,6 +91,11 @@ func (c Config) Validate() error {
 	}
 	if c.Data == "" {
 		errs = append(errs, errors.New("a data directory is needed (--data)"))
+	}
+	if c.NATSURL != "" {
+		if _, err := natsboot.SeedURLs(c.NATSURL); err != nil {
+			errs = append(errs, err)
+		}
 	}
 	return errors.Join(errs...)
 }
@@ -136,22 +142,31 @@ func Run(ctx context.Context, cfg Config) error {
 		}()
 		natsURL = srv.ClientURL()
 	}
-	nc, err := nats.Connect(natsURL, nats.Name("teatree"), nats.MaxReconnects(-1), nats.ReconnectWait(250*time.Millisecond))
+	nc, err := connect(natsURL, log)
 	if err != nil {
-		return fmt.Errorf("connect to nats at %s: %w", natsURL, err)
+		return err
 	}
 	defer nc.Close()
 	js, err := jetstream.New(nc)
 	if err != nil {
 		return err
 	}
-	setupCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
-	if err := natsboot.Setup(setupCtx, js, cfg.Boot); err != nil {
-		return fmt.Errorf("set up streams and buckets: %w", err)
-	}
+	// A cluster started with this process may still be electing leaders:
+	// wait for it, however long, rather than exit.
 	names := cfg.Boot.Names
-	kv, err := openBuckets(setupCtx, js, names)
+	var kv *buckets
+	err = natsboot.Retry(ctx, log, "set up streams and buckets", func(ctx context.Context) error {
+		if err := natsboot.Setup(ctx, js, cfg.Boot); err != nil {
+			return err
+		}
+		var err error
+		kv, err = openBuckets(ctx, js, names)
+		return err
+	})
+	if err != nil && ctx.Err() != nil {
+		log.Info("stopped while waiting for NATS", "err", err)
+		return nil
+	}
 	if err != nil {
 		return err
 	}
@@ -249,6 +264,28 @@ func Run(ctx context.Context, cfg Config) error {
 		log.Info("stopped")
 	}
 	return err
+}
+
+// connect connects to any of the comma-separated seed URLs, and keeps
+// trying, there and at the servers they tell of, for as long as the process
+// runs: a service may start before the NATS servers.
+func connect(urls string, log *slog.Logger) (*nats.Conn, error) {
+	nc, err := nats.Connect(urls, nats.Name("teatree"),
+		nats.RetryOnFailedConnect(true), nats.MaxReconnects(-1), nats.ReconnectWait(250*time.Millisecond),
+		nats.ConnectHandler(func(nc *nats.Conn) { log.Info("connected to nats", "server", nc.ConnectedUrlRedacted()) }),
+		nats.DisconnectErrHandler(func(nc *nats.Conn, err error) {
+			if !nc.IsClosed() {
+				log.Warn("disconnected from nats; reconnecting", "err", err)
+			}
+		}),
+		nats.ReconnectHandler(func(nc *nats.Conn) { log.Info("reconnected to nats", "server", nc.ConnectedUrlRedacted()) }))
+	if err != nil {
+		return nil, fmt.Errorf("connect to nats at %s: %w", urls, err)
+	}
+	if !nc.IsConnected() {
+		log.Warn("no nats server reachable yet; waiting for one", "seeds", urls)
+	}
+	return nc, nil
 }
 
 // buckets are the KV buckets of the control state.

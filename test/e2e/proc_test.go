@@ -24,6 +24,7 @@ import (
 const (
 	portNATS  = loopback.PortNATS
 	portNATS2 = loopback.PortNATS2
+	portRoute = loopback.PortRoute
 	portHTTP  = loopback.PortHTTP
 )
 

@@ -140,8 +140,17 @@ func serveCmd() *cobra.Command {
 		Long: `Run any subset of gateway, dispatcher, notifier and node against a NATS
 server or cluster with JetStream. Streams, buckets and consumers are created
 or checked at start, so the services may come up in any order. Run as many
-gateways and nodes as you like; give each node its own --node-id.`,
-		Example:   "  teatree serve gateway dispatcher notifier --nats nats://10.0.0.1:4222\n  teatree serve node --nats nats://10.0.0.1:4222 --node-id worker-2 --data /var/lib/teatree",
+gateways and nodes as you like; give each node its own --node-id.
+
+--nats takes one URL or a comma-separated list of seeds of a cluster; the
+process connects to any of them and learns of the others. Until a server
+answers, and while a cluster is still electing its leaders, it waits and
+retries (logging why) rather than exits. On a cluster of three servers
+give --replicas 3, the same on every process. To try one on this machine:
+teatree dev cluster.`,
+		Example: `  teatree serve gateway dispatcher notifier --nats nats://10.0.0.1:4222
+  teatree serve node --nats nats://10.0.0.1:4222 --node-id worker-2 --data /var/lib/teatree
+  teatree serve node --nats nats://10.0.0.1:4222,nats://10.0.0.2:4222,nats://10.0.0.3:4222 --replicas 3 --node-id worker-3`,
 		Args:      cobra.MinimumNArgs(1),
 		ValidArgs: stack.AllServices,
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -157,7 +166,7 @@ gateways and nodes as you like; give each node its own --node-id.`,
 		},
 	}
 	f.register(cmd)
-	cmd.Flags().StringVar(&natsURL, "nats", "nats://127.0.0.1:4222", "URL of the NATS server or cluster")
+	cmd.Flags().StringVar(&natsURL, "nats", "nats://127.0.0.1:4222", "URL of the NATS server, or a comma-separated list of seed URLs of a cluster")
 	return cmd
 }
 
