@@ -23,6 +23,8 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/teatree-dev/teatree/pkg/blob"
 )
 
 // ledger is what the clients know: the requests JetStream acknowledged,
@@ -242,7 +244,7 @@ func listSnapshots(t *testing.T, u urler, model string) []manifest {
 // every kept version's files as its manifest says, holding exactly the
 // rows of the sequences it claims, applied_seq growing with the version.
 // Each check reports on its own, so one failed run shows all that broke.
-func checkExactlyOnce(t *testing.T, js jetstream.JetStream, u urler, blobs string, l *ledger) {
+func checkExactlyOnce(t *testing.T, js jetstream.JetStream, u urler, blobs blob.Store, l *ledger) {
 	t.Helper()
 	model := l.model
 	require.Zero(t, l.lost.Load(), "requests never acknowledged before the deadline")
@@ -347,14 +349,15 @@ func checkExactlyOnce(t *testing.T, js jetstream.JetStream, u urler, blobs strin
 	}
 }
 
-// checkVersion checks one kept version: its manifest on disk is the one
-// listed, each file matches the manifest's size and sha256, and its DuckDB
-// file holds exactly the acknowledged rows up to its applied_seq.
-func checkVersion(t *testing.T, blobs, model string, listed manifest, rows map[string]int64, seqs map[string]uint64) {
+// checkVersion checks one kept version: its manifest in the blob store is
+// the one listed, each file matches the manifest's size and sha256, and its
+// DuckDB file holds exactly the acknowledged rows up to its applied_seq.
+func checkVersion(t *testing.T, blobs blob.Store, model string, listed manifest, rows map[string]int64, seqs map[string]uint64) {
 	t.Helper()
-	dir := filepath.Join(blobs, "models", model, fmt.Sprintf("v%d", listed.Version))
-	b, err := os.ReadFile(filepath.Join(dir, "manifest.json"))
-	if errors.Is(err, os.ErrNotExist) {
+	ctx := context.Background()
+	dir := blob.VersionPrefix(model, listed.Version)
+	b, err := blobs.Get(ctx, dir+"/"+blob.ManifestFile)
+	if errors.Is(err, blob.ErrNotFound) {
 		t.Logf("v%d was collected while checking", listed.Version)
 		return
 	}
@@ -371,7 +374,7 @@ func checkVersion(t *testing.T, blobs, model string, listed manifest, rows map[s
 		if !assert.NotNil(t, ref, "v%d: manifest without a file ref: %s", m.Version, b) {
 			continue
 		}
-		data, err := os.ReadFile(filepath.Join(dir, ref.Path))
+		data, err := blobs.Get(ctx, dir+"/"+ref.Path)
 		if !assert.NoError(t, err, "v%d: %s", m.Version, ref.Path) {
 			continue
 		}
@@ -384,7 +387,7 @@ func checkVersion(t *testing.T, blobs, model string, listed manifest, rows map[s
 	}
 	// Copy the file: a read-only open of the shared store must not depend
 	// on what a writer does next.
-	data, err := os.ReadFile(filepath.Join(dir, m.DuckDB.Path))
+	data, err := blobs.Get(ctx, dir+"/"+m.DuckDB.Path)
 	require.NoError(t, err)
 	path := filepath.Join(t.TempDir(), fmt.Sprintf("v%d.duckdb", m.Version))
 	require.NoError(t, os.WriteFile(path, data, 0o644))

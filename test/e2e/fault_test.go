@@ -60,5 +60,5 @@ func TestFaultKill9EachService(t *testing.T) {
 	waitNATS()
 	waitHTTP()
 	requireAlive(t, all...)
-	checkExactlyOnce(t, js, c, c.blobs, l)
+	checkExactlyOnce(t, js, c, c.store, l)
 }

@@ -125,7 +125,7 @@ func TestFencingSIGSTOP(t *testing.T) {
 	stop.Store(true)
 	wait()
 	requireAlive(t, c.nats.proc, front, nodes["n1"], nodes["n2"])
-	checkExactlyOnce(t, js, c, c.blobs, l)
+	checkExactlyOnce(t, js, c, c.store, l)
 	seen, problems := watcher.finish()
 	t.Logf("%d versions watched", seen)
 	assert.Empty(t, problems, "versions readers could use that did not match their manifest or changed after publication")

@@ -75,7 +75,7 @@ func TestMoveUnderLoad(t *testing.T) {
 	}
 	requireAlive(t, procs...)
 	for _, l := range ledgers {
-		checkExactlyOnce(t, js, c, c.blobs, l)
+		checkExactlyOnce(t, js, c, c.store, l)
 	}
 }
 

@@ -130,5 +130,5 @@ func TestReplicasOfDispatcherAndNotifier(t *testing.T) {
 	stop.Store(true)
 	wait()
 	requireAlive(t, c.nats.proc, front, a, node)
-	checkExactlyOnce(t, js, c, c.blobs, l)
+	checkExactlyOnce(t, js, c, c.store, l)
 }
