@@ -3,7 +3,6 @@ package stack_test
 import (
 	"context"
 	"log/slog"
-	"net"
 	"strings"
 	"testing"
 	"time"
@@ -18,20 +17,7 @@ import (
 // so, instead of exiting; stopped meanwhile, it stops cleanly.
 func TestServeWaitsForNATSAndStopsCleanly(t *testing.T) {
 	t.Parallel()
-	// A listener that hangs up on every connection: a seed that never
-	// answers, at an address nothing else can take.
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			conn, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			conn.Close()
-		}
-	}()
+	seed := natstest.HangUp(t) // a seed that never answers
 	logs := &natstest.LogBuffer{}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -39,7 +25,7 @@ func TestServeWaitsForNATSAndStopsCleanly(t *testing.T) {
 	go func() {
 		done <- stack.Run(ctx, stack.Config{
 			Services: []string{stack.Dispatcher},
-			NATSURL:  "nats://" + ln.Addr().String(),
+			NATSURL:  "nats://" + seed,
 			Data:     t.TempDir(),
 			Log:      slog.New(slog.NewTextHandler(logs, nil)),
 		})

@@ -74,19 +74,7 @@ func NewStoppedCluster(t testing.TB, n int) *Cluster {
 	t.Helper()
 	require.Positive(t, n)
 	c := &Cluster{t: t, name: "tt-test", servers: make([]*server.Server, n), dirs: make([]string, n)}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			conn, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			conn.Close()
-		}
-	}()
-	c.anchor = "nats-route://" + ln.Addr().String()
+	c.anchor = "nats-route://" + HangUp(t)
 	t.Cleanup(c.shutdownAll)
 	for i := range n {
 		c.dirs[i] = filepath.Join(t.TempDir(), "store")
@@ -209,4 +197,24 @@ func (c *Cluster) shutdownAll() {
 	for i := range c.dirs {
 		c.Shutdown(i)
 	}
+}
+
+// HangUp listens on 127.0.0.1 and hangs up on every connection, until the
+// test ends; it returns the address: a peer that never answers, at an
+// address nothing else can take meanwhile.
+func HangUp(t testing.TB) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			conn, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			conn.Close()
+		}
+	}()
+	return ln.Addr().String()
 }
