@@ -179,26 +179,44 @@ type notification struct {
 // readStatuses reads every request notification of a model in TT_NTF.
 func readStatuses(t *testing.T, js jetstream.JetStream, model string) []notification {
 	t.Helper()
+	out, err := tryReadStatuses(t, js, model)
+	require.NoError(t, err)
+	return out
+}
+
+// tryReadStatuses is readStatuses for a caller that asks again when the
+// read fails: on a NATS cluster, a JetStream API request can go
+// unanswered for a moment after a server restarts.
+func tryReadStatuses(t *testing.T, js jetstream.JetStream, model string) ([]notification, error) {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	cons, err := js.OrderedConsumer(ctx, "TT_NTF", jetstream.OrderedConsumerConfig{FilterSubjects: []string{"tt.ntf." + model + ".req.>"}})
-	require.NoError(t, err)
+	if err != nil {
+		return nil, fmt.Errorf("read the notifications of %s: %w", model, err)
+	}
 	info, err := cons.Info(ctx)
-	require.NoError(t, err)
+	if err != nil {
+		return nil, fmt.Errorf("read the notifications of %s: %w", model, err)
+	}
 	pending := info.NumPending
 	var out []notification
 	for pending > 0 {
 		batch, err := cons.Fetch(int(min(pending, 1000)), jetstream.FetchMaxWait(5*time.Second))
-		require.NoError(t, err)
+		if err != nil {
+			return nil, fmt.Errorf("read the notifications of %s: %w", model, err)
+		}
 		for msg := range batch.Messages() {
 			var st status
 			require.NoError(t, json.Unmarshal(msg.Data(), &st), string(msg.Data()))
 			out = append(out, notification{subject: msg.Subject(), header: msg.Headers().Get("Tt-Request-Id"), body: st})
 			pending--
 		}
-		require.NoError(t, batch.Error())
+		if err := batch.Error(); err != nil {
+			return nil, fmt.Errorf("read the notifications of %s: %w", model, err)
+		}
 	}
-	return out
+	return out, nil
 }
 
 // requestID is the request id a notification names, without the model
@@ -297,7 +315,11 @@ func checkExactlyOnce(t *testing.T, js jetstream.JetStream, u urler, blobs blob.
 	}
 	prev := -1
 	if !assert.Eventually(t, func() bool {
-		ntfs = readStatuses(t, js, model)
+		var err error
+		if ntfs, err = tryReadStatuses(t, js, model); err != nil {
+			t.Log(err)
+			return false
+		}
 		match()
 		// Done when every request has one, or when there are as many
 		// notifications as requests and no more arrive.
