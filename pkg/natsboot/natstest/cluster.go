@@ -75,10 +75,12 @@ func NewStoppedCluster(t testing.TB, n int) *Cluster {
 	require.Positive(t, n)
 	c := &Cluster{t: t, name: "tt-test", servers: make([]*server.Server, n), dirs: make([]string, n)}
 	c.anchor = "nats-route://" + HangUp(t)
-	t.Cleanup(c.shutdownAll)
 	for i := range n {
 		c.dirs[i] = filepath.Join(t.TempDir(), "store")
 	}
+	// After the stores' cleanup is registered, so that it runs before it:
+	// a running server still writes there.
+	t.Cleanup(c.shutdownAll)
 	return c
 }
 
