@@ -2,7 +2,9 @@
 // bench`). Every scenario runs teatree in this process, on an embedded NATS
 // server and real DuckDB files, and in the same run the baseline that does
 // the same work with the same libraries and no teatree: raw DuckDB through
-// duckdb-go, raw JetStream through nats.go. It prints a table and writes
+// duckdb-go, raw JetStream through nats.go. The cluster scenarios run a
+// local NATS cluster, node processes and an S3 server instead (see
+// clusterEnv). It prints a table and writes
 // results.json, report.md, bench.txt (benchstat's format) and pprof CPU and
 // allocation profiles of the teatree side of each scenario.
 package bench
@@ -140,7 +142,7 @@ type sizes struct {
 	// leaseTTL.
 	failoverModels int
 	leaseTTL       time.Duration
-	// restoreRows make the restored model (about 23 MiB a million);
+	// restoreRows make the restored model (about 32 MiB a million);
 	// restoreRequests are replayed after its version.
 	restoreRows, restoreRequests int
 	// clusterModels take clusterRequests on 1, 2 and 3 nodes.
@@ -157,7 +159,7 @@ func sizesFor(quick bool) sizes {
 	return sizes{ingestRows: 5_000_000, smallRequests: 40_000, manyRequests: 20_000, manyModels: 1_000, loadFor: 8 * time.Second,
 		coldModels: 200, snapshotMB: []int{100, 1000}, queryFor: 5 * time.Second, largeRows: 5_000_000, idleModels: 10_000,
 		slotModels: 10_000, slots: 500, slotPhase: 10 * time.Minute, maxPhase: 60 * time.Second,
-		failoverModels: 100, leaseTTL: natsboot.DefaultLeaseTTL, restoreRows: 4_400_000, restoreRequests: 10_000, clusterModels: 100, clusterRequests: 20_000}
+		failoverModels: 100, leaseTTL: natsboot.DefaultLeaseTTL, restoreRows: 3_100_000, restoreRequests: 10_000, clusterModels: 100, clusterRequests: 20_000}
 }
 
 // Run runs the suite and writes its outputs; the report is returned even

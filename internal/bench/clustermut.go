@@ -13,7 +13,7 @@ import (
 // replicas), beside raw JetStream publish throughput to a stream of 3
 // replicas on the same cluster. Each run has fresh nodes and fresh models,
 // all the nodes up before the models' first mutation, so that placement
-// spreads the models over them. On one machine the nodes and the servers
+// spreads the models over them; its models are deleted after it. On one machine the nodes and the servers
 // share the same cores and disk: more nodes show the cost of the
 // cluster, not a speedup.
 func (r *runner) clusterMutations(ctx context.Context) error {
@@ -61,6 +61,12 @@ func (r *runner) clusterMutations(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
+		// The models go before their nodes: a stopped node's models are
+		// placed on the nodes of the next run, which would restore them
+		// while measured.
+		if err := parallel(ctx, 16, len(ids), func(i int) error { return t.api.DeleteModel(ctx, ids[i]) }); err != nil {
+			return fmt.Errorf("delete the models of %d nodes: %w", k, err)
+		}
 		for _, n := range nodes {
 			if err := n.terminate(); err != nil {
 				return err
@@ -76,7 +82,7 @@ func (r *runner) clusterMutations(ctx context.Context) error {
 		}
 		ntf := res.notifications()
 		if res.duplicates > 0 {
-			note += fmt.Sprintf(" %d second status notifications reached the bench's core subscription (redeliveries under load; JetStream refused to store them), %d requests have two in TT_NTF.", res.duplicates, twice)
+			note += fmt.Sprintf(" %d second status notifications reached the bench's core subscription (published again; JetStream refused to store them), %d requests have two in TT_NTF.", res.duplicates, twice)
 		}
 		ntf.Duplicates = twice
 		p := percentiles(res.lats, 0.5, 0.99, 0.999)
