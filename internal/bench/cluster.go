@@ -202,8 +202,7 @@ func (n *nodeProc) start(ctx context.Context) error {
 	cmd := exec.Command(exe, n.args...)
 	cmd.Env = append(os.Environ(), n.env...)
 	cmd.Stdout, cmd.Stderr = pw, pw
-	// The node dies with this process, whatever ends it.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	cmd.SysProcAttr = dieWithParent()
 	if err := cmd.Start(); err != nil {
 		logf.Close()
 		return fmt.Errorf("start node %s: %w", n.id, err)
