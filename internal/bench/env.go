@@ -42,6 +42,9 @@ type stackOptions struct {
 	idleTimeout time.Duration
 	// slots is how many models the node runs at once (default 4000).
 	slots int
+	// cluster, when set, runs the services other than the node against
+	// the NATS cluster and blob store of a cluster scenario.
+	cluster *clusterEnv
 }
 
 func syncName(always bool) string {
@@ -68,6 +71,11 @@ func (r *runner) startTeatree(ctx context.Context, name string, o stackOptions) 
 		Log:      slog.New(logged.handler(r.log.Handler())).With("stack", name),
 	}
 	cfg.Manager.IdleTimeout = o.idleTimeout
+	if c := o.cluster; c != nil {
+		cfg.Services = []string{stack.Gateway, stack.Dispatcher, stack.Notifier}
+		cfg.NATSURL, cfg.Blobs = c.natsURL, c.blobs
+		cfg.Boot.Replicas, cfg.Boot.LeaseTTL = c.replicas, c.leaseTTL
+	}
 	ready := make(chan stack.Ready, 1)
 	cfg.OnReady = func(rd stack.Ready) { ready <- rd }
 	sctx, cancel := context.WithCancel(ctx)

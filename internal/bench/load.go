@@ -315,8 +315,14 @@ func (r *runner) baselineLoop(ctx context.Context, syncAlways bool, models []str
 		return loadResult{}, err
 	}
 	defer stop()
+	return r.publishLoop(ctx, js, 1, models, n)
+}
+
+// publishLoop is the baseline's load: a file-storage stream of replicas
+// replicas, and the messages published to it as baselineLoop says.
+func (r *runner) publishLoop(ctx context.Context, js jetstream.JetStream, replicas int, models []string, n int) (loadResult, error) {
 	if _, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "BASELINE", Subjects: []string{"baseline.>"},
-		Storage: jetstream.FileStorage, Duplicates: 2 * time.Minute}); err != nil {
+		Storage: jetstream.FileStorage, Duplicates: 2 * time.Minute, Replicas: replicas}); err != nil {
 		return loadResult{}, err
 	}
 	names := subject.Default()

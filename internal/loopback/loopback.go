@@ -11,6 +11,7 @@
 package loopback
 
 import (
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -62,14 +63,24 @@ func claim(t testing.TB) string {
 		return ip
 	}
 	claimsMu.Unlock()
+	ip, err := Claim()
+	require.NoError(t, err)
+	return ip
+}
+
+// Claim returns a new loopback address, held for the life of the process:
+// for servers a process outside `go test` starts (the benchmarks).
+func Claim() (string, error) {
 	pid := os.Getpid()
 	for {
 		c := ipCounter.Add(1)
-		require.LessOrEqual(t, c, int32(154), "out of loopback addresses")
+		if c > 154 {
+			return "", errors.New("out of loopback addresses")
+		}
 		ip := fmt.Sprintf("127.%d.%d.%d", 100+c, (pid>>8)&0xff, pid&0xff)
 		claim, err := net.Listen("tcp", net.JoinHostPort(ip, portClaim))
 		if err != nil {
-			continue // another test binary holds it
+			continue // another process holds it
 		}
 		if !bindable(ip, PortNATS, PortNATS2, PortHTTP, PortS3, PortRoute) {
 			claim.Close()
@@ -78,7 +89,7 @@ func claim(t testing.TB) string {
 		claimsMu.Lock()
 		claims = append(claims, claim)
 		claimsMu.Unlock()
-		return ip
+		return ip, nil
 	}
 }
 

@@ -22,6 +22,11 @@ func benchCmd() *cobra.Command {
 embedded NATS server, real DuckDB files under --work) and, in the same run,
 a baseline doing the same work with the same libraries and no teatree:
 duckdb-go on a file, nats.go on a bare JetStream stream, cp.
+The cluster scenarios (failover, restore, cluster-mutations) run a local
+cluster of three NATS servers in this process, nodes as 'teatree serve
+node' processes of this binary, and a versitygw S3 server (built once
+from the version tools/go.mod pins: run from the repository, or set
+VERSITYGW_BIN).
 
 Scenarios: ` + strings.Join(bench.Scenarios, ", ") + `.
 
