@@ -17,9 +17,6 @@ import (
 	"os"
 	"sync"
 	"sync/atomic"
-	"testing"
-
-	"github.com/stretchr/testify/require"
 )
 
 // The fixed ports servers use on a claimed address.
@@ -39,10 +36,18 @@ var (
 	freeIPs   []string // claimed addresses whose test has ended
 )
 
+// T is the part of testing.TB that IP uses; the package does not import
+// testing, so that the benchmarks in the teatree binary can Claim.
+type T interface {
+	Helper()
+	Cleanup(func())
+	Fatalf(format string, args ...any)
+}
+
 // IP returns a loopback address that only this test uses until it ends.
 // Its cleanup runs after those of the processes started later on it, so an
 // address is handed on only once nothing listens there.
-func IP(t testing.TB) string {
+func IP(t T) string {
 	t.Helper()
 	ip := claim(t)
 	t.Cleanup(func() {
@@ -53,7 +58,7 @@ func IP(t testing.TB) string {
 	return ip
 }
 
-func claim(t testing.TB) string {
+func claim(t T) string {
 	t.Helper()
 	claimsMu.Lock()
 	if n := len(freeIPs); n > 0 {
@@ -64,7 +69,9 @@ func claim(t testing.TB) string {
 	}
 	claimsMu.Unlock()
 	ip, err := Claim()
-	require.NoError(t, err)
+	if err != nil {
+		t.Fatalf("claim a loopback address: %v", err)
+	}
 	return ip
 }
 
