@@ -29,6 +29,9 @@ func (n *Node) heartbeat(ctx context.Context) error {
 	sent := time.Now()
 	n.mu.Lock()
 	free := n.cfg.Slots - len(n.models)
+	if n.leaving {
+		free = 0
+	}
 	n.mu.Unlock()
 	b, err := wire.Marshal(&teatreev1.Worker{
 		Node: n.cfg.ID, Capabilities: n.cfg.Capabilities, Slots: int32(n.cfg.Slots),

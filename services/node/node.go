@@ -129,7 +129,9 @@ type Node struct {
 	// when one came a ttl or more after the one before.
 	beat  time.Time
 	lapse bool
-	wg    sync.WaitGroup
+	// leaving is set once the node stops: its heartbeat offers no slot.
+	leaving bool
+	wg      sync.WaitGroup
 }
 
 // hosted is a model whose db-manager runs on this node.
@@ -520,22 +522,38 @@ func (n *Node) detachLocked(model string, h *hosted) {
 	n.afterLocked(model, h.done, func() {})
 }
 
-// stopAll stops every db-manager and releases its lease.
+// stopAll stops every db-manager, releases its lease and, last, removes the
+// node's heartbeat. Meanwhile the heartbeat offers no free slot. So a
+// dispatcher places nothing more here, and places the models elsewhere as
+// soon as their next request comes, not a lease TTL later.
 func (n *Node) stopAll() {
 	n.mu.Lock()
+	n.leaving = true
 	held := n.models
 	n.models = map[string]*hosted{}
 	for _, h := range held {
 		h.cancel()
 	}
 	n.mu.Unlock()
+	if err := n.heartbeat(context.Background()); err != nil {
+		n.log.Warn("heartbeat of a node stopping", "err", err)
+	}
+	var wg sync.WaitGroup
+	for model, h := range held {
+		wg.Go(func() {
+			<-h.done
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			if err := catalog.Release(ctx, n.deps.Owners, model, h.rev); err != nil {
+				n.log.WarnContext(ctx, "release lease", "model", model, "err", err)
+			}
+		})
+	}
+	wg.Wait()
+	n.wg.Wait()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	for model, h := range held {
-		<-h.done
-		if err := catalog.Release(ctx, n.deps.Owners, model, h.rev); err != nil {
-			n.log.WarnContext(ctx, "release lease", "model", model, "err", err)
-		}
+	if err := n.deps.Workers.Delete(ctx, n.cfg.ID); err != nil {
+		n.log.WarnContext(ctx, "remove the heartbeat of a node stopping; it expires after the worker ttl", "err", err)
 	}
-	n.wg.Wait()
 }

@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/stretchr/testify/require"
 
 	"github.com/teatree-dev/teatree/pkg/catalog"
@@ -23,7 +24,7 @@ func (h *harness) worker(node string) *teatreev1.Worker {
 	return w
 }
 
-func TestHeartbeatWhileRunningAndLeasesReleasedOnStop(t *testing.T) {
+func TestHeartbeatWhileRunningAndLeasesAndHeartbeatGoneOnStop(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	h := newHarness(t)
@@ -52,4 +53,7 @@ func TestHeartbeatWhileRunningAndLeasesReleasedOnStop(t *testing.T) {
 		require.NoError(t, err)
 		require.Nil(t, l, "%s: a stopped node gives its leases up at once", m)
 	}
+	// And its heartbeat, so that no dispatcher places a model on it.
+	_, err = h.workers.Get(ctx, "node-a")
+	require.ErrorIs(t, err, jetstream.ErrKeyNotFound, "a stopped node's heartbeat is gone at once")
 }
