@@ -119,7 +119,10 @@ func (r *runner) snapshotPublish(ctx context.Context) error {
 		model := fmt.Sprintf("snap%d", mb)
 		rows := mb * 1_000_000 / 23
 		r.stepf("  %s: generating %d rows (about %d MB)", model, rows, mb)
-		spec := &teatreev1.ModelSpec{Id: model, Snapshot: &teatreev1.SnapshotPolicy{IntervalMs: 1, EveryMutations: 1}}
+		// Generating a GB of rows takes longer than the default request
+		// timeout on a slow disk: the timeout is the create's wait.
+		spec := &teatreev1.ModelSpec{Id: model, Snapshot: &teatreev1.SnapshotPolicy{IntervalMs: 1, EveryMutations: 1},
+			Limits: &teatreev1.ModelLimits{RequestTimeoutMs: (10 * time.Minute).Milliseconds()}}
 		version, err := t.createTable(ctx, spec, rows, "create table small (id bigint, note varchar); insert into small values (0, 'first');")
 		if err != nil {
 			return err
