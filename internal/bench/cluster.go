@@ -104,20 +104,11 @@ func (r *runner) startCluster(ctx context.Context, name string, o clusterOptions
 // every connection (a clustered JetStream server needs a route to start),
 // the others to the first, which tells them of the rest.
 func (c *clusterEnv) startNATS() error {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	ln, err := natsboot.HangUp()
 	if err != nil {
 		return err
 	}
 	c.anchor = ln
-	go func() {
-		for {
-			conn, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			conn.Close()
-		}
-	}()
 	route := "nats-route://" + ln.Addr().String()
 	var urls []string
 	for i := range clusterServers {

@@ -145,3 +145,24 @@ func clusterOptions(opts *server.Options, c ClusterConfig) error {
 	}
 	return nil
 }
+
+// HangUp listens on 127.0.0.1 and hangs up on every connection until the
+// listener is closed: the route a clustered server is started with before
+// any other server's address is known (it refuses to start without one),
+// and a peer that never answers, at an address nothing else can take.
+func HangUp() (net.Listener, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, err
+	}
+	go func() {
+		for {
+			conn, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			conn.Close()
+		}
+	}()
+	return ln, nil
+}

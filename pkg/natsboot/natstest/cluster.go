@@ -3,7 +3,6 @@ package natstest
 import (
 	"context"
 	"fmt"
-	"net"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -201,22 +200,12 @@ func (c *Cluster) shutdownAll() {
 	}
 }
 
-// HangUp listens on 127.0.0.1 and hangs up on every connection, until the
-// test ends; it returns the address: a peer that never answers, at an
-// address nothing else can take meanwhile.
+// HangUp is natsboot.HangUp for a test: closed when the test ends; it
+// returns the address.
 func HangUp(t testing.TB) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	ln, err := natsboot.HangUp()
 	require.NoError(t, err)
 	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			conn, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			conn.Close()
-		}
-	}()
 	return ln.Addr().String()
 }
