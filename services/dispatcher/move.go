@@ -13,9 +13,9 @@ import (
 
 	"github.com/teatree-dev/teatree/pkg/apierr"
 	"github.com/teatree-dev/teatree/pkg/catalog"
+	"github.com/teatree-dev/teatree/pkg/reply"
 	"github.com/teatree-dev/teatree/pkg/sizeclass"
 	"github.com/teatree-dev/teatree/pkg/subject"
-	"github.com/teatree-dev/teatree/pkg/wire"
 	teatreev1 "github.com/teatree-dev/teatree/proto/teatree/v1"
 )
 
@@ -66,16 +66,13 @@ func (d *Dispatcher) answerMove(ctx context.Context, msg *nats.Msg) {
 		mv, err = d.move(ctx, req.Model, req.To)
 	}
 	out := nats.NewMsg(msg.Reply)
-	out.Header.Set(subject.HeaderContentType, subject.ContentJSON)
 	if err != nil {
-		code, text := apierr.From(err)
-		if code == apierr.Internal {
+		if code, _ := apierr.From(err); code == apierr.Internal {
 			d.deps.Log.ErrorContext(ctx, "move", "model", req.Model, "to", req.To, "err", err)
 		}
-		out.Header.Set(subject.HeaderStatus, subject.StatusFailed)
-		out.Header.Set(subject.HeaderErrorCode, string(code))
-		out.Data, _ = wire.Marshal(&teatreev1.ErrorReply{Error: &teatreev1.Error{Code: string(code), Message: text}})
+		out.Header, out.Data = reply.Failure(err)
 	} else {
+		out.Header.Set(subject.HeaderContentType, subject.ContentJSON)
 		out.Data, _ = json.Marshal(mv)
 	}
 	_ = msg.RespondMsg(out)
