@@ -23,8 +23,8 @@ import (
 // HTTP clients that retry until acknowledged (some HTTP bodies big enough
 // to go through S3), it kills with SIGKILL a node, a NATS server, the
 // leading dispatcher and the leading notifier in turn, restarting each.
-// The killed node's models must be serving again on the other nodes
-// again, and how long that took is printed beside twice the lease TTL; afterwards every
+// The killed node's models must be serving again on the other nodes, and
+// how long that took is printed beside twice the lease TTL; afterwards every
 // acknowledged request is applied exactly once with exactly one terminal
 // notification, and every kept version of every model holds exactly the
 // acknowledged rows up to its applied_seq.
