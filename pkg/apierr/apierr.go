@@ -26,6 +26,8 @@ const (
 	// ResourceExhausted: the request needs more of a node's budget (DuckDB
 	// memory) than it may have, even applied alone.
 	ResourceExhausted Code = "resource_exhausted"
+	// Cancelled: a compute call was cancelled before it ended.
+	Cancelled Code = "cancelled"
 )
 
 // HTTPStatus maps a code to the HTTP status the contract gives it.
@@ -37,7 +39,7 @@ func (c Code) HTTPStatus() int {
 		return http.StatusNotFound
 	case PermissionDenied:
 		return http.StatusForbidden
-	case SchemaMismatch:
+	case SchemaMismatch, Cancelled:
 		return http.StatusConflict
 	case SQLError:
 		return http.StatusUnprocessableEntity

@@ -38,8 +38,11 @@ const (
 	DefaultNotificationMaxAge = 24 * time.Hour
 	DefaultLeaseTTL           = 10 * time.Second
 	DefaultWorkerTTL          = 10 * time.Second
-	DefaultResultTTL          = time.Hour
-	DefaultPinTTL             = 2 * time.Minute
+	// ComputeWorkerTTL is how long a compute worker's heartbeat outlives
+	// it; workers put theirs every 5 s (the contract's "Workers").
+	ComputeWorkerTTL = 15 * time.Second
+	DefaultResultTTL = time.Hour
+	DefaultPinTTL    = 2 * time.Minute
 	// derivedDuplicateWindow covers a notifier or db-manager that retries
 	// derived messages after a crash and a restart.
 	derivedDuplicateWindow = 30 * time.Minute
@@ -210,6 +213,23 @@ func Setup(ctx context.Context, js jetstream.JetStream, cfg Config) error {
 		Storage:     jetstream.FileStorage,
 		Replicas:    cfg.Replicas,
 		TTL:         cfg.PinTTL,
+	}, {
+		Bucket:      n.FunctionsBucket(),
+		Description: "functions registered on models, under <model>.<name>",
+		Storage:     jetstream.FileStorage,
+		Replicas:    cfg.Replicas,
+	}, {
+		Bucket:      n.CallsBucket(),
+		Description: "compute calls' records, under <model>.<call id>",
+		Storage:     jetstream.FileStorage,
+		Replicas:    cfg.Replicas,
+		TTL:         cfg.NotificationMaxAge,
+	}, {
+		Bucket:      n.ComputeBucket(),
+		Description: "compute workers' heartbeats: capabilities, handlers, slots",
+		Storage:     jetstream.FileStorage,
+		Replicas:    cfg.Replicas,
+		TTL:         ComputeWorkerTTL,
 	}, {
 		Bucket:      n.LeadersBucket(),
 		Description: "the leader of each singleton service (dispatcher, notifier)",

@@ -25,6 +25,8 @@ const (
 	StatusApplied = "applied"
 	StatusFailed  = "failed"
 	StatusResult  = "result"
+	// StatusProgress is a running compute call's progress; not terminal.
+	StatusProgress = "progress"
 )
 
 // Event kinds, the last token of tt.evt.<model>.<kind>.
@@ -35,6 +37,10 @@ const (
 	// EventReject carries a request the dispatcher gave up placing; the
 	// notifier commits its rejection in the catalog, then notifies.
 	EventReject = "reject"
+	// EventCall carries what happens to a compute call: queued by the
+	// dispatcher; started, progress, done or failed by its worker;
+	// cancelled by the gateway. It is the one public event subject.
+	EventCall = "call"
 )
 
 // Header names of the contract.
@@ -57,6 +63,8 @@ const (
 	HeaderVersion     = "Tt-Version"
 	HeaderResultID    = "Tt-Result-Id"
 	HeaderRows        = "Tt-Rows"
+	// HeaderMode "replace" on an append deletes the table's rows first.
+	HeaderMode = "Tt-Mode"
 )
 
 // Content types a mutation body may have.
@@ -110,6 +118,9 @@ func (n Names) ResultsBucket() string    { return n.prefix + "_results" }
 func (n Names) DeliveriesBucket() string { return n.prefix + "_deliveries" }
 func (n Names) PinsBucket() string       { return n.prefix + "_pins" }
 func (n Names) LeadersBucket() string    { return n.prefix + "_leaders" }
+func (n Names) FunctionsBucket() string  { return n.prefix + "_functions" }
+func (n Names) CallsBucket() string      { return n.prefix + "_calls" }
+func (n Names) ComputeBucket() string    { return n.prefix + "_compute" }
 
 // Mut is tt.mut.<model>.<op>.
 func (n Names) Mut(model, op string) string { return n.prefix + ".mut." + model + "." + op }
@@ -147,6 +158,24 @@ func (n Names) CallCapability(capability string) string {
 func (n Names) ParseCall(subj, capability string) (string, bool) {
 	model, ok := strings.CutPrefix(subj, n.prefix+".call."+capability+".")
 	return model, ok && model != "" && !strings.Contains(model, ".")
+}
+
+// CallIntake is the route of compute calls before the dispatcher has
+// checked them and picked a worker's route: tt.call.fn.<model>.
+const CallIntake = "fn"
+
+// Call is tt.call.<route>.<model>: a job for the workers of one route (a
+// capability, fn, or <handler>@<capabilities>).
+func (n Names) Call(route, model string) string { return n.prefix + ".call." + route + "." + model }
+
+// CallRoute is tt.call.<route>.*: every job of one route, the filter of
+// its durable consumer.
+func (n Names) CallRoute(route string) string { return n.prefix + ".call." + route + ".*" }
+
+// WorkCancel is tt.work.cancel.<model>.<call id>: the worker running the
+// call stops it.
+func (n Names) WorkCancel(model, callID string) string {
+	return n.prefix + ".work.cancel." + model + "." + callID
 }
 
 // CallAll is tt.call.>.
