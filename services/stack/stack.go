@@ -291,6 +291,9 @@ func connect(urls string, log *slog.Logger) (*nats.Conn, error) {
 // buckets are the KV buckets of the control state.
 type buckets struct {
 	models, owners, workers, results, deliveries, pins, leaders jetstream.KeyValue
+	// functions, calls and compute are the definitions of functions, the
+	// records of compute calls and the compute workers' heartbeats.
+	functions, calls, compute jetstream.KeyValue
 }
 
 func openBuckets(ctx context.Context, js jetstream.JetStream, names subject.Names) (*buckets, error) {
@@ -301,7 +304,8 @@ func openBuckets(ctx context.Context, js jetstream.JetStream, names subject.Name
 	}{
 		{&b.models, names.ModelsBucket()}, {&b.owners, names.OwnersBucket()}, {&b.workers, names.WorkersBucket()},
 		{&b.results, names.ResultsBucket()}, {&b.deliveries, names.DeliveriesBucket()}, {&b.pins, names.PinsBucket()},
-		{&b.leaders, names.LeadersBucket()},
+		{&b.leaders, names.LeadersBucket()}, {&b.functions, names.FunctionsBucket()}, {&b.calls, names.CallsBucket()},
+		{&b.compute, names.ComputeBucket()},
 	} {
 		kv, err := js.KeyValue(ctx, o.name)
 		if err != nil {
