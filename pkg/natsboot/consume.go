@@ -38,7 +38,9 @@ type ConsumeConfig struct {
 // reader that has nothing in hand is replaced: a message the old reader
 // had received but not yet handed over is dropped with it, and comes
 // back after the consumer's AckWait as any unacknowledged message does,
-// never twice at once.
+// never twice at once. The server counts the waiting pulls of every
+// reader of the consumer: another reader's pull hides a lost one of this
+// reader, which the services' one-leader-per-role rule makes rare.
 func Consume(ctx context.Context, cons jetstream.Consumer, cfg ConsumeConfig, handler jetstream.MessageHandler) error {
 	if cfg.Check <= 0 {
 		cfg.Check = DefaultConsumeCheck
