@@ -119,30 +119,33 @@ func (d *Dispatcher) Run(ctx context.Context, ready func()) error {
 	if err != nil {
 		return fmt.Errorf("dispatcher consumer: %w", err)
 	}
-	cc, err := cons.Consume(func(msg jetstream.Msg) {
-		if err := d.handle(ctx, msg); err != nil {
-			switch {
-			case ctx.Err() != nil:
-			case errors.Is(err, errNodesFull), errors.Is(err, errMoving):
-				// Waiting for a slot is normal under load: no warning per
-				// waiting request and second.
-				d.deps.Log.DebugContext(ctx, "dispatch", "subject", msg.Subject(), "err", err)
-			default:
-				d.deps.Log.WarnContext(ctx, "dispatch", "subject", msg.Subject(), "err", err)
-			}
-			_ = msg.NakWithDelay(retryDelay)
-			return
-		}
-		_ = msg.Ack()
-	})
-	if err != nil {
-		return fmt.Errorf("dispatcher consume: %w", err)
-	}
 	// A new leader may start once Run has returned: no handler may still
 	// be placing a model then.
+	cctx, stopConsume := context.WithCancel(ctx)
+	var consumeErr error
+	consumed := make(chan struct{}) // closed when Consume has returned
+	go func() {
+		defer close(consumed)
+		consumeErr = natsboot.Consume(cctx, cons, natsboot.ConsumeConfig{Log: d.deps.Log}, func(msg jetstream.Msg) {
+			if err := d.handle(ctx, msg); err != nil {
+				switch {
+				case ctx.Err() != nil:
+				case errors.Is(err, errNodesFull), errors.Is(err, errMoving):
+					// Waiting for a slot is normal under load: no warning per
+					// waiting request and second.
+					d.deps.Log.DebugContext(ctx, "dispatch", "subject", msg.Subject(), "err", err)
+				default:
+					d.deps.Log.WarnContext(ctx, "dispatch", "subject", msg.Subject(), "err", err)
+				}
+				_ = msg.NakWithDelay(retryDelay)
+				return
+			}
+			_ = msg.Ack()
+		})
+	}()
 	defer func() {
-		cc.Stop()
-		<-cc.Closed()
+		stopConsume()
+		<-consumed
 	}()
 	stopMoves, err := d.serveMoves(ctx)
 	if err != nil {
@@ -157,6 +160,11 @@ func (d *Dispatcher) Run(ctx context.Context, ready func()) error {
 		select {
 		case <-ctx.Done():
 			return nil
+		case <-consumed:
+			if consumeErr != nil {
+				return fmt.Errorf("dispatcher consume: %w", consumeErr)
+			}
+			return nil // ctx ended
 		case <-tick.C:
 			d.reconcile(ctx, false)
 		case m := <-d.released:

@@ -168,27 +168,14 @@ func (n *Notifier) Run(ctx context.Context, ready func()) error {
 	if err != nil {
 		return fmt.Errorf("notifier consumer: %w", err)
 	}
-	iter, err := cons.Messages()
-	if err != nil {
-		return fmt.Errorf("notifier consume: %w", err)
-	}
-	go func() {
-		<-ctx.Done()
-		iter.Stop()
-	}()
 	l := n.startLanes(ctx)
 	defer l.stop()
 	ready()
-	for {
-		msg, err := iter.Next()
-		if err != nil {
-			if ctx.Err() != nil {
-				return nil
-			}
-			return fmt.Errorf("notifier consume: %w", err)
-		}
-		l.dispatch(ctx, msg)
+	err = natsboot.Consume(ctx, cons, natsboot.ConsumeConfig{Log: n.deps.Log}, func(msg jetstream.Msg) { l.dispatch(ctx, msg) })
+	if err != nil {
+		return fmt.Errorf("notifier consume: %w", err)
 	}
+	return nil
 }
 
 // handle turns one event into its notifications. An error means the event

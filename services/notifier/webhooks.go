@@ -122,7 +122,7 @@ func (n *Notifier) startWebhooks(ctx context.Context) (run func(), err error) {
 	return func() {
 		sem := make(chan struct{}, 32)
 		var wg sync.WaitGroup
-		cc, err := cons.Consume(func(msg jetstream.Msg) {
+		err := natsboot.Consume(ctx, cons, natsboot.ConsumeConfig{Log: n.deps.Log}, func(msg jetstream.Msg) {
 			sem <- struct{}{}
 			wg.Add(1)
 			go func() {
@@ -132,10 +132,7 @@ func (n *Notifier) startWebhooks(ctx context.Context) (run func(), err error) {
 		})
 		if err != nil {
 			n.deps.Log.ErrorContext(ctx, "webhooks stopped", "err", err)
-			return
 		}
-		<-ctx.Done()
-		cc.Stop()
 		wg.Wait()
 	}, nil
 }
