@@ -20,7 +20,7 @@ const heartbeatEvery = 5000; // the contract's heartbeat period
 const workingEvery = 5000; // +WPI at least every 10 s; twice as often leaves room
 const fetchExpires = 1000; // how long one pull waits for a job while holding a slot
 const progressEvery = 1000; // at most one progress event a second
-const stopGrace = 20000; // how long a stop waits for running jobs
+const stopGrace = 10000; // how long a stop waits for running jobs
 const maxCapabilities = 3;
 
 const idRule = /^[A-Za-z0-9_-]{1,64}$/;

@@ -4,9 +4,13 @@ import (
 	"context"
 	"database/sql"
 	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -112,9 +116,17 @@ func (r *nodeWorkerRig) readEvents(ctx context.Context, model string) {
 }
 
 // queue publishes a job of handler as the dispatcher would, and returns
-// it. Every attempt writes its result under calls/sales/<call id>/.
+// it.
 func (r *nodeWorkerRig) queue(t *testing.T, callID, handler string, args map[string]any, maxAttempts int, deadline time.Time) calls.Job {
 	t.Helper()
+	job := r.job(callID, handler, args, maxAttempts, deadline)
+	r.publish(t, job)
+	return job
+}
+
+// job is a job of handler on the rig's version. Every attempt writes its
+// result under calls/sales/<call id>/ in the blob directory.
+func (r *nodeWorkerRig) job(callID, handler string, args map[string]any, maxAttempts int, deadline time.Time) calls.Job {
 	now := time.Now().UTC()
 	job := calls.Job{CallID: callID, Model: "sales", Function: handler, Handler: handler, Args: args,
 		MaxAttempts: maxAttempts, Deadline: deadline.UTC().Format(time.RFC3339Nano), QueuedAt: now.Format(time.RFC3339Nano),
@@ -123,14 +135,19 @@ func (r *nodeWorkerRig) queue(t *testing.T, callID, handler string, args map[str
 		key := "calls/sales/" + callID + "/" + strconv.Itoa(a)
 		job.Results = append(job.Results, calls.Result{Attempt: a, Key: key, URL: fileURL(filepath.Join(r.blobs, filepath.FromSlash(key)))})
 	}
+	return job
+}
+
+// publish queues job on its route, tt.call.<handler>@node.sales.
+func (r *nodeWorkerRig) publish(t *testing.T, job calls.Job) {
+	t.Helper()
 	body, err := json.Marshal(job)
 	require.NoError(t, err)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	route := function.Route(handler, []string{"node"})
-	_, err = r.js.Publish(ctx, r.names.Call(route, "sales"), body, jetstream.WithMsgID("sales."+callID))
+	route := function.Route(job.Handler, []string{"node"})
+	_, err = r.js.Publish(ctx, r.names.Call(route, job.Model), body, jetstream.WithMsgID(job.Model+"."+job.CallID))
 	require.NoError(t, err)
-	return job
 }
 
 // event waits for the event with this Nats-Msg-Id.
@@ -229,6 +246,41 @@ func TestNodeWorker(t *testing.T) {
 		require.Equal(t, []any{"pear", "plum"}, []any{rows[0]["item"], rows[1]["item"]})
 	})
 
+	t.Run("inputs and results over HTTP", func(t *testing.T) {
+		// A stand-in for pre-signed S3 URLs: GET the version's file, PUT
+		// the result.
+		var mu sync.Mutex
+		put := map[string][]byte{}
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+			switch req.Method {
+			case http.MethodGet:
+				http.ServeFile(w, req, filepath.Join(r.blobs, filepath.FromSlash(strings.TrimPrefix(req.URL.Path, "/"))))
+			case http.MethodPut:
+				body, err := io.ReadAll(req.Body)
+				if err != nil {
+					http.Error(w, err.Error(), http.StatusBadRequest)
+					return
+				}
+				mu.Lock()
+				put[req.URL.Path] = body
+				mu.Unlock()
+			default:
+				http.Error(w, "method", http.StatusMethodNotAllowed)
+			}
+		}))
+		t.Cleanup(srv.Close)
+		job := r.job("h1", "row_count", map[string]any{"table": "orders"}, 3, time.Now().Add(time.Minute))
+		job.Input.DuckDB.URL = srv.URL + "/" + job.Input.DuckDB.Key
+		for i := range job.Results {
+			job.Results[i].URL = srv.URL + "/" + job.Results[i].Key
+		}
+		r.publish(t, job)
+		r.event(t, "sales.h1.1.done")
+		mu.Lock()
+		defer mu.Unlock()
+		require.JSONEq(t, `[{"table":"orders","rows":5}]`, string(put["/calls/sales/h1/1"]))
+	})
+
 	t.Run("a bad argument fails for good", func(t *testing.T) {
 		r.queue(t, "b1", "row_count", map[string]any{"table": "orders; DROP TABLE orders"}, 3, time.Now().Add(time.Minute))
 		failed := r.event(t, "sales.b1.1.failed")
@@ -261,9 +313,11 @@ func TestNodeWorker(t *testing.T) {
 		require.Equal(t, "1 of 100 steps", first.Message)
 		require.InDelta(t, 0.02, r.event(t, "sales.s1.1.progress.2").Fraction, 1e-9)
 
-		entry, err := workers.Get(ctx, nodeWorkerID)
-		require.NoError(t, err)
-		require.Contains(t, string(entry.Value()), `"sales.s1"`, "the heartbeat lists the running call")
+		require.Eventually(t, func() bool { // at the next heartbeat, within 5 s
+			entry, err := workers.Get(ctx, nodeWorkerID)
+			var hb calls.Heartbeat
+			return err == nil && json.Unmarshal(entry.Value(), &hb) == nil && slices.Contains(hb.Running, "sales.s1")
+		}, 30*time.Second, 50*time.Millisecond, "the heartbeat lists the running call")
 
 		require.NoError(t, r.nc.Publish(r.names.WorkCancel("sales", "s1"), nil))
 		failed := r.event(t, "sales.s1.1.failed")
