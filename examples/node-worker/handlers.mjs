@@ -36,12 +36,23 @@ function count(args, name, { min = 0, max = Number.MAX_SAFE_INTEGER } = {}) {
   return v;
 }
 
+// query runs sql on the job's input. A query that names a table or column
+// the version does not have fails invalid_argument: retrying cannot help.
+async function query(ctx, sql) {
+  const conn = await ctx.input();
+  try {
+    return await conn.runAndReadAll(sql);
+  } catch (err) {
+    if (/^(Catalog|Binder) Error/.test(err.message)) throw invalid(err.message);
+    throw err;
+  }
+}
+
 export const handlers = {
   // row_count: {table} → [{table, rows}].
   async row_count(args, ctx) {
     const table = identifier(args, "table");
-    const conn = await ctx.input();
-    const rows = (await conn.runAndReadAll(`SELECT count(*)::BIGINT AS n FROM ${table}`)).getRowObjectsJS();
+    const rows = (await query(ctx, `SELECT count(*)::BIGINT AS n FROM ${table}`)).getRowObjectsJS();
     return [{ table: args.table, rows: Number(rows[0].n) }];
   },
 
@@ -50,8 +61,7 @@ export const handlers = {
     const table = identifier(args, "table");
     const column = identifier(args, "column");
     const n = count(args, "n", { min: 1, max: 1_000_000 });
-    const conn = await ctx.input();
-    const reader = await conn.runAndReadAll(`SELECT * FROM ${table} ORDER BY ${column} DESC NULLS LAST LIMIT ${n}`);
+    const reader = await query(ctx, `SELECT * FROM ${table} ORDER BY ${column} DESC NULLS LAST LIMIT ${n}`);
     return reader.getRowObjectsJson();
   },
 

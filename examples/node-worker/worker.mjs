@@ -205,7 +205,10 @@ async function run(route, msg) {
   const abort = new AbortController();
   running.set(key, abort);
   const working = setInterval(() => msg.working(), workingEvery);
-  const timer = setTimeout(() => abort.abort(new JobError("deadline_exceeded", `deadline ${job.deadline} passed`, { retryable: false })), deadline - Date.now());
+  // A timer longer than 2^31-1 ms fires at once: such a deadline is far
+  // enough to be checked again later.
+  const timer = setTimeout(() => abort.abort(new JobError("deadline_exceeded", `deadline ${job.deadline} passed`, { retryable: false })),
+    Math.min(deadline - Date.now(), 2 ** 31 - 1));
   const cancel = nc.subscribe(`${prefix}.work.cancel.${job.model}.${job.call_id}`, {
     max: 1,
     callback: () => abort.abort(new JobError("cancelled", "cancelled", { retryable: false })),
@@ -215,6 +218,8 @@ async function run(route, msg) {
   });
   aborted.catch(() => {});
   let db, copy, conn;
+  // A query does not watch the signal: interrupt it.
+  abort.signal.addEventListener("abort", () => conn?.interrupt(), { once: true });
   let progressN = 0;
   let lastProgress = 0;
   let progressSent = Promise.resolve();

@@ -286,6 +286,12 @@ func TestNodeWorker(t *testing.T) {
 		failed := r.event(t, "sales.b1.1.failed")
 		require.True(t, failed.Final)
 		require.Equal(t, "invalid_argument", failed.Error.Code)
+
+		r.queue(t, "b2", "top", map[string]any{"table": "orders", "column": "colour", "n": 1}, 3, time.Now().Add(time.Minute))
+		failed = r.event(t, "sales.b2.1.failed")
+		require.True(t, failed.Final, "a column the version lacks is not retried")
+		require.Equal(t, "invalid_argument", failed.Error.Code)
+		require.Contains(t, failed.Error.Message, "colour")
 	})
 
 	t.Run("a failed attempt is retried", func(t *testing.T) {
