@@ -340,12 +340,23 @@ func TestNodeWorker(t *testing.T) {
 		require.False(t, r.hasEvent("sales.d1.1.started"))
 	})
 
-	t.Run("a clean stop finishes its job and deletes the heartbeat", func(t *testing.T) {
+	t.Run("a clean stop finishes its jobs, gives back the ones too slow, and deletes the heartbeat", func(t *testing.T) {
 		r.queue(t, "e1", "slow", map[string]any{"steps": 2, "ms": 1500}, 3, time.Now().Add(time.Minute))
+		r.queue(t, "e2", "slow", map[string]any{"steps": 1000, "ms": 1000}, 3, time.Now().Add(time.Hour))
 		r.event(t, "sales.e1.1.started")
+		r.event(t, "sales.e2.1.started")
 		r.worker.stopCleanly()
 		require.Equal(t, calls.EventDone, r.event(t, "sales.e1.1.done").Event, "a stop lets a running job end")
-		_, err := workers.Get(ctx, nodeWorkerID)
+		gaveUp := r.event(t, "sales.e2.1.failed")
+		require.Equal(t, "unavailable", gaveUp.Error.Code)
+		require.False(t, gaveUp.Final, "a job the stop cut short goes back to the queue")
+		stream, err := r.js.Stream(ctx, r.names.CallStream())
+		require.NoError(t, err)
+		jobs := r.names.Call(function.Route("slow", []string{"node"}), "sales")
+		info, err := stream.Info(ctx, jetstream.WithSubjectFilter(jobs))
+		require.NoError(t, err)
+		require.EqualValues(t, 1, info.State.Subjects[jobs], "the cut-short job is still queued")
+		_, err = workers.Get(ctx, nodeWorkerID)
 		require.ErrorIs(t, err, jetstream.ErrKeyNotFound)
 	})
 }
