@@ -141,11 +141,15 @@ async function pull(route, consumer) {
     try {
       msg = await consumer.next({ expires: fetchExpires });
     } catch (err) {
-      if (!stopping) log(`fetch ${route}: ${err.message}`);
+      free.release();
+      if (!stopping) {
+        log(`fetch ${route}: ${err.message}`);
+        await sleep(1000);
+      }
+      continue;
     }
     if (!msg) {
       free.release();
-      if (!stopping) await sleep(100);
       continue;
     }
     run(route, msg).finally(() => free.release());
