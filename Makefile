@@ -29,7 +29,7 @@ test: lint test-unit test-e2e test-deploy ## Lint, then run every test (unit, in
 test-unit: ## Unit and in-process tests (embedded JetStream, real DuckDB files)
 	$(GO) test -count=1 -timeout 20m $$($(GO) list ./... | grep -v /test/)
 
-test-e2e: build test/node/node_modules ## End-to-end, crash and Node.js client tests against the built binary
+test-e2e: build test/node/node_modules examples/node-worker/node_modules ## End-to-end, crash, Node.js client and Node.js worker tests against the built binary
 	TEATREE_BIN=$(CURDIR)/bin/teatree $(GO) test -count=1 -timeout 30m ./test/...
 
 # deploy/check is a module of its own (Kubernetes and KEDA types); it checks
@@ -40,6 +40,12 @@ test-deploy: build ## Render every manifest in deploy/ and check it offline agai
 # The Node.js client check uses the public npm packages, pinned by the lock file.
 test/node/node_modules: test/node/package.json test/node/package-lock.json
 	cd test/node && npm install --no-audit --no-fund
+	@touch $@
+
+# The Node.js compute worker of examples/ is run by test/e2e; npm ci installs
+# exactly its lock file.
+examples/node-worker/node_modules: examples/node-worker/package.json examples/node-worker/package-lock.json
+	cd examples/node-worker && npm ci --no-audit --no-fund
 	@touch $@
 
 bench: build ## Benchmarks beside raw DuckDB and raw JetStream (about 20 min); report in bench/ and docs/benchmarks.md
