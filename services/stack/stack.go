@@ -187,6 +187,7 @@ func Run(ctx context.Context, cfg Config) error {
 		httpURL = "http://" + ln.Addr().String()
 		gw, err := gateway.New(gateway.Config{Addr: cfg.HTTPAddr, Names: names, MaxBody: cfg.MaxBody}, gateway.Deps{
 			NC: nc, JS: js, Models: kv.models, Owners: kv.owners, Pins: kv.pins, Blobs: blobs, Log: log.With("service", Gateway),
+			Calls: kv.calls, Compute: kv.compute,
 			Ready: readiness.err,
 		})
 		if err != nil {
