@@ -90,9 +90,16 @@ func (d *Dispatcher) intake(ctx context.Context, cw *computeWorkers, msg jetstre
 		_ = msg.Term()
 		return
 	}
-	callID, err := subject.RequestFromMsgID(model, msg.Headers().Get(subject.HeaderMsgID))
-	if err != nil {
-		callID = subject.SeqRequestID(meta.Sequence.Stream)
+	// A bad call id fails the call, which is then named by its sequence,
+	// as a mutation with a bad request id is.
+	callID := subject.SeqRequestID(meta.Sequence.Stream)
+	var badID error
+	if h := msg.Headers().Get(subject.HeaderMsgID); h != "" {
+		if id, err := subject.RequestFromMsgID(model, h); err != nil {
+			badID = err
+		} else {
+			callID = id
+		}
 	}
 	// Waiting for a worker or a version takes longer than the ack wait.
 	wctx, cancel := context.WithCancel(ctx)
@@ -109,7 +116,10 @@ func (d *Dispatcher) intake(ctx context.Context, cw *computeWorkers, msg jetstre
 			}
 		}
 	}()
-	err = d.queueCall(wctx, cw, msg, meta, model, callID)
+	err = badID
+	if err == nil {
+		err = d.queueCall(wctx, cw, msg, meta, model, callID)
+	}
 	var ae *apierr.Error
 	switch {
 	case ctx.Err() != nil:

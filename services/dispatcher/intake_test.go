@@ -269,4 +269,15 @@ func TestComputeCallsThatFailAtOnce(t *testing.T) {
 		require.Equal(t, string(c.code), ev.Error.Code, "%s: %s", c.id, ev.Error.Message)
 		require.Contains(t, ev.Error.Message, c.contains, c.id)
 	}
+
+	// A call id of another model fails, named by the call's sequence.
+	b, err := json.Marshal(calls.Call{Function: "describe", Args: map[string]any{"table": "t"}})
+	require.NoError(t, err)
+	m := nats.NewMsg(h.names.Call(subject.CallIntake, "sales"))
+	m.Data = b
+	m.Header.Set(subject.HeaderMsgID, "crm.c1")
+	ack, err := h.js.PublishMsg(context.Background(), m)
+	require.NoError(t, err)
+	ev := h.callEvent("sales", subject.SeqRequestID(ack.Sequence), "0."+calls.EventFailed)
+	require.Equal(t, string(apierr.InvalidArgument), ev.Error.Code)
 }
