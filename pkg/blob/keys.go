@@ -43,3 +43,9 @@ func UploadPrefix(model string) string { return "uploads/" + model }
 
 // UploadKey is uploads/<model>/<request id>.
 func UploadKey(model, requestID string) string { return UploadPrefix(model) + "/" + requestID }
+
+// CallResultKey is calls/<model>/<call id>/<attempt>, where attempt
+// attempt of a compute call writes its result.
+func CallResultKey(model, callID string, attempt int) string {
+	return "calls/" + model + "/" + callID + "/" + strconv.Itoa(attempt)
+}

@@ -2,7 +2,9 @@
 // mutation (never its body): a mutation for a model without a live lease
 // gets the model placed on a node whose capabilities cover the model's and
 // that has a free slot; a mutation for no model, or an invalid one, ends
-// with a failed notification right away.
+// with a failed notification right away. It also takes in compute calls
+// (tt.call.fn.<model>) and queues each as a job for the workers of its
+// function's route.
 package dispatcher
 
 import (
@@ -29,7 +31,8 @@ type Config struct {
 	LeaseTTL  time.Duration
 	WorkerTTL time.Duration
 	// PlacementGrace is how long a mutation waits for a node that can serve
-	// its model before it fails as unavailable.
+	// its model, and a compute call for a worker that can run it, before
+	// it fails as unavailable.
 	PlacementGrace time.Duration
 	// Durable is the consumer name on TT_MUT shared by all dispatchers.
 	Durable string
@@ -41,7 +44,13 @@ type Deps struct {
 	Models  jetstream.KeyValue
 	Owners  jetstream.KeyValue
 	Workers jetstream.KeyValue
-	Log     *slog.Logger
+	// Functions, Compute and Blobs serve the intake of compute calls: the
+	// definitions in tt_functions, the workers' heartbeats in tt_compute,
+	// and the snapshot store the jobs' URLs point into.
+	Functions jetstream.KeyValue
+	Compute   jetstream.KeyValue
+	Blobs     Blobs
+	Log       *slog.Logger
 }
 
 // Dispatcher is the dispatcher service.
@@ -152,6 +161,11 @@ func (d *Dispatcher) Run(ctx context.Context, ready func()) error {
 		return err
 	}
 	defer stopMoves()
+	stopIntake, err := d.runIntake(ctx)
+	if err != nil {
+		return err
+	}
+	defer stopIntake()
 	ready()
 	tick := time.NewTicker(d.cfg.LeaseTTL / 2)
 	defer tick.Stop()

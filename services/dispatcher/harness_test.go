@@ -13,6 +13,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/teatree-dev/teatree/pkg/blob"
 	"github.com/teatree-dev/teatree/pkg/catalog"
 	"github.com/teatree-dev/teatree/pkg/natsboot"
 	"github.com/teatree-dev/teatree/pkg/natsboot/natstest"
@@ -35,6 +36,10 @@ type harness struct {
 	mut     jetstream.Stream
 	evt     jetstream.Stream
 	logs    *natstest.LogBuffer
+	// functions, compute and blobs serve compute calls.
+	functions jetstream.KeyValue
+	compute   jetstream.KeyValue
+	blobs     *blob.Dir
 }
 
 func newHarness(t *testing.T, boot natsboot.Config) *harness {
@@ -45,6 +50,13 @@ func newHarness(t *testing.T, boot natsboot.Config) *harness {
 	require.NoError(t, natsboot.Setup(ctx, env.JS, boot))
 	h := &harness{t: t, boot: boot, js: env.JS, names: boot.Names, logs: &natstest.LogBuffer{}}
 	h.models, h.owners, h.workers, h.mut, h.evt = env.Models, env.Owners, env.Workers, env.Mut, env.Evt
+	var err error
+	h.functions, err = env.JS.KeyValue(ctx, h.names.FunctionsBucket())
+	require.NoError(t, err)
+	h.compute, err = env.JS.KeyValue(ctx, h.names.ComputeBucket())
+	require.NoError(t, err)
+	h.blobs, err = blob.NewDir(t.TempDir())
+	require.NoError(t, err)
 	return h
 }
 
@@ -54,7 +66,7 @@ func (h *harness) run(cfg dispatcher.Config) {
 	h.t.Helper()
 	cfg.Names, cfg.LeaseTTL, cfg.WorkerTTL = h.names, h.boot.LeaseTTL, h.boot.WorkerTTL
 	d := dispatcher.New(cfg, dispatcher.Deps{JS: h.js, Models: h.models, Owners: h.owners, Workers: h.workers,
-		Log: slog.New(slog.NewTextHandler(h.logs, nil))})
+		Functions: h.functions, Compute: h.compute, Blobs: h.blobs, Log: slog.New(slog.NewTextHandler(h.logs, nil))})
 	ctx, cancel := context.WithCancel(context.Background())
 	ready, done := make(chan struct{}), make(chan error, 1)
 	go func() { done <- d.Run(ctx, func() { close(ready) }) }()

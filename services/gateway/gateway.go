@@ -87,6 +87,10 @@ type Deps struct {
 	// Pins is tt_pins; nil refuses pins with unavailable.
 	Pins  jetstream.KeyValue
 	Blobs blob.Store
+	// Calls and Compute are tt_calls (compute calls' records) and
+	// tt_compute (compute workers' heartbeats).
+	Calls   jetstream.KeyValue
+	Compute jetstream.KeyValue
 	// Log receives a Debug line per request and the internal errors; nil
 	// discards them.
 	Log *slog.Logger
@@ -111,6 +115,12 @@ func (d Deps) validate() error {
 	}
 	if d.Blobs == nil {
 		errs = append(errs, errors.New("blob store: not set"))
+	}
+	if d.Calls == nil {
+		errs = append(errs, errors.New("calls bucket: not set"))
+	}
+	if d.Compute == nil {
+		errs = append(errs, errors.New("compute bucket: not set"))
 	}
 	return errors.Join(errs...)
 }
@@ -195,6 +205,9 @@ func (g *Gateway) routes() http.Handler {
 	mux.HandleFunc("POST /v1/models/{model}/tables/{table}/rows", g.postRows)
 	mux.HandleFunc("POST /v1/models/{model}/sql", g.postSQL)
 	mux.HandleFunc("POST /v1/models/{model}/calls/{function}", g.postCall)
+	mux.HandleFunc("GET /v1/models/{model}/calls/{call}", g.getCall)
+	mux.HandleFunc("DELETE /v1/models/{model}/calls/{call}", g.deleteCall)
+	mux.HandleFunc("GET /v1/workers", g.listWorkers)
 	mux.HandleFunc("GET /v1/models/{model}/requests/{request}", g.getRequest)
 	mux.HandleFunc("GET /v1/models/{model}/events", g.getEvents)
 	mux.HandleFunc("POST /v1/models/{model}/query", g.postQuery)

@@ -25,15 +25,17 @@ import (
 // testEnv is a gateway over an embedded JetStream server and a blob
 // directory (or the store a configure func sets), served by httptest.
 type testEnv struct {
-	nats   *natstest.Env
-	names  subject.Names
-	models jetstream.KeyValue
-	owners jetstream.KeyValue
-	pins   jetstream.KeyValue
-	blobs  blob.Store
-	mut    jetstream.Stream
-	ntf    jetstream.Stream
-	url    string
+	nats    *natstest.Env
+	names   subject.Names
+	models  jetstream.KeyValue
+	owners  jetstream.KeyValue
+	pins    jetstream.KeyValue
+	calls   jetstream.KeyValue
+	compute jetstream.KeyValue
+	blobs   blob.Store
+	mut     jetstream.Stream
+	ntf     jetstream.Stream
+	url     string
 }
 
 func start(t *testing.T, configure ...func(*Config, *Deps)) *testEnv {
@@ -54,8 +56,13 @@ func start(t *testing.T, configure ...func(*Config, *Deps)) *testEnv {
 	require.NoError(t, err)
 	env.pins, err = js.KeyValue(ctx, env.names.PinsBucket())
 	require.NoError(t, err)
+	env.calls, err = js.KeyValue(ctx, env.names.CallsBucket())
+	require.NoError(t, err)
+	env.compute, err = js.KeyValue(ctx, env.names.ComputeBucket())
+	require.NoError(t, err)
 	cfg := Config{Names: env.names}
-	deps := Deps{NC: env.nats.Conn, JS: js, Models: env.models, Owners: env.owners, Pins: env.pins, Blobs: env.blobs}
+	deps := Deps{NC: env.nats.Conn, JS: js, Models: env.models, Owners: env.owners, Pins: env.pins, Blobs: env.blobs,
+		Calls: env.calls, Compute: env.compute}
 	for _, c := range configure {
 		c(&cfg, &deps)
 	}
@@ -187,7 +194,11 @@ func TestRunServesUntilCancelled(t *testing.T) {
 	require.NoError(t, err)
 	blobs, err := blob.NewDir(t.TempDir())
 	require.NoError(t, err)
-	g, err := New(Config{}, Deps{NC: env.Conn, JS: env.JS, Models: models, Owners: owners, Blobs: blobs})
+	calls, err := env.JS.KeyValue(ctx, subject.Default().CallsBucket())
+	require.NoError(t, err)
+	compute, err := env.JS.KeyValue(ctx, subject.Default().ComputeBucket())
+	require.NoError(t, err)
+	g, err := New(Config{}, Deps{NC: env.Conn, JS: env.JS, Models: models, Owners: owners, Blobs: blobs, Calls: calls, Compute: compute})
 	require.NoError(t, err)
 
 	ln, err := net.Listen("tcp", "127.0.0.1:0")

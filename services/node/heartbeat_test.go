@@ -73,11 +73,20 @@ func TestManyLeasesCostNoWritesPerHeartbeat(t *testing.T) {
 	}
 }
 
+// bucket opens a KV bucket that Setup made.
+func (h *harness) bucket(name string) jetstream.KeyValue {
+	h.t.Helper()
+	kv, err := h.js.KeyValue(context.Background(), name)
+	require.NoError(h.t, err)
+	return kv
+}
+
 // runDispatcher runs a dispatcher until the test ends.
 func (h *harness) runDispatcher() {
 	h.t.Helper()
 	d := dispatcher.New(dispatcher.Config{Names: h.names, LeaseTTL: leaseTTL, WorkerTTL: natsboot.DefaultWorkerTTL},
-		dispatcher.Deps{JS: h.js, Models: h.models, Owners: h.owners, Workers: h.workers, Log: slog.New(slog.NewTextHandler(h.logs, nil))})
+		dispatcher.Deps{JS: h.js, Models: h.models, Owners: h.owners, Workers: h.workers, Functions: h.bucket(h.names.FunctionsBucket()),
+			Compute: h.bucket(h.names.ComputeBucket()), Blobs: h.blobs, Log: slog.New(slog.NewTextHandler(h.logs, nil))})
 	ctx, cancel := context.WithCancel(context.Background())
 	ready, done := make(chan struct{}), make(chan error, 1)
 	go func() { done <- d.Run(ctx, func() { close(ready) }) }()

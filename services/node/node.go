@@ -244,9 +244,13 @@ func (n *Node) Run(ctx context.Context, ready func()) error {
 				// node at their epoch are its own, as after a restart. A new
 				// watch starts from every lease as it is now.
 				leases.Stop()
-				if leases, err = n.deps.Owners.WatchAll(ctx); err != nil {
+				// A failed watch must not replace leases: the deferred
+				// Stop would call it on nil.
+				w, err := n.deps.Owners.WatchAll(ctx)
+				if err != nil {
 					return fmt.Errorf("watch leases: %w", err)
 				}
+				leases = w
 			}
 		}
 	}

@@ -187,6 +187,7 @@ func Run(ctx context.Context, cfg Config) error {
 		httpURL = "http://" + ln.Addr().String()
 		gw, err := gateway.New(gateway.Config{Addr: cfg.HTTPAddr, Names: names, MaxBody: cfg.MaxBody}, gateway.Deps{
 			NC: nc, JS: js, Models: kv.models, Owners: kv.owners, Pins: kv.pins, Blobs: blobs, Log: log.With("service", Gateway),
+			Calls: kv.calls, Compute: kv.compute,
 			Ready: readiness.err,
 		})
 		if err != nil {
@@ -221,11 +222,17 @@ func Run(ctx context.Context, cfg Config) error {
 		})
 	}
 	if cfg.runs(Dispatcher) {
+		// Both stores hand out URLs; a store that did not would fail here.
+		urls, ok := blobs.(dispatcher.Blobs)
+		if !ok {
+			return fmt.Errorf("blob store %s cannot hand workers URLs", blobSpec)
+		}
 		ready := sync.OnceFunc(readiness.done)
 		g.Go(func() error {
 			return candidate(Dispatcher, ready).Run(gctx, func(ctx context.Context, term uint64) error {
 				d := dispatcher.New(dispatcher.Config{Names: names, LeaseTTL: cfg.Boot.LeaseTTL, WorkerTTL: cfg.Boot.WorkerTTL},
-					dispatcher.Deps{JS: js, Models: kv.models, Owners: kv.owners, Workers: kv.workers, Log: log.With("service", Dispatcher, "term", term)})
+					dispatcher.Deps{JS: js, Models: kv.models, Owners: kv.owners, Workers: kv.workers,
+						Functions: kv.functions, Compute: kv.compute, Blobs: urls, Log: log.With("service", Dispatcher, "term", term)})
 				return d.Run(ctx, ready)
 			})
 		})
