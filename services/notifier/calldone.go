@@ -13,6 +13,7 @@ import (
 	"github.com/teatree-dev/teatree/pkg/apierr"
 	"github.com/teatree-dev/teatree/pkg/blob"
 	"github.com/teatree-dev/teatree/pkg/calls"
+	"github.com/teatree-dev/teatree/pkg/function"
 	"github.com/teatree-dev/teatree/pkg/jsbatch"
 	"github.com/teatree-dev/teatree/pkg/subject"
 )
@@ -87,8 +88,8 @@ func (n *Notifier) writeBack(ctx context.Context, k callKey, key string, wb *cal
 	m.Header.Set(subject.HeaderTable, wb.Table)
 	m.Header.Set(subject.HeaderContentType, ct)
 	m.Header.Set(subject.HeaderBodyRef, upload)
-	if wb.Mode == "replace" {
-		m.Header.Set(subject.HeaderMode, "replace")
+	if wb.Mode == function.ModeReplace {
+		m.Header.Set(subject.HeaderMode, function.ModeReplace)
 	}
 	if _, err := n.deps.JS.PublishMsg(ctx, m, jetstream.WithExpectStream(n.cfg.Names.MutStream())); err != nil {
 		return fmt.Errorf("publish the write-back of %s: %w", k.kvKey(), err)

@@ -57,11 +57,12 @@ func (n *Notifier) failCall(ctx context.Context, rec *calls.Record, rev uint64, 
 // tells the worker running it, if any, to stop.
 func (n *Notifier) stopJob(ctx context.Context, rec *calls.Record) error {
 	if rec.JobSeq != 0 {
-		err := n.callStream.DeleteMsg(ctx, rec.JobSeq)
-		var apiErr *jetstream.APIError
-		if err != nil && !errors.Is(err, jetstream.ErrMsgNotFound) &&
-			!(errors.As(err, &apiErr) && apiErr.ErrorCode == jetstream.JSErrCodeMessageNotFound) {
-			return fmt.Errorf("delete the job of %s.%s: %w", rec.Model, rec.CallID, err)
+		if err := n.callStream.DeleteMsg(ctx, rec.JobSeq); err != nil {
+			// A job a worker acknowledged, or deleted before, is gone:
+			// the server says only that deleting it failed.
+			if _, gerr := n.callStream.GetMsg(ctx, rec.JobSeq); !errors.Is(gerr, jetstream.ErrMsgNotFound) {
+				return fmt.Errorf("delete the job of %s.%s: %w", rec.Model, rec.CallID, err)
+			}
 		}
 	}
 	if err := n.deps.JS.Conn().Publish(n.cfg.Names.WorkCancel(rec.Model, rec.CallID), nil); err != nil {

@@ -38,6 +38,8 @@ type harness struct {
 	blobs *blob.Dir
 	nc    *nats.Conn
 	log   *natstest.LogBuffer
+	// stop stops the notifier that start ran.
+	stop func()
 }
 
 func start(t *testing.T) *harness {
@@ -77,7 +79,7 @@ func startConfig(t *testing.T, cfg notifier.Config) *harness {
 	h.blobs, err = blob.NewDir(t.TempDir())
 	require.NoError(t, err)
 	cfg.Names = h.names
-	h.run(cfg)
+	h.stop = h.run(cfg)
 	return h
 }
 
