@@ -12,6 +12,7 @@ import (
 	"github.com/apache/arrow-go/v18/arrow/array"
 	"github.com/apache/arrow-go/v18/arrow/ipc"
 	"github.com/apache/arrow-go/v18/arrow/memory"
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/stretchr/testify/require"
 
@@ -204,4 +205,54 @@ func (h *harness) deadCall(model string) *calls.Record {
 		return err == nil && json.Unmarshal(m.Data, &rec) == nil
 	}, 15*time.Second, 20*time.Millisecond, "no dead letter of %s", model)
 	return &rec
+}
+
+// A done delivered again after some of its pages were published goes on
+// after the last one.
+func TestCallPagesResume(t *testing.T) {
+	t.Parallel()
+	h := start(t)
+	h.queueCall("sales", "c5", time.Now().Add(time.Hour), 1, nil)
+	h.record("sales", "c5", calls.StateQueued)
+	// Page 1 of 3, as a notifier that stopped after it left it.
+	m := nats.NewMsg(h.names.NtfRequest("sales", "c5"))
+	m.Data = []byte(`[{"a":1}]`)
+	m.Header.Set(subject.HeaderMsgID, subject.RequestNtfMsgID("sales", "c5", 1))
+	m.Header.Set(subject.HeaderStatus, subject.StatusResult)
+	m.Header.Set(subject.HeaderPage, "1")
+	m.Header.Set(subject.HeaderPages, "3")
+	_, err := h.js.PublishMsg(context.Background(), m)
+	require.NoError(t, err)
+
+	h.putResult("sales", "c5", 1, []byte(`[{"a":1},{"a":2},{"a":3}]`))
+	h.callEvent(calls.Event{Event: calls.EventDone, Model: "sales", CallID: "c5", Attempt: 1, Worker: "w-1",
+		ContentType: subject.ContentJSON, Rows: 3}, "")
+	h.record("sales", "c5", calls.StateDone)
+	msgs := h.ntfs(h.names.NtfRequest("sales", "c5"))
+	require.Len(t, msgs, 3)
+	for i, m := range msgs {
+		require.Equal(t, strconv.Itoa(i+1), m.Header.Get(subject.HeaderPage))
+	}
+	require.JSONEq(t, `[{"a":3}]`, string(msgs[2].Data))
+}
+
+// A result with other rows than its worker reported, or of a type it did
+// not say, is not used.
+func TestCallResultNotWhatItSaid(t *testing.T) {
+	t.Parallel()
+	h := start(t)
+	for _, c := range []struct{ id, ct, body string }{
+		{"rows", subject.ContentJSON, `[{"a":1}]`},
+		{"scalars", subject.ContentJSON, `[1,2]`},
+		{"csv", subject.ContentCSV, "a\n1\n"},
+		{"arrow", subject.ContentArrow, `[{"a":1},{"a":2}]`},
+	} {
+		h.queueCall("sales", c.id, time.Now().Add(time.Hour), 0, nil)
+		h.putResult("sales", c.id, 1, []byte(c.body))
+		h.callEvent(calls.Event{Event: calls.EventDone, Model: "sales", CallID: c.id, Attempt: 1, Worker: "w-1",
+			ContentType: c.ct, Rows: 2}, "")
+		code, msg := h.failedStatus("sales", c.id)
+		require.Equal(t, "internal", code, c.id)
+		require.Contains(t, msg, "w-1", c.id)
+	}
 }
