@@ -146,10 +146,12 @@ type Record struct {
 	Deadline    string         `json:"deadline,omitempty"`
 	UpdatedAt   string         `json:"updated_at,omitempty"`
 	JobSeq      uint64         `json:"job_seq,omitempty"`
-	Attempts    []Attempt      `json:"attempts,omitempty"`
-	Result      *ResultInfo    `json:"result,omitempty"`
-	WriteBack   *WriteBack     `json:"write_back,omitempty"`
-	Error       *Error         `json:"error,omitempty"`
+	// PageRows is the most rows a page of the result holds.
+	PageRows  int         `json:"page_rows,omitempty"`
+	Attempts  []Attempt   `json:"attempts,omitempty"`
+	Result    *ResultInfo `json:"result,omitempty"`
+	WriteBack *WriteBack  `json:"write_back,omitempty"`
+	Error     *Error      `json:"error,omitempty"`
 }
 
 // Progress is what a running call's worker last reported.

@@ -3,6 +3,7 @@ package notifier_test
 import (
 	"context"
 	"log/slog"
+	"sync"
 	"testing"
 	"time"
 
@@ -11,6 +12,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/teatree-dev/teatree/pkg/blob"
 	"github.com/teatree-dev/teatree/pkg/natsboot/natstest"
 	"github.com/teatree-dev/teatree/pkg/results"
 	"github.com/teatree-dev/teatree/pkg/subject"
@@ -29,7 +31,15 @@ type harness struct {
 	models, deliveries jetstream.KeyValue
 	// mut is TT_MUT and dead TT_DEAD.
 	mut, dead jetstream.Stream
-	log       *natstest.LogBuffer
+	// calls is tt_calls, call TT_CALL and blobs the blob store that call
+	// results are written to.
+	calls jetstream.KeyValue
+	call  jetstream.Stream
+	blobs *blob.Dir
+	nc    *nats.Conn
+	log   *natstest.LogBuffer
+	// stop stops the notifier that start ran.
+	stop func()
 }
 
 func start(t *testing.T) *harness {
@@ -48,7 +58,7 @@ func startConfig(t *testing.T, cfg notifier.Config) *harness {
 	t.Helper()
 	ctx := context.Background()
 	env := natstest.Start(t)
-	h := &harness{t: t, js: env.JS, names: subject.Default(), mut: env.Mut, log: &natstest.LogBuffer{}}
+	h := &harness{t: t, js: env.JS, names: subject.Default(), mut: env.Mut, nc: env.Conn, log: &natstest.LogBuffer{}}
 	var err error
 	h.ntf, err = env.JS.Stream(ctx, h.names.NtfStream())
 	require.NoError(t, err)
@@ -62,13 +72,28 @@ func startConfig(t *testing.T, cfg notifier.Config) *harness {
 	require.NoError(t, err)
 	h.dead, err = env.JS.Stream(ctx, h.names.DeadStream())
 	require.NoError(t, err)
+	h.calls, err = env.JS.KeyValue(ctx, h.names.CallsBucket())
+	require.NoError(t, err)
+	h.call, err = env.JS.Stream(ctx, h.names.CallStream())
+	require.NoError(t, err)
+	h.blobs, err = blob.NewDir(t.TempDir())
+	require.NoError(t, err)
 	cfg.Names = h.names
-	n := notifier.New(cfg, notifier.Deps{JS: env.JS, Results: h.results,
-		Models: h.models, Deliveries: h.deliveries, Log: slog.New(slog.NewTextHandler(h.log, &slog.HandlerOptions{Level: slog.LevelDebug}))})
+	h.stop = h.run(cfg)
+	return h
+}
+
+// run starts a notifier configured with cfg; stop, or t.Cleanup, stops
+// it.
+func (h *harness) run(cfg notifier.Config) (stop func()) {
+	t := h.t
+	ctx := context.Background()
+	n := notifier.New(cfg, notifier.Deps{JS: h.js, Results: h.results,
+		Models: h.models, Deliveries: h.deliveries, Calls: h.calls, Blobs: h.blobs, Log: slog.New(slog.NewTextHandler(h.log, &slog.HandlerOptions{Level: slog.LevelDebug}))})
 	rctx, cancel := context.WithCancel(ctx)
 	ready, done := make(chan struct{}), make(chan error, 1)
 	go func() { done <- n.Run(rctx, func() { close(ready) }) }()
-	t.Cleanup(func() {
+	stop = sync.OnceFunc(func() {
 		cancel()
 		select {
 		case err := <-done:
@@ -77,6 +102,7 @@ func startConfig(t *testing.T, cfg notifier.Config) *harness {
 			t.Error("notifier did not stop")
 		}
 	})
+	t.Cleanup(stop)
 	select {
 	case <-ready:
 	case err := <-done:
@@ -84,7 +110,7 @@ func startConfig(t *testing.T, cfg notifier.Config) *harness {
 	case <-time.After(10 * time.Second):
 		t.Fatal("notifier not ready")
 	}
-	return h
+	return stop
 }
 
 // publishEvent publishes a raw event with msgID ("" for none) and returns

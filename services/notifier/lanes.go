@@ -25,23 +25,35 @@ const maxBackoff = 5 * time.Second
 
 type lanes struct {
 	n     *Notifier
-	queue []chan jetstream.Msg
+	queue []chan laneItem
 	wg    sync.WaitGroup
 }
 
+// laneItem is an event, or a call whose deadline timer fired: it runs in
+// its model's lane so that it is ordered with the call's events.
+type laneItem struct {
+	msg     jetstream.Msg
+	expired callKey
+}
+
 func (n *Notifier) startLanes(ctx context.Context) *lanes {
-	l := &lanes{n: n, queue: make([]chan jetstream.Msg, n.cfg.Lanes)}
+	l := &lanes{n: n, queue: make([]chan laneItem, n.cfg.Lanes)}
 	for i := range l.queue {
-		q := make(chan jetstream.Msg, laneQueue)
+		q := make(chan laneItem, laneQueue)
 		l.queue[i] = q
 		l.wg.Add(1)
 		go func() {
 			defer l.wg.Done()
-			for msg := range q {
+			for it := range q {
 				// After ctx ends the events left are not acknowledged:
-				// JetStream delivers them to the next notifier.
-				if ctx.Err() == nil {
-					n.process(ctx, msg)
+				// JetStream delivers them to the next notifier, which
+				// schedules the deadlines again from tt_calls.
+				switch {
+				case ctx.Err() != nil:
+				case it.msg != nil:
+					n.process(ctx, it.msg)
+				default:
+					n.expire(ctx, it.expired)
 				}
 			}
 		}()
@@ -51,8 +63,13 @@ func (n *Notifier) startLanes(ctx context.Context) *lanes {
 
 // dispatch queues msg in its model's lane, waiting while the lane is full.
 func (l *lanes) dispatch(ctx context.Context, msg jetstream.Msg) {
+	l.enqueue(ctx, eventModel(msg.Subject()), laneItem{msg: msg})
+}
+
+// enqueue queues it in model's lane, waiting while the lane is full.
+func (l *lanes) enqueue(ctx context.Context, model string, it laneItem) {
 	select {
-	case l.queue[laneOf(eventModel(msg.Subject()), len(l.queue))] <- msg:
+	case l.queue[laneOf(model, len(l.queue))] <- it:
 	case <-ctx.Done():
 	}
 }

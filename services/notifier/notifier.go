@@ -18,6 +18,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/teatree-dev/teatree/pkg/blob"
 	"github.com/teatree-dev/teatree/pkg/jsbatch"
 	"github.com/teatree-dev/teatree/pkg/natsboot"
 	"github.com/teatree-dev/teatree/pkg/results"
@@ -109,7 +110,13 @@ type Deps struct {
 	// deliver webhooks; with either nil it delivers none.
 	Models     jetstream.KeyValue
 	Deliveries jetstream.KeyValue
-	Log        *slog.Logger
+	// Calls (tt_calls) holds the records of compute calls, which only
+	// the notifier writes; a call event fails without it.
+	Calls jetstream.KeyValue
+	// Blobs holds the results workers write for compute calls; a call's
+	// done event fails without it.
+	Blobs blob.Store
+	Log   *slog.Logger
 }
 
 // Notifier is the notifier service.
@@ -119,6 +126,10 @@ type Notifier struct {
 	ntf  jetstream.Stream
 	// mut is TT_MUT, from which a finished rejection is deleted.
 	mut jetstream.Stream
+	// callStream is TT_CALL, from which a cancelled call's job is deleted.
+	callStream jetstream.Stream
+	// deadlines times the calls that have not ended.
+	deadlines *deadlines
 	// pub writes the notifications of all lanes: what they publish at
 	// once goes to TT_NTF as one atomic batch.
 	pub *jsbatch.Coalescer
@@ -126,7 +137,7 @@ type Notifier struct {
 
 // New returns a notifier; Run starts it.
 func New(cfg Config, deps Deps) *Notifier {
-	return &Notifier{cfg: cfg.WithDefaults(), deps: deps, pub: jsbatch.NewCoalescer(deps.JS, deps.Log, alreadyNotified)}
+	return &Notifier{cfg: cfg.WithDefaults(), deps: deps, pub: jsbatch.NewCoalescer(deps.JS, deps.Log, alreadyNotified), deadlines: newDeadlines()}
 }
 
 // ackWait is how long JetStream waits for an event's acknowledgement
@@ -144,6 +155,9 @@ func (n *Notifier) Run(ctx context.Context, ready func()) error {
 		return fmt.Errorf("notifier: %w", err)
 	}
 	if n.mut, err = n.deps.JS.Stream(ctx, names.MutStream()); err != nil {
+		return fmt.Errorf("notifier: %w", err)
+	}
+	if n.callStream, err = n.deps.JS.Stream(ctx, names.CallStream()); err != nil {
 		return fmt.Errorf("notifier: %w", err)
 	}
 	if n.deps.Models != nil && n.deps.Deliveries != nil {
@@ -170,6 +184,14 @@ func (n *Notifier) Run(ctx context.Context, ready func()) error {
 	}
 	l := n.startLanes(ctx)
 	defer l.stop()
+	// The timers stop first: a timer firing queues in a lane.
+	defer n.deadlines.stop()
+	n.deadlines.start(func(k callKey) { l.enqueue(ctx, k.model, laneItem{expired: k}) })
+	if n.deps.Calls != nil {
+		if err := n.scheduleAll(ctx); err != nil {
+			return fmt.Errorf("notifier: %w", err)
+		}
+	}
 	ready()
 	err = natsboot.Consume(ctx, cons, natsboot.ConsumeConfig{Log: n.deps.Log}, func(msg jetstream.Msg) { l.dispatch(ctx, msg) })
 	if err != nil {
@@ -250,6 +272,8 @@ func (n *Notifier) handle(ctx context.Context, msg jetstream.Msg) error {
 			return nil
 		}
 		return n.publishResult(ctx, &out, redelivered(msg))
+	case subject.EventCall:
+		return n.handleCall(ctx, msg)
 	default:
 		n.deps.Log.WarnContext(ctx, "drop event of unknown kind", "subject", msg.Subject())
 		return nil

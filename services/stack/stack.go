@@ -215,7 +215,8 @@ func Run(ctx context.Context, cfg Config) error {
 		g.Go(func() error {
 			return candidate(Notifier, ready).Run(gctx, func(ctx context.Context, term uint64) error {
 				n := notifier.New(notifier.Config{Names: names, Webhooks: cfg.Webhooks}, notifier.Deps{
-					JS: js, Results: store, Models: kv.models, Deliveries: kv.deliveries, Log: log.With("service", Notifier, "term", term),
+					JS: js, Results: store, Models: kv.models, Deliveries: kv.deliveries, Calls: kv.calls, Blobs: blobs,
+					Log: log.With("service", Notifier, "term", term),
 				})
 				return n.Run(ctx, ready)
 			})
