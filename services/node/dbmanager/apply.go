@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"path/filepath"
-	"regexp"
 	"strconv"
 	"strings"
 
@@ -17,7 +16,7 @@ import (
 	"github.com/teatree-dev/teatree/pkg/sqlstmt"
 	"github.com/teatree-dev/teatree/pkg/subject"
 	teatreev1 "github.com/teatree-dev/teatree/proto/teatree/v1"
-	"github.com/teatree-dev/teatree/services/node/statements"
+	"github.com/teatree-dev/teatree/pkg/statements"
 )
 
 // nodeError marks a failure of the node rather than of the request (disk,
@@ -312,37 +311,14 @@ func (s *store) exec(ctx context.Context, query string, args ...any) (int64, err
 	return res.RowsAffected()
 }
 
-// Statement types a sql mutation may run. A bare SELECT or PRAGMA changes
-// nothing (a query is the place for it): refused as a mistake. Everything
-// else (transaction control, ATTACH, SET, LOAD, COPY, CALL, CHECKPOINT,
-// EXPORT, ...) could break the batch's transaction or reach outside the
-// model: refused as not permitted.
-var allowedStatements = map[duckdb.StmtType]bool{
-	duckdb.STATEMENT_TYPE_INSERT:      true,
-	duckdb.STATEMENT_TYPE_UPDATE:      true,
-	duckdb.STATEMENT_TYPE_DELETE:      true,
-	duckdb.STATEMENT_TYPE_CREATE:      true,
-	duckdb.STATEMENT_TYPE_CREATE_FUNC: true,
-	duckdb.STATEMENT_TYPE_ALTER:       true,
-	duckdb.STATEMENT_TYPE_DROP:        true,
-	stmtTypeMerge:                     true,
-}
-
-// reservedName finds a name starting with _tt (teatree's bookkeeping) at
-// the start of an identifier, quoted or not, in any case.
-var reservedName = regexp.MustCompile(`(?i)(^|[^a-z0-9_$])` + subject.ReservedPrefix)
-
-// stmtTypeMerge is DuckDB's MERGE INTO, which duckdb-go has no name for.
-const stmtTypeMerge = duckdb.StmtType(30)
-
 func applySQL(ctx context.Context, st *store, body []byte) (applyResult, error) {
 	st.forgetColumns() // its statements may change any table
 	var m teatreev1.SqlMutation
 	if err := protojson.Unmarshal(body, &m); err != nil {
 		return applyResult{}, apierr.Errorf(apierr.InvalidArgument, `sql body: want {"sql": "...", "params": [...]}: %v`, err)
 	}
-	if reservedName.MatchString(m.GetSql()) {
-		return applyResult{}, apierr.Errorf(apierr.PermissionDenied, "names starting with %s are reserved for teatree", subject.ReservedPrefix)
+	if err := statements.CheckReserved(m.GetSql()); err != nil {
+		return applyResult{}, err
 	}
 	stmts, err := statements.Split(m.GetSql())
 	var ae *apierr.Error
@@ -383,11 +359,8 @@ func execStatement(ctx context.Context, c *duckdb.Conn, s sqlstmt.Statement, par
 	if err != nil {
 		return 0, err
 	}
-	if typ == duckdb.STATEMENT_TYPE_SELECT || typ == duckdb.STATEMENT_TYPE_PRAGMA {
-		return 0, apierr.Errorf(apierr.InvalidArgument, "statement %.60q changes nothing; use a query", s.Text)
-	}
-	if !allowedStatements[typ] {
-		return 0, apierr.Errorf(apierr.PermissionDenied, "statement not allowed in a mutation: %.60q (only INSERT, UPDATE, DELETE, MERGE, CREATE, ALTER and DROP)", s.Text)
+	if err := statements.CheckMutation(typ, s.Text); err != nil {
+		return 0, err
 	}
 	args, err := sqlstmt.Args(s, params)
 	if err != nil {
