@@ -22,11 +22,11 @@ var allowedStatements = map[duckdb.StmtType]bool{
 	duckdb.STATEMENT_TYPE_CREATE_FUNC: true,
 	duckdb.STATEMENT_TYPE_ALTER:       true,
 	duckdb.STATEMENT_TYPE_DROP:        true,
-	stmtTypeMerge:                     true,
+	StmtTypeMerge:                     true,
 }
 
-// stmtTypeMerge is DuckDB's MERGE INTO, which duckdb-go has no name for.
-const stmtTypeMerge = duckdb.StmtType(30)
+// StmtTypeMerge is DuckDB's MERGE INTO, which duckdb-go has no name for.
+const StmtTypeMerge = duckdb.StmtType(30)
 
 // CheckMutation checks that a statement of type typ may run in a
 // mutation: invalid_argument for one that changes nothing,
