@@ -66,9 +66,13 @@ func TestValidateRefuses(t *testing.T) {
 		{"unused", func(d *Definition) { d.SQL = "UPDATE stock SET qty = 0 WHERE item = $item" }, "params (qty): the sql never uses $qty"},
 		{"select", func(d *Definition) { d.SQL = "SELECT * FROM stock WHERE item = $item AND qty = $qty" }, "changes nothing"},
 		{"attach", func(d *Definition) { d.SQL = "ATTACH '/tmp/x.db' AS x; UPDATE stock SET qty = $qty WHERE item = $item" }, "not allowed"},
-		{"copy", func(d *Definition) { d.SQL = "COPY stock TO '/tmp/x.csv'; UPDATE stock SET qty = $qty WHERE item = $item" }, "not allowed"},
+		{"copy", func(d *Definition) {
+			d.SQL = "COPY stock TO '/tmp/x.csv'; UPDATE stock SET qty = $qty WHERE item = $item"
+		}, "not allowed"},
 		{"set", func(d *Definition) { d.SQL = "SET threads = 4; UPDATE stock SET qty = $qty WHERE item = $item" }, "not allowed"},
-		{"reserved table", func(d *Definition) { d.SQL = "DELETE FROM _tt_requests; UPDATE stock SET qty = $qty WHERE item = $item" }, "reserved"},
+		{"reserved table", func(d *Definition) {
+			d.SQL = "DELETE FROM _tt_requests; UPDATE stock SET qty = $qty WHERE item = $item"
+		}, "reserved"},
 		{"sql with capabilities", func(d *Definition) { d.Capabilities = []string{"go"} }, "capabilities: not a field of a sql function"},
 		{"sql with output", func(d *Definition) { d.Output = &Output{Table: "t", Mode: ModeAppend} }, "output: not a field"},
 	}

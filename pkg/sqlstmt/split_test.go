@@ -36,8 +36,8 @@ func TestNamed(t *testing.T) {
 	t.Parallel()
 	cases := map[string]string{
 		"update s set q = q + $qty where item = $item": "update s set q = q + <qty> where item = <item>",
-		"select '$qty', \"$a\", $1 -- $b\n, $c":          "select '$qty', \"$a\", $1 -- $b\n, <c>",
-		"select $t$ $x $t$, /* $y */ $z_1":              "select $t$ $x $t$, /* $y */ <z_1>",
+		"select '$qty', \"$a\", $1 -- $b\n, $c":        "select '$qty', \"$a\", $1 -- $b\n, <c>",
+		"select $t$ $x $t$, /* $y */ $z_1":             "select $t$ $x $t$, /* $y */ <z_1>",
 	}
 	for in, want := range cases {
 		require.Equal(t, want, Named(in, func(n string) string { return "<" + n + ">" }), in)
