@@ -85,8 +85,11 @@ type Deps struct {
 	Models jetstream.KeyValue // tt_models
 	Owners jetstream.KeyValue // tt_owners
 	// Pins is tt_pins; nil refuses pins with unavailable.
-	Pins  jetstream.KeyValue
-	Blobs blob.Store
+	Pins jetstream.KeyValue
+	// Functions is tt_functions; nil refuses functions and calls with
+	// unavailable.
+	Functions jetstream.KeyValue
+	Blobs     blob.Store
 	// Log receives a Debug line per request and the internal errors; nil
 	// discards them.
 	Log *slog.Logger
@@ -195,6 +198,10 @@ func (g *Gateway) routes() http.Handler {
 	mux.HandleFunc("POST /v1/models/{model}/tables/{table}/rows", g.postRows)
 	mux.HandleFunc("POST /v1/models/{model}/sql", g.postSQL)
 	mux.HandleFunc("POST /v1/models/{model}/calls/{function}", g.postCall)
+	mux.HandleFunc("GET /v1/models/{model}/functions", g.listFunctions)
+	mux.HandleFunc("PUT /v1/models/{model}/functions/{name}", g.putFunction)
+	mux.HandleFunc("GET /v1/models/{model}/functions/{name}", g.getFunction)
+	mux.HandleFunc("DELETE /v1/models/{model}/functions/{name}", g.deleteFunction)
 	mux.HandleFunc("GET /v1/models/{model}/requests/{request}", g.getRequest)
 	mux.HandleFunc("GET /v1/models/{model}/events", g.getEvents)
 	mux.HandleFunc("POST /v1/models/{model}/query", g.postQuery)

@@ -14,9 +14,9 @@ import (
 
 	"github.com/teatree-dev/teatree/pkg/apierr"
 	"github.com/teatree-dev/teatree/pkg/sqlstmt"
+	"github.com/teatree-dev/teatree/pkg/statements"
 	"github.com/teatree-dev/teatree/pkg/subject"
 	teatreev1 "github.com/teatree-dev/teatree/proto/teatree/v1"
-	"github.com/teatree-dev/teatree/pkg/statements"
 )
 
 // nodeError marks a failure of the node rather than of the request (disk,
@@ -98,11 +98,7 @@ func (m *Manager) apply(ctx context.Context, st *store, r *request) (applyResult
 		if err != nil {
 			return applyResult{}, err
 		}
-		var c teatreev1.CallMutation
-		if err := protojson.Unmarshal(body, &c); err != nil {
-			return applyResult{}, apierr.Errorf(apierr.InvalidArgument, "call body: %v", err)
-		}
-		return applyResult{}, apierr.Errorf(apierr.NotFound, "function %q is not registered on model %s", c.Function, m.cfg.Model)
+		return m.applyCall(ctx, st, body)
 	}
 }
 
@@ -200,6 +196,12 @@ func (m *Manager) applyRows(ctx context.Context, st *store, r *request) (applyRe
 	}
 	var q string
 	if r.op == subject.OpAppend {
+		if r.replace {
+			// Tt-Mode: replace, in the same transaction as the insert.
+			if _, err := st.exec(ctx, "DELETE FROM "+t); err != nil {
+				return applyResult{}, classify(err, apierr.SchemaMismatch)
+			}
+		}
 		q = "INSERT INTO " + t + " BY NAME SELECT * FROM " + src
 	} else {
 		q = mergeSQL(t, src, srcCols, r.keys)
@@ -220,7 +222,7 @@ var errCombinedNewTable = apierr.New(apierr.InvalidArgument, "combined appends n
 // message. Applied alone, each would parse, describe and insert a spool file
 // of its own: for small requests that is most of their cost.
 func combinable(r *request) bool {
-	return r.op == subject.OpAppend && r.contentType == subject.ContentNDJSON && r.upload == "" && r.invalid == nil
+	return r.op == subject.OpAppend && !r.replace && r.contentType == subject.ContentNDJSON && r.upload == "" && r.invalid == nil
 }
 
 // applyCombined appends the rows of consecutive combinable requests to one
@@ -312,15 +314,21 @@ func (s *store) exec(ctx context.Context, query string, args ...any) (int64, err
 }
 
 func applySQL(ctx context.Context, st *store, body []byte) (applyResult, error) {
-	st.forgetColumns() // its statements may change any table
 	var m teatreev1.SqlMutation
 	if err := protojson.Unmarshal(body, &m); err != nil {
 		return applyResult{}, apierr.Errorf(apierr.InvalidArgument, `sql body: want {"sql": "...", "params": [...]}: %v`, err)
 	}
-	if err := statements.CheckReserved(m.GetSql()); err != nil {
+	return runSQL(ctx, st, m.GetSql(), m.GetParams())
+}
+
+// runSQL runs the statements of text with params under the rules of a sql
+// mutation.
+func runSQL(ctx context.Context, st *store, text string, params []*structpb.Value) (applyResult, error) {
+	st.forgetColumns() // its statements may change any table
+	if err := statements.CheckReserved(text); err != nil {
 		return applyResult{}, err
 	}
-	stmts, err := statements.Split(m.GetSql())
+	stmts, err := statements.Split(text)
 	var ae *apierr.Error
 	if err != nil && !errors.As(err, &ae) {
 		return applyResult{}, nodeError{err}
@@ -334,7 +342,7 @@ func applySQL(ctx context.Context, st *store, body []byte) (applyResult, error) 
 	var total int64
 	err = st.withDriverConn(func(c *duckdb.Conn) error {
 		for _, s := range stmts {
-			n, err := execStatement(ctx, c, s, m.GetParams())
+			n, err := execStatement(ctx, c, s, params)
 			if err != nil {
 				return err
 			}
