@@ -30,7 +30,9 @@ type testEnv struct {
 	models jetstream.KeyValue
 	owners jetstream.KeyValue
 	pins   jetstream.KeyValue
-	blobs  blob.Store
+	// functions is tt_functions.
+	functions jetstream.KeyValue
+	blobs     blob.Store
 	mut    jetstream.Stream
 	ntf    jetstream.Stream
 	url    string
@@ -54,8 +56,10 @@ func start(t *testing.T, configure ...func(*Config, *Deps)) *testEnv {
 	require.NoError(t, err)
 	env.pins, err = js.KeyValue(ctx, env.names.PinsBucket())
 	require.NoError(t, err)
+	env.functions, err = js.KeyValue(ctx, env.names.FunctionsBucket())
+	require.NoError(t, err)
 	cfg := Config{Names: env.names}
-	deps := Deps{NC: env.nats.Conn, JS: js, Models: env.models, Owners: env.owners, Pins: env.pins, Blobs: env.blobs}
+	deps := Deps{NC: env.nats.Conn, JS: js, Models: env.models, Owners: env.owners, Pins: env.pins, Functions: env.functions, Blobs: env.blobs}
 	for _, c := range configure {
 		c(&cfg, &deps)
 	}
