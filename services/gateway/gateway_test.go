@@ -33,9 +33,9 @@ type testEnv struct {
 	// functions is tt_functions.
 	functions jetstream.KeyValue
 	blobs     blob.Store
-	mut    jetstream.Stream
-	ntf    jetstream.Stream
-	url    string
+	mut       jetstream.Stream
+	ntf       jetstream.Stream
+	url       string
 }
 
 func start(t *testing.T, configure ...func(*Config, *Deps)) *testEnv {
