@@ -15,6 +15,9 @@ import (
 func (d *Definition) Bind(args map[string]any) (string, []any, error) {
 	values := make([]any, len(d.Params))
 	for i, p := range d.Params {
+		if err := typeShape(p.Type); err != nil {
+			return "", nil, apierr.Errorf(apierr.InvalidArgument, "function %s: parameter %q: %s", d.Name, p.Name, message(err))
+		}
 		v, err := bindValue(p.Type, args[p.Name])
 		if err != nil {
 			return "", nil, apierr.Errorf(apierr.InvalidArgument, "function %s: parameter %q (%s): %s", d.Name, p.Name, p.Type, message(err))

@@ -39,10 +39,20 @@ func checkerDB() (*sql.DB, error) {
 // suffixes. Nothing else reaches SQL.
 var typeRE = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9_]*( [A-Za-z][A-Za-z0-9_]*){0,3}( ?\( ?[0-9]{1,3} ?(, ?[0-9]{1,3} ?)?\))?(\[[0-9]{0,6}\])*$`)
 
-// checkType asks DuckDB whether typ is a type.
-func checkType(ctx context.Context, typ string) error {
+// typeShape refuses a type that does not look like one. A definition read
+// back from tt_functions is checked again before its types reach SQL:
+// anything may have written the bucket.
+func typeShape(typ string) error {
 	if len(typ) > 100 || !typeRE.MatchString(typ) {
 		return apierr.Errorf(apierr.InvalidArgument, "type %q: want a DuckDB type such as VARCHAR, INTEGER, DECIMAL(10,2) or VARCHAR[]", typ)
+	}
+	return nil
+}
+
+// checkType asks DuckDB whether typ is a type.
+func checkType(ctx context.Context, typ string) error {
+	if err := typeShape(typ); err != nil {
+		return err
 	}
 	db, err := checkerDB()
 	if err != nil {
@@ -58,6 +68,9 @@ func checkType(ctx context.Context, typ string) error {
 // castable checks that v, bound as Bind binds it, casts to typ (a type
 // that checkType accepted).
 func castable(ctx context.Context, typ string, v any) error {
+	if err := typeShape(typ); err != nil {
+		return err
+	}
 	bound, err := bindValue(typ, v)
 	if err != nil {
 		return err

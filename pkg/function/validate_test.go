@@ -173,6 +173,11 @@ func TestBind(t *testing.T) {
 	require.Equal(t, "UPDATE stock SET qty = qty + CAST($2 AS INTEGER) WHERE item = CAST($1 AS VARCHAR) AND note <> '$qty'", text)
 	require.Equal(t, []any{"apple", int64(5)}, values)
 
+	bad := restock()
+	bad.Params[1].Type = "INTEGER) + (SELECT 1"
+	_, _, err = bad.Bind(map[string]any{"item": "apple", "qty": 5.0})
+	requireInvalid(t, err, `parameter "qty"`, "a type read back from the bucket is checked again")
+
 	l := &Definition{Name: "l", Kind: KindSQL, SQL: "INSERT INTO t VALUES ($v)", Params: []Param{{Name: "v", Type: "VARCHAR[]"}}}
 	text, values, err = l.Bind(map[string]any{"v": []any{"a"}})
 	require.NoError(t, err)
