@@ -73,10 +73,10 @@ func (s *Store) List(ctx context.Context, model string) ([]*Definition, error) {
 	for k := range lister.Keys() {
 		name, _ := strings.CutPrefix(k, model+".")
 		d, err := s.Get(ctx, model, name)
-		if code, _ := apierr.From(err); code == apierr.NotFound {
-			continue // deleted meanwhile
-		}
 		if err != nil {
+			if code, _ := apierr.From(err); code == apierr.NotFound {
+				continue // deleted meanwhile
+			}
 			return nil, err
 		}
 		out = append(out, d)

@@ -31,3 +31,15 @@ func TestSplitStatements(t *testing.T) {
 		require.Equal(t, c.want, Split(c.in), c.in)
 	}
 }
+
+func TestNamed(t *testing.T) {
+	t.Parallel()
+	cases := map[string]string{
+		"update s set q = q + $qty where item = $item": "update s set q = q + <qty> where item = <item>",
+		"select '$qty', \"$a\", $1 -- $b\n, $c":        "select '$qty', \"$a\", $1 -- $b\n, <c>",
+		"select $t$ $x $t$, /* $y */ $z_1":             "select $t$ $x $t$, /* $y */ <z_1>",
+	}
+	for in, want := range cases {
+		require.Equal(t, want, Named(in, func(n string) string { return "<" + n + ">" }), in)
+	}
+}

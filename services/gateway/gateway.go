@@ -85,8 +85,11 @@ type Deps struct {
 	Models jetstream.KeyValue // tt_models
 	Owners jetstream.KeyValue // tt_owners
 	// Pins is tt_pins; nil refuses pins with unavailable.
-	Pins  jetstream.KeyValue
-	Blobs blob.Store
+	Pins jetstream.KeyValue
+	// Functions is tt_functions; nil refuses functions and calls with
+	// unavailable.
+	Functions jetstream.KeyValue
+	Blobs     blob.Store
 	// Calls and Compute are tt_calls (compute calls' records) and
 	// tt_compute (compute workers' heartbeats).
 	Calls   jetstream.KeyValue
@@ -208,6 +211,10 @@ func (g *Gateway) routes() http.Handler {
 	mux.HandleFunc("GET /v1/models/{model}/calls/{call}", g.getCall)
 	mux.HandleFunc("DELETE /v1/models/{model}/calls/{call}", g.deleteCall)
 	mux.HandleFunc("GET /v1/workers", g.listWorkers)
+	mux.HandleFunc("GET /v1/models/{model}/functions", g.listFunctions)
+	mux.HandleFunc("PUT /v1/models/{model}/functions/{name}", g.putFunction)
+	mux.HandleFunc("GET /v1/models/{model}/functions/{name}", g.getFunction)
+	mux.HandleFunc("DELETE /v1/models/{model}/functions/{name}", g.deleteFunction)
 	mux.HandleFunc("GET /v1/models/{model}/requests/{request}", g.getRequest)
 	mux.HandleFunc("GET /v1/models/{model}/events", g.getEvents)
 	mux.HandleFunc("POST /v1/models/{model}/query", g.postQuery)

@@ -25,17 +25,19 @@ import (
 // testEnv is a gateway over an embedded JetStream server and a blob
 // directory (or the store a configure func sets), served by httptest.
 type testEnv struct {
-	nats    *natstest.Env
-	names   subject.Names
-	models  jetstream.KeyValue
-	owners  jetstream.KeyValue
-	pins    jetstream.KeyValue
-	calls   jetstream.KeyValue
-	compute jetstream.KeyValue
-	blobs   blob.Store
-	mut     jetstream.Stream
-	ntf     jetstream.Stream
-	url     string
+	nats   *natstest.Env
+	names  subject.Names
+	models jetstream.KeyValue
+	owners jetstream.KeyValue
+	pins   jetstream.KeyValue
+	// functions is tt_functions.
+	functions jetstream.KeyValue
+	calls     jetstream.KeyValue
+	compute   jetstream.KeyValue
+	blobs     blob.Store
+	mut       jetstream.Stream
+	ntf       jetstream.Stream
+	url       string
 }
 
 func start(t *testing.T, configure ...func(*Config, *Deps)) *testEnv {
@@ -60,8 +62,10 @@ func start(t *testing.T, configure ...func(*Config, *Deps)) *testEnv {
 	require.NoError(t, err)
 	env.compute, err = js.KeyValue(ctx, env.names.ComputeBucket())
 	require.NoError(t, err)
+	env.functions, err = js.KeyValue(ctx, env.names.FunctionsBucket())
+	require.NoError(t, err)
 	cfg := Config{Names: env.names}
-	deps := Deps{NC: env.nats.Conn, JS: js, Models: env.models, Owners: env.owners, Pins: env.pins, Blobs: env.blobs,
+	deps := Deps{NC: env.nats.Conn, JS: js, Models: env.models, Owners: env.owners, Pins: env.pins, Functions: env.functions, Blobs: env.blobs,
 		Calls: env.calls, Compute: env.compute}
 	for _, c := range configure {
 		c(&cfg, &deps)

@@ -3,12 +3,14 @@ package gateway
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"mime"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"time"
 
@@ -19,7 +21,9 @@ import (
 
 	"github.com/teatree-dev/teatree/pkg/apierr"
 	"github.com/teatree-dev/teatree/pkg/blob"
+	"github.com/teatree-dev/teatree/pkg/calls"
 	"github.com/teatree-dev/teatree/pkg/catalog"
+	"github.com/teatree-dev/teatree/pkg/function"
 	"github.com/teatree-dev/teatree/pkg/subject"
 	"github.com/teatree-dev/teatree/pkg/wire"
 	teatreev1 "github.com/teatree-dev/teatree/proto/teatree/v1"
@@ -52,6 +56,12 @@ type mutation struct {
 	// Without it the body goes out as it came, streamed to the blob store
 	// when it is too large for one message.
 	encode func([]byte) ([]byte, error)
+	// subject, when set, is where the request goes instead of the model's
+	// tt.mut.<model>.<op> (a compute call's tt.call.fn.<model>).
+	subject string
+	// inline refuses a body too large for one message instead of
+	// uploading it: its consumer reads no uploads.
+	inline bool
 }
 
 // postRows answers POST /v1/models/{model}/tables/{table}/rows: an append,
@@ -93,18 +103,97 @@ func (g *Gateway) postSQL(w http.ResponseWriter, r *http.Request) {
 }
 
 // postCall answers POST /v1/models/{model}/calls/{function}; the body is
-// the call's arguments as a JSON object.
+// the call's arguments as a JSON object. The arguments are checked against
+// the function's definition before anything is published: a SQL function
+// is called as a call mutation, a compute function on tt.call.fn.<model>.
 func (g *Gateway) postCall(w http.ResponseWriter, r *http.Request) {
 	if err := checkJSONType(r.Header.Get("Content-Type")); err != nil {
 		g.writeError(w, r, err)
 		return
 	}
-	function := r.PathValue("function")
-	m := mutation{op: subject.OpCall, header: nats.Header{}, encode: func(b []byte) ([]byte, error) {
-		return encodeCall(function, b)
-	}}
+	store, err := g.functions()
+	if err != nil {
+		g.writeError(w, r, err)
+		return
+	}
+	model, name := r.PathValue("model"), r.PathValue("function")
+	if _, err := g.spec(r.Context(), model); err != nil {
+		g.writeError(w, r, err)
+		return
+	}
+	if err := subject.ValidateTable(name); err != nil {
+		g.writeError(w, r, apierr.Errorf(apierr.InvalidArgument, "function name: %s", message(err)))
+		return
+	}
+	d, err := store.Get(r.Context(), model, name)
+	if err != nil {
+		g.writeError(w, r, wrapNATS("read function "+name, err))
+		return
+	}
+	m := mutation{op: subject.OpCall, header: nats.Header{}}
 	m.header.Set(subject.HeaderContentType, subject.ContentJSON)
+	if d.Kind != function.KindCompute {
+		m.encode = func(b []byte) ([]byte, error) {
+			if _, err := callArgs(d, b); err != nil {
+				return nil, err
+			}
+			return encodeCall(name, b)
+		}
+		g.mutate(w, r, m)
+		return
+	}
+	call, err := computeCall(name, r.URL.Query())
+	if err != nil {
+		g.writeError(w, r, err)
+		return
+	}
+	m.subject, m.inline = g.cfg.Names.Call(subject.CallIntake, model), true
+	m.encode = func(b []byte) ([]byte, error) {
+		args, err := callArgs(d, b)
+		if err != nil {
+			return nil, err
+		}
+		call.Args = args
+		return json.Marshal(call)
+	}
 	g.mutate(w, r, m)
+}
+
+// callArgs reads a call's arguments (a JSON object; none when the body is
+// empty) and checks them against d. The arguments go on as the client
+// sent them: defaults are filled in where the call is applied.
+func callArgs(d *function.Definition, b []byte) (map[string]any, error) {
+	args := map[string]any{}
+	if len(bytes.TrimSpace(b)) > 0 {
+		if err := json.Unmarshal(b, &args); err != nil || args == nil {
+			return nil, apierr.Errorf(apierr.InvalidArgument, "call %s: the body must be a JSON object of arguments", d.Name)
+		}
+	}
+	if _, err := function.CheckArgs(d, args); err != nil {
+		return nil, err
+	}
+	return args, nil
+}
+
+// computeCall is a compute call of function name with what the query asks for:
+// ?deadline_ms= and ?min_seq=.
+func computeCall(name string, q url.Values) (*calls.Call, error) {
+	c := &calls.Call{Function: name}
+	if s := q.Get("deadline_ms"); s != "" {
+		n, err := strconv.ParseInt(s, 10, 64)
+		if err != nil || n <= 0 {
+			return nil, apierr.Errorf(apierr.InvalidArgument, "deadline_ms=%q: want a positive number of milliseconds", s)
+		}
+		c.DeadlineMS = n
+	}
+	if s := q.Get("min_seq"); s != "" {
+		n, err := strconv.ParseUint(s, 10, 64)
+		if err != nil {
+			return nil, apierr.Errorf(apierr.InvalidArgument, "min_seq=%q: want a stream sequence", s)
+		}
+		c.MinSeq = n
+	}
+	return c, nil
 }
 
 // mutate checks what every mutation needs, publishes it to TT_MUT and
@@ -140,7 +229,11 @@ func (g *Gateway) mutate(w http.ResponseWriter, r *http.Request, m mutation) {
 		g.writeError(w, r, apierr.Errorf(apierr.Unavailable, "model %s is still being created; retry", model))
 		return
 	}
-	msg := newMessage(r, g.cfg.Names.Mut(model, m.op), model, id, m.header)
+	subj := m.subject
+	if subj == "" {
+		subj = g.cfg.Names.Mut(model, m.op)
+	}
+	msg := newMessage(r, subj, model, id, m.header)
 	if err := g.readBody(ctx, w, r, m, msg, blob.UploadKey(model, id)); err != nil {
 		g.writeError(w, r, err)
 		return
@@ -262,6 +355,9 @@ func (g *Gateway) readBody(ctx context.Context, w http.ResponseWriter, r *http.R
 	}
 	if int64(len(msg.Data)) <= limit {
 		return nil
+	}
+	if m.inline {
+		return tooLarge(limit)
 	}
 	src := io.Reader(bytes.NewReader(msg.Data))
 	if rest != nil {

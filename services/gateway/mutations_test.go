@@ -98,6 +98,9 @@ func TestUpsertSQLAndCall(t *testing.T) {
 	require.Equal(t, subject.ContentJSON, msg.Header.Get(subject.HeaderContentType))
 
 	// A call wraps its arguments.
+	env.putFunction(t, "sales", "close_month", `{"kind":"sql","sql":"DELETE FROM orders WHERE month = $month AND NOT $dry_run",
+		"params":[{"name":"month","type":"VARCHAR","required":true},{"name":"dry_run","type":"BOOLEAN"}]}`)
+	env.putFunction(t, "sales", "refresh", `{"kind":"sql","sql":"DELETE FROM orders"}`)
 	a = accepted(t, env.send(t, http.MethodPost, "/v1/models/sales/calls/close_month",
 		[]byte(`{"month":"2026-11","dry_run":true}`), "Content-Type", "application/json"))
 	msg, err = env.mut.GetMsg(ctx, a.GetSeq())
@@ -115,6 +118,7 @@ func TestMutationRejects(t *testing.T) {
 	t.Parallel()
 	env := start(t, func(c *Config, _ *Deps) { c.MaxBody = 1 << 10 })
 	env.createModel(t, "sales")
+	env.putFunction(t, "sales", "f", `{"kind":"sql","sql":"DELETE FROM t"}`)
 	csv := []string{"Content-Type", "text/csv"}
 	rows := []byte("id\n1\n")
 	big := bytes.Repeat([]byte("x"), 2<<10)

@@ -22,10 +22,11 @@ type notification struct {
 	body   []byte
 }
 
-// terminal reports whether n ends its request.
+// terminal reports whether n ends its request: a status, or a page of a
+// compute call's result.
 func (n *notification) terminal() bool {
 	s := n.header.Get(subject.HeaderStatus)
-	return s == subject.StatusApplied || s == subject.StatusFailed
+	return s == subject.StatusApplied || s == subject.StatusFailed || s == subject.StatusResult
 }
 
 // status is the HTTP status of a terminal notification: 200 when applied,

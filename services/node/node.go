@@ -107,9 +107,11 @@ type Deps struct {
 	Owners  jetstream.KeyValue
 	Workers jetstream.KeyValue
 	// Pins is tt_pins, for the db-managers' garbage collection.
-	Pins  jetstream.KeyValue
-	Blobs blob.Store
-	Log   *slog.Logger
+	Pins jetstream.KeyValue
+	// Functions is tt_functions, for the db-managers' call mutations.
+	Functions jetstream.KeyValue
+	Blobs     blob.Store
+	Log       *slog.Logger
 }
 
 // Node is a worker node.
@@ -378,7 +380,7 @@ func (n *Node) runManager(ctx context.Context, model string, h *hosted) error {
 	// created again never opens the old one's file.
 	cfg.Dir = filepath.Join(n.cfg.Dir, model, strconv.FormatUint(spec.GetCreatedSeq(), 10))
 	m := dbmanager.New(cfg, dbmanager.Deps{
-		JS: n.deps.JS, Models: n.deps.Models, Pins: n.deps.Pins, Blobs: n.deps.Blobs, Log: n.deps.Log,
+		JS: n.deps.JS, Models: n.deps.Models, Pins: n.deps.Pins, Functions: n.deps.Functions, Blobs: n.deps.Blobs, Log: n.deps.Log,
 		Fence: func(ctx context.Context) error {
 			if err := n.live(); err != nil {
 				return fmt.Errorf("model %s at epoch %d: %w", model, epoch, err)

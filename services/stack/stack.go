@@ -186,7 +186,7 @@ func Run(ctx context.Context, cfg Config) error {
 		}
 		httpURL = "http://" + ln.Addr().String()
 		gw, err := gateway.New(gateway.Config{Addr: cfg.HTTPAddr, Names: names, MaxBody: cfg.MaxBody}, gateway.Deps{
-			NC: nc, JS: js, Models: kv.models, Owners: kv.owners, Pins: kv.pins, Blobs: blobs, Log: log.With("service", Gateway),
+			NC: nc, JS: js, Models: kv.models, Owners: kv.owners, Pins: kv.pins, Functions: kv.functions, Blobs: blobs, Log: log.With("service", Gateway),
 			Calls: kv.calls, Compute: kv.compute,
 			Ready: readiness.err,
 		})
@@ -244,7 +244,7 @@ func Run(ctx context.Context, cfg Config) error {
 		if nodeCfg.Dir == "" {
 			nodeCfg.Dir = filepath.Join(cfg.Data, "models")
 		}
-		n, err := node.New(nodeCfg, node.Deps{JS: js, Models: kv.models, Owners: kv.owners, Workers: kv.workers, Pins: kv.pins, Blobs: blobs, Log: log.With("service", Node)})
+		n, err := node.New(nodeCfg, node.Deps{JS: js, Models: kv.models, Owners: kv.owners, Workers: kv.workers, Pins: kv.pins, Functions: kv.functions, Blobs: blobs, Log: log.With("service", Node)})
 		if err != nil {
 			return err
 		}

@@ -99,6 +99,45 @@ func natsSender(js jetstream.JetStream, model string) sender {
 	}
 }
 
+// callSender publishes every third row as a call of the SQL function
+// add_number (see addNumberFunction) with plain nats.go, Nats-Msg-Id
+// <model>.c-<n>, and the others as send does: calls are applied exactly
+// once in order with the appends.
+func callSender(js jetstream.JetStream, model string, send sender) sender {
+	return func(n int64) (string, uint64, error) {
+		if n%3 != 0 {
+			return send(n)
+		}
+		id := fmt.Sprintf("c-%d", n)
+		msg := nats.NewMsg("tt.mut." + model + ".call")
+		msg.Header.Set("Nats-Msg-Id", model+"."+id)
+		msg.Header.Set("Content-Type", "application/json")
+		msg.Data = fmt.Appendf(nil, `{"function":"add_number","args":{"n":%d}}`, n)
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		ack, err := js.PublishMsg(ctx, msg)
+		if err != nil {
+			return id, 0, err
+		}
+		return id, ack.Sequence, nil
+	}
+}
+
+// addNumberFunction creates the numbers table (request "numbers", left out
+// of the checks) and registers the SQL function add_number(n) that
+// inserts one row into it, for callSender.
+func addNumberFunction(t *testing.T, u urler, js jetstream.JetStream, l *ledger) {
+	t.Helper()
+	status, body, _ := do(t, http.MethodPut, u.url("/v1/models/"+l.model+"/functions/add_number"), "application/json",
+		[]byte(`{"kind":"sql","sql":"INSERT INTO numbers (n) VALUES ($n)","params":[{"name":"n","type":"BIGINT","required":true}]}`))
+	require.Equal(t, http.StatusOK, status, string(body))
+	l.setup["numbers"] = true
+	publish(t, js, "tt.mut."+l.model+".sql", l.model+".numbers", map[string]string{"Content-Type": "application/json"},
+		[]byte(`{"sql":"CREATE TABLE numbers (n BIGINT)"}`))
+	st, _ := waitNotification(t, js, l.model, "numbers")
+	require.Equal(t, "applied", st.Status, "%+v", st)
+}
+
 // httpSender posts rows to the gateway with Idempotency-Key h-<n>. Every
 // bigEvery-th body (none if 0) is padded with whitespace past NATS's
 // payload limit, so that the gateway stores it as an upload in the blob

@@ -10,8 +10,8 @@ import (
 // as separate processes against a standalone nats-server and, under load
 // from NATS and HTTP clients that retry until acknowledged, kill -9s each
 // of the five twice in a fixed order, restarting it on the same address
-// and data. Some HTTP bodies are big enough to go through the blob store.
-// Afterwards the same exactly-once checks as after a fencing run.
+// and data. Some HTTP bodies are big enough to go through the blob store,
+// and every third NATS request is a call of a SQL function. Afterwards the same exactly-once checks as after a fencing run.
 func TestFaultKill9EachService(t *testing.T) {
 	t.Parallel()
 	const model = "fault"
@@ -29,6 +29,7 @@ func TestFaultKill9EachService(t *testing.T) {
 	// budget; each kill lands halfway through a budget, while requests
 	// flow, and the total stays bounded.
 	l := newLedger(model)
+	addNumberFunction(t, c, js, l)
 	var budget atomic.Int64
 	var stop atomic.Bool
 	gate := func() bool {
@@ -39,7 +40,7 @@ func TestFaultKill9EachService(t *testing.T) {
 	}
 	deadline := time.Now().Add(3 * time.Minute)
 	budget.Store(fresh)
-	waitNATS := l.publishers(t, 3, natsSender(js, model), gate, deadline)
+	waitNATS := l.publishers(t, 3, callSender(js, model, natsSender(js, model)), gate, deadline)
 	waitHTTP := l.publishers(t, 1, httpSender(c.url, model, 10), gate, deadline)
 
 	for round := range 2 {

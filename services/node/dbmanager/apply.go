@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"path/filepath"
-	"regexp"
 	"strconv"
 	"strings"
 
@@ -15,9 +14,9 @@ import (
 
 	"github.com/teatree-dev/teatree/pkg/apierr"
 	"github.com/teatree-dev/teatree/pkg/sqlstmt"
+	"github.com/teatree-dev/teatree/pkg/statements"
 	"github.com/teatree-dev/teatree/pkg/subject"
 	teatreev1 "github.com/teatree-dev/teatree/proto/teatree/v1"
-	"github.com/teatree-dev/teatree/services/node/statements"
 )
 
 // nodeError marks a failure of the node rather than of the request (disk,
@@ -99,11 +98,7 @@ func (m *Manager) apply(ctx context.Context, st *store, r *request) (applyResult
 		if err != nil {
 			return applyResult{}, err
 		}
-		var c teatreev1.CallMutation
-		if err := protojson.Unmarshal(body, &c); err != nil {
-			return applyResult{}, apierr.Errorf(apierr.InvalidArgument, "call body: %v", err)
-		}
-		return applyResult{}, apierr.Errorf(apierr.NotFound, "function %q is not registered on model %s", c.Function, m.cfg.Model)
+		return m.applyCall(ctx, st, body)
 	}
 }
 
@@ -201,6 +196,12 @@ func (m *Manager) applyRows(ctx context.Context, st *store, r *request) (applyRe
 	}
 	var q string
 	if r.op == subject.OpAppend {
+		if r.replace {
+			// Tt-Mode: replace, in the same transaction as the insert.
+			if _, err := st.exec(ctx, "DELETE FROM "+t); err != nil {
+				return applyResult{}, classify(err, apierr.SchemaMismatch)
+			}
+		}
 		q = "INSERT INTO " + t + " BY NAME SELECT * FROM " + src
 	} else {
 		q = mergeSQL(t, src, srcCols, r.keys)
@@ -221,7 +222,7 @@ var errCombinedNewTable = apierr.New(apierr.InvalidArgument, "combined appends n
 // message. Applied alone, each would parse, describe and insert a spool file
 // of its own: for small requests that is most of their cost.
 func combinable(r *request) bool {
-	return r.op == subject.OpAppend && r.contentType == subject.ContentNDJSON && r.upload == "" && r.invalid == nil
+	return r.op == subject.OpAppend && !r.replace && r.contentType == subject.ContentNDJSON && r.upload == "" && r.invalid == nil
 }
 
 // applyCombined appends the rows of consecutive combinable requests to one
@@ -312,39 +313,22 @@ func (s *store) exec(ctx context.Context, query string, args ...any) (int64, err
 	return res.RowsAffected()
 }
 
-// Statement types a sql mutation may run. A bare SELECT or PRAGMA changes
-// nothing (a query is the place for it): refused as a mistake. Everything
-// else (transaction control, ATTACH, SET, LOAD, COPY, CALL, CHECKPOINT,
-// EXPORT, ...) could break the batch's transaction or reach outside the
-// model: refused as not permitted.
-var allowedStatements = map[duckdb.StmtType]bool{
-	duckdb.STATEMENT_TYPE_INSERT:      true,
-	duckdb.STATEMENT_TYPE_UPDATE:      true,
-	duckdb.STATEMENT_TYPE_DELETE:      true,
-	duckdb.STATEMENT_TYPE_CREATE:      true,
-	duckdb.STATEMENT_TYPE_CREATE_FUNC: true,
-	duckdb.STATEMENT_TYPE_ALTER:       true,
-	duckdb.STATEMENT_TYPE_DROP:        true,
-	stmtTypeMerge:                     true,
-}
-
-// reservedName finds a name starting with _tt (teatree's bookkeeping) at
-// the start of an identifier, quoted or not, in any case.
-var reservedName = regexp.MustCompile(`(?i)(^|[^a-z0-9_$])` + subject.ReservedPrefix)
-
-// stmtTypeMerge is DuckDB's MERGE INTO, which duckdb-go has no name for.
-const stmtTypeMerge = duckdb.StmtType(30)
-
 func applySQL(ctx context.Context, st *store, body []byte) (applyResult, error) {
-	st.forgetColumns() // its statements may change any table
 	var m teatreev1.SqlMutation
 	if err := protojson.Unmarshal(body, &m); err != nil {
 		return applyResult{}, apierr.Errorf(apierr.InvalidArgument, `sql body: want {"sql": "...", "params": [...]}: %v`, err)
 	}
-	if reservedName.MatchString(m.GetSql()) {
-		return applyResult{}, apierr.Errorf(apierr.PermissionDenied, "names starting with %s are reserved for teatree", subject.ReservedPrefix)
+	return runSQL(ctx, st, m.GetSql(), m.GetParams())
+}
+
+// runSQL runs the statements of text with params under the rules of a sql
+// mutation.
+func runSQL(ctx context.Context, st *store, text string, params []*structpb.Value) (applyResult, error) {
+	st.forgetColumns() // its statements may change any table
+	if err := statements.CheckReserved(text); err != nil {
+		return applyResult{}, err
 	}
-	stmts, err := statements.Split(m.GetSql())
+	stmts, err := statements.Split(text)
 	var ae *apierr.Error
 	if err != nil && !errors.As(err, &ae) {
 		return applyResult{}, nodeError{err}
@@ -358,7 +342,7 @@ func applySQL(ctx context.Context, st *store, body []byte) (applyResult, error) 
 	var total int64
 	err = st.withDriverConn(func(c *duckdb.Conn) error {
 		for _, s := range stmts {
-			n, err := execStatement(ctx, c, s, m.GetParams())
+			n, err := execStatement(ctx, c, s, params)
 			if err != nil {
 				return err
 			}
@@ -383,11 +367,8 @@ func execStatement(ctx context.Context, c *duckdb.Conn, s sqlstmt.Statement, par
 	if err != nil {
 		return 0, err
 	}
-	if typ == duckdb.STATEMENT_TYPE_SELECT || typ == duckdb.STATEMENT_TYPE_PRAGMA {
-		return 0, apierr.Errorf(apierr.InvalidArgument, "statement %.60q changes nothing; use a query", s.Text)
-	}
-	if !allowedStatements[typ] {
-		return 0, apierr.Errorf(apierr.PermissionDenied, "statement not allowed in a mutation: %.60q (only INSERT, UPDATE, DELETE, MERGE, CREATE, ALTER and DROP)", s.Text)
+	if err := statements.CheckMutation(typ, s.Text); err != nil {
+		return 0, err
 	}
 	args, err := sqlstmt.Args(s, params)
 	if err != nil {

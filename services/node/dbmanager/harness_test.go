@@ -49,8 +49,10 @@ type harness struct {
 	models jetstream.KeyValue
 	owners jetstream.KeyValue
 	pins   jetstream.KeyValue
-	mut    jetstream.Stream
-	blobs  *blob.Dir
+	// functions is tt_functions, where call mutations find their function.
+	functions jetstream.KeyValue
+	mut       jetstream.Stream
+	blobs     *blob.Dir
 }
 
 func newHarness(t testing.TB) *harness {
@@ -68,7 +70,10 @@ func newHarnessWith(t testing.TB, cfg natsboot.Config) *harness {
 	require.NoError(t, natsboot.Setup(ctx, env.JS, cfg))
 	blobs, err := blob.NewDir(t.TempDir())
 	require.NoError(t, err)
-	return &harness{env: env, names: subject.Default(), models: env.Models, owners: env.Owners, pins: env.Pins, mut: env.Mut, blobs: blobs}
+	functions, err := env.JS.KeyValue(ctx, subject.Default().FunctionsBucket())
+	require.NoError(t, err)
+	return &harness{env: env, names: subject.Default(), models: env.Models, owners: env.Owners, pins: env.Pins,
+		functions: functions, mut: env.Mut, blobs: blobs}
 }
 
 func testContext(t testing.TB) context.Context {
@@ -135,10 +140,11 @@ func (h *harness) start(t testing.TB, l lease, dir string, opts ...func(*dbmanag
 		o(&cfg)
 	}
 	m := dbmanager.New(cfg, dbmanager.Deps{
-		JS:     h.env.JS,
-		Models: h.models,
-		Pins:   h.pins,
-		Blobs:  h.blobs,
+		JS:        h.env.JS,
+		Models:    h.models,
+		Pins:      h.pins,
+		Functions: h.functions,
+		Blobs:     h.blobs,
 		Fence: func(ctx context.Context) error {
 			return catalog.Fence(ctx, h.owners, l.model, l.node, l.epoch)
 		},
@@ -205,6 +211,7 @@ type mutation struct {
 	contentType string
 	bodyRef     string
 	notifyURL   string
+	mode        string
 	body        []byte
 	// subject overrides tt.mut.<model>.<op>.
 	subject string
@@ -229,6 +236,7 @@ func (h *harness) publish(t testing.TB, model string, m mutation) *jetstream.Pub
 	set(subject.HeaderContentType, m.contentType)
 	set(subject.HeaderBodyRef, m.bodyRef)
 	set(subject.HeaderNotifyURL, m.notifyURL)
+	set(subject.HeaderMode, m.mode)
 	ack, err := h.env.JS.PublishMsg(testContext(t), msg)
 	require.NoError(t, err)
 	return ack

@@ -129,7 +129,10 @@ type Deps struct {
 	// Pins is tt_pins: versions readers hold are not collected. Nil
 	// collects without looking.
 	Pins jetstream.KeyValue
-	Log  *slog.Logger
+	// Functions is tt_functions: the definitions call mutations run. Nil
+	// fails every call not_found.
+	Functions jetstream.KeyValue
+	Log       *slog.Logger
 }
 
 // Manager is one model's db-manager.

@@ -8,16 +8,20 @@ import (
 
 	"github.com/teatree-dev/teatree/pkg/apierr"
 	"github.com/teatree-dev/teatree/pkg/blob"
+	"github.com/teatree-dev/teatree/pkg/function"
 	"github.com/teatree-dev/teatree/pkg/subject"
 )
 
 // request is one mutation message of the log, parsed but not yet applied.
 type request struct {
-	seq         uint64
-	id          string
-	op          string
-	table       string
-	keys        []string
+	seq   uint64
+	id    string
+	op    string
+	table string
+	keys  []string
+	// replace is an append's Tt-Mode: replace: the table's rows are
+	// deleted first.
+	replace     bool
 	contentType string
 	// notifyURL is the request's webhook (Tt-Notify-Url), if any.
 	notifyURL string
@@ -86,6 +90,13 @@ func parseRequest(names subject.Names, msg jetstream.Msg) (*request, error) {
 		}
 		if op == subject.OpUpsert && r.invalid == nil {
 			r.keys, r.invalid = subject.ParseKey(h.Get(subject.HeaderKey))
+		}
+		switch mode := h.Get(subject.HeaderMode); {
+		case r.invalid != nil || mode == "":
+		case op == subject.OpAppend && mode == function.ModeReplace:
+			r.replace = true
+		default:
+			r.invalid = apierr.Errorf(apierr.InvalidArgument, "%s %q: the one mode is %s, on append", subject.HeaderMode, mode, function.ModeReplace)
 		}
 	case subject.OpSQL, subject.OpCall:
 		if r.contentType != "" && r.contentType != subject.ContentJSON {

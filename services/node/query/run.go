@@ -16,9 +16,9 @@ import (
 	"github.com/teatree-dev/teatree/pkg/catalog"
 	"github.com/teatree-dev/teatree/pkg/results"
 	"github.com/teatree-dev/teatree/pkg/sqlstmt"
+	"github.com/teatree-dev/teatree/pkg/statements"
 	"github.com/teatree-dev/teatree/pkg/subject"
 	teatreev1 "github.com/teatree-dev/teatree/proto/teatree/v1"
-	"github.com/teatree-dev/teatree/services/node/statements"
 )
 
 // maxPageRows bounds page_rows: a page is one message.

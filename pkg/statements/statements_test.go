@@ -7,7 +7,7 @@ import (
 
 	"github.com/teatree-dev/teatree/pkg/apierr"
 	"github.com/teatree-dev/teatree/pkg/sqlstmt"
-	"github.com/teatree-dev/teatree/services/node/statements"
+	"github.com/teatree-dev/teatree/pkg/statements"
 )
 
 func TestSplit(t *testing.T) {
