@@ -1,0 +1,101 @@
+package worker_test
+
+import (
+	"context"
+	"errors"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/stretchr/testify/require"
+
+	"github.com/teatree-dev/teatree/pkg/calls"
+	"github.com/teatree-dev/teatree/pkg/worker"
+)
+
+// orders answers every row of orders, with a progress report between.
+func orders(ctx context.Context, in *worker.Input) (worker.Output, error) {
+	in.Progress(0.5, "halfway")
+	in.Progress(0.6, "dropped: within a second of the last")
+	rd, err := in.Query(ctx, `SELECT * FROM orders ORDER BY id`)
+	if err != nil {
+		return worker.Output{}, err
+	}
+	return worker.Arrow(rd), nil
+}
+
+func TestJobRunsAndReports(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	evs := e.watch(t)
+	e.start(t, worker.Config{ID: "w-1", Handlers: map[string]worker.Handler{"orders": orders}})
+
+	c, err := e.JS.Consumer(context.Background(), names.CallStream(), calls.Consumer("orders@go"))
+	require.NoError(t, err)
+	info := c.CachedInfo()
+	require.Equal(t, names.CallRoute("orders@go"), info.Config.FilterSubject)
+	require.Equal(t, jetstream.AckExplicitPolicy, info.Config.AckPolicy)
+	require.Equal(t, 30*time.Second, info.Config.AckWait)
+	require.Equal(t, -1, info.Config.MaxDeliver)
+
+	job := e.job("c1", "orders", nil, 3)
+	e.queue(t, job)
+	done := evs.waitFor(t, "c1", "sales.c1.1.done")
+	require.Equal(t, "w-1", done.Worker)
+	require.Equal(t, "application/vnd.apache.arrow.stream", done.ContentType)
+	require.EqualValues(t, 5, done.Rows)
+
+	var ids []string
+	for _, ev := range evs.of("c1") {
+		ids = append(ids, ev.id)
+		require.Equal(t, "sales", ev.Model)
+		require.Equal(t, 1, ev.Attempt)
+	}
+	require.Equal(t, []string{"sales.c1.1.started", "sales.c1.1.progress.1", "sales.c1.1.done"}, ids)
+	progress := evs.of("c1")[1]
+	require.InDelta(t, 0.5, progress.Fraction, 1e-9)
+	require.Equal(t, "halfway", progress.Message)
+
+	path := strings.TrimPrefix(job.Results[0].URL, "file://")
+	rows, cols := readArrow(t, path)
+	require.EqualValues(t, 5, rows)
+	require.Equal(t, []string{"id", "item", "amount"}, cols)
+	st, err := os.Stat(path)
+	require.NoError(t, err)
+	require.Equal(t, st.Size(), done.Bytes)
+	require.Eventually(t, func() bool {
+		info, err := c.Info(context.Background())
+		return err == nil && info.NumPending == 0 && info.NumAckPending == 0
+	}, 15*time.Second, 20*time.Millisecond, "the done job is acknowledged")
+}
+
+func TestFailedAttemptIsRetried(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	evs := e.watch(t)
+	flaky := func(ctx context.Context, in *worker.Input) (worker.Output, error) {
+		if in.Attempt == 1 {
+			return worker.Output{}, errors.New("flaked")
+		}
+		var n int64
+		if err := in.DB.QueryRowContext(ctx, `SELECT count(*) FROM orders`).Scan(&n); err != nil {
+			return worker.Output{}, err
+		}
+		return worker.JSON([]map[string]any{{"n": n}}), nil
+	}
+	e.start(t, worker.Config{ID: "w-1", Handlers: map[string]worker.Handler{"flaky": flaky}})
+	job := e.job("c2", "flaky", nil, 3)
+	e.queue(t, job)
+	failed := evs.waitFor(t, "c2", "sales.c2.1.failed")
+	require.False(t, failed.Final)
+	require.Equal(t, &calls.Error{Code: "internal", Message: "flaked"}, failed.Error)
+	done := evs.waitFor(t, "c2", "sales.c2.2.done")
+	require.Equal(t, "application/json", done.ContentType)
+	body, err := os.ReadFile(strings.TrimPrefix(job.Results[1].URL, "file://"))
+	require.NoError(t, err)
+	require.JSONEq(t, `[{"n":5}]`, string(body))
+	_, err = os.Stat(strings.TrimPrefix(job.Results[0].URL, "file://"))
+	require.True(t, os.IsNotExist(err), "a failed attempt writes no result")
+}
