@@ -12,6 +12,7 @@ import (
 	"github.com/teatree-dev/teatree/pkg/apierr"
 	"github.com/teatree-dev/teatree/pkg/calls"
 	"github.com/teatree-dev/teatree/pkg/worker"
+	"github.com/teatree-dev/teatree/pkg/worker/workertest"
 )
 
 func broken(context.Context, *worker.Input) (worker.Output, error) {
@@ -30,24 +31,24 @@ func waits(ctx context.Context, _ *worker.Input) (worker.Output, error) {
 
 func TestLastAttemptFailsFinal(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t)
-	evs := e.watch(t)
-	e.start(t, worker.Config{ID: "w-1", Handlers: map[string]worker.Handler{"broken": broken, "refuses": refuses}})
-	e.queue(t, e.job("c3", "broken", nil, 2))
-	e.queue(t, e.job("c4", "refuses", nil, 3))
+	e := workertest.New(t)
+	evs := e.Watch(t)
+	e.Start(t, worker.Config{ID: "w-1", Handlers: map[string]worker.Handler{"broken": broken, "refuses": refuses}})
+	e.Queue(t, e.Job("c3", "broken", nil, 2))
+	e.Queue(t, e.Job("c4", "refuses", nil, 3))
 
-	first := evs.waitFor(t, "c3", "sales.c3.1.failed")
+	first := evs.WaitFor(t, "c3", "sales.c3.1.failed")
 	require.False(t, first.Final)
-	last := evs.waitFor(t, "c3", "sales.c3.2.failed")
+	last := evs.WaitFor(t, "c3", "sales.c3.2.failed")
 	require.True(t, last.Final)
 	require.Equal(t, &calls.Error{Code: "internal", Message: "always broken"}, last.Error)
 
-	refused := evs.waitFor(t, "c4", "sales.c4.1.failed")
+	refused := evs.WaitFor(t, "c4", "sales.c4.1.failed")
 	require.True(t, refused.Final, "retrying cannot help invalid_argument")
 	require.Equal(t, "invalid_argument", refused.Error.Code)
 
 	for _, route := range []string{"broken@go", "refuses@go"} {
-		c, err := e.JS.Consumer(context.Background(), names.CallStream(), calls.Consumer(route))
+		c, err := e.JS.Consumer(context.Background(), workertest.Names.CallStream(), calls.Consumer(route))
 		require.NoError(t, err)
 		require.Eventually(t, func() bool {
 			info, err := c.Info(context.Background())
@@ -58,70 +59,70 @@ func TestLastAttemptFailsFinal(t *testing.T) {
 
 func TestDeadlinePassedFailsWithoutRunning(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t)
-	evs := e.watch(t)
+	e := workertest.New(t)
+	evs := e.Watch(t)
 	ran := make(chan struct{}, 1)
-	e.start(t, worker.Config{ID: "w-1", Handlers: map[string]worker.Handler{
+	e.Start(t, worker.Config{ID: "w-1", Handlers: map[string]worker.Handler{
 		"never": func(context.Context, *worker.Input) (worker.Output, error) {
 			ran <- struct{}{}
 			return worker.JSON(nil), nil
 		},
 		"waits": waits,
 	}})
-	late := e.job("c5", "never", nil, 3)
+	late := e.Job("c5", "never", nil, 3)
 	late.Deadline = time.Now().Add(-time.Second).UTC().Format(time.RFC3339Nano)
-	e.queue(t, late)
-	failed := evs.waitFor(t, "c5", "sales.c5.1.failed")
+	e.Queue(t, late)
+	failed := evs.WaitFor(t, "c5", "sales.c5.1.failed")
 	require.True(t, failed.Final)
 	require.Equal(t, "deadline_exceeded", failed.Error.Code)
-	require.Len(t, evs.of("c5"), 1, "no started before a deadline that passed")
+	require.Len(t, evs.Of("c5"), 1, "no started before a deadline that passed")
 	require.Empty(t, ran)
 
 	// A deadline that passes while the handler runs ends it, final.
-	short := e.job("c6", "waits", nil, 3)
+	short := e.Job("c6", "waits", nil, 3)
 	short.Deadline = time.Now().Add(500 * time.Millisecond).UTC().Format(time.RFC3339Nano)
-	e.queue(t, short)
-	failed = evs.waitFor(t, "c6", "sales.c6.1.failed")
+	e.Queue(t, short)
+	failed = evs.WaitFor(t, "c6", "sales.c6.1.failed")
 	require.True(t, failed.Final)
 	require.Equal(t, "deadline_exceeded", failed.Error.Code)
 }
 
 func TestJobDeliveredMoreThanMaxAttemptsFailsFinal(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t)
-	evs := e.watch(t)
+	e := workertest.New(t)
+	evs := e.Watch(t)
 	// A worker that died with the job: the message was delivered once
 	// and never settled, here by a consumer of the route taken by hand.
 	ctx := context.Background()
-	c, err := e.JS.CreateOrUpdateConsumer(ctx, names.CallStream(), jetstream.ConsumerConfig{
-		Durable: calls.Consumer("broken@go"), FilterSubject: names.CallRoute("broken@go"),
+	c, err := e.JS.CreateOrUpdateConsumer(ctx, workertest.Names.CallStream(), jetstream.ConsumerConfig{
+		Durable: calls.Consumer("broken@go"), FilterSubject: workertest.Names.CallRoute("broken@go"),
 		AckPolicy: jetstream.AckExplicitPolicy, AckWait: 30 * time.Second, MaxDeliver: -1,
 	})
 	require.NoError(t, err)
-	e.queue(t, e.job("c7", "broken", nil, 1))
+	e.Queue(t, e.Job("c7", "broken", nil, 1))
 	batch, err := c.Fetch(1, jetstream.FetchMaxWait(10*time.Second))
 	require.NoError(t, err)
 	msg := <-batch.Messages()
 	require.NotNil(t, msg)
 	require.NoError(t, msg.Nak())
 
-	e.start(t, worker.Config{ID: "w-1", Handlers: map[string]worker.Handler{"broken": broken}})
-	failed := evs.waitFor(t, "c7", "sales.c7.2.failed")
+	e.Start(t, worker.Config{ID: "w-1", Handlers: map[string]worker.Handler{"broken": broken}})
+	failed := evs.WaitFor(t, "c7", "sales.c7.2.failed")
 	require.True(t, failed.Final)
 	require.Equal(t, &calls.Error{Code: "internal", Message: "did not finish in 1 attempts"}, failed.Error)
-	require.Len(t, evs.of("c7"), 1, "the handler does not run again")
+	require.Len(t, evs.Of("c7"), 1, "the handler does not run again")
 }
 
 func TestCancelStopsTheCall(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t)
-	evs := e.watch(t)
-	e.start(t, worker.Config{ID: "w-1", Handlers: map[string]worker.Handler{"waits": waits}})
-	e.queue(t, e.job("c8", "waits", nil, 3))
-	evs.waitFor(t, "c8", "sales.c8.1.started")
+	e := workertest.New(t)
+	evs := e.Watch(t)
+	e.Start(t, worker.Config{ID: "w-1", Handlers: map[string]worker.Handler{"waits": waits}})
+	e.Queue(t, e.Job("c8", "waits", nil, 3))
+	evs.WaitFor(t, "c8", "sales.c8.1.started")
 	// The subscription starts before the event: one cancel reaches it.
-	require.NoError(t, e.Conn.Publish(names.WorkCancel("sales", "c8"), nil))
-	failed := evs.waitFor(t, "c8", "sales.c8.1.failed")
+	require.NoError(t, e.Conn.Publish(workertest.Names.WorkCancel("sales", "c8"), nil))
+	failed := evs.WaitFor(t, "c8", "sales.c8.1.failed")
 	require.True(t, failed.Final)
 	require.Equal(t, "cancelled", failed.Error.Code)
 }

@@ -138,9 +138,12 @@ func (in *Input) Parquet(ctx context.Context, table string) (string, error) {
 	return "", apierr.Errorf(apierr.InvalidArgument, "version %d of model %s has no table %q", in.Job.Input.Version, in.Job.Input.Model, table)
 }
 
-// Query runs a read query on DB and returns its rows as Arrow record
-// batches, for an Output; the connection is held until the reader is
-// released.
+// Query runs one read statement (SELECT, WITH, FROM, ...) on DB and
+// returns its rows as Arrow record batches, for an Output; the connection
+// is held until the reader is released. A statement that does not parse
+// or does not read is invalid_argument. DuckDB runs every statement but
+// the last of a text while it prepares it, before its type is known: a
+// text from a caller must be split and checked first (sql_to_table does).
 func (in *Input) Query(ctx context.Context, query string, args ...any) (array.RecordReader, error) {
 	c, err := in.DB.Conn(ctx)
 	if err != nil {
@@ -148,7 +151,11 @@ func (in *Input) Query(ctx context.Context, query string, args ...any) (array.Re
 	}
 	var rd array.RecordReader
 	err = c.Raw(func(dc any) error {
-		ar, err := duckdb.NewArrowFromConn(dc.(driver.Conn))
+		conn := dc.(*duckdb.Conn)
+		if err := checkRead(ctx, conn, query); err != nil {
+			return err
+		}
+		ar, err := duckdb.NewArrowFromConn(conn)
 		if err != nil {
 			return err
 		}
@@ -160,6 +167,23 @@ func (in *Input) Query(ctx context.Context, query string, args ...any) (array.Re
 		return nil, err
 	}
 	return &connReader{RecordReader: rd, conn: c}, nil
+}
+
+// checkRead refuses what is not exactly one read statement.
+func checkRead(ctx context.Context, c *duckdb.Conn, query string) error {
+	ps, err := c.PrepareContext(ctx, query)
+	if err != nil {
+		return apierr.Errorf(apierr.InvalidArgument, "query: %v", err)
+	}
+	defer ps.Close()
+	typ, err := ps.(*duckdb.Stmt).StatementType()
+	if err != nil {
+		return apierr.Errorf(apierr.InvalidArgument, "query: %v", err)
+	}
+	if typ != duckdb.STATEMENT_TYPE_SELECT {
+		return apierr.Errorf(apierr.InvalidArgument, "only a read statement (SELECT, WITH, FROM, ...) can be queried: %.60q", query)
+	}
+	return nil
 }
 
 // connReader releases its connection with its last reference.

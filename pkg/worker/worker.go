@@ -263,9 +263,9 @@ func (w *Worker) pull(ctx, jobCtx context.Context, c jetstream.Consumer, jobs *s
 			return
 		}
 		got := false
-		// The fetch ends at PollWait, or at once when ctx ends.
-		fctx, cancel := context.WithTimeout(ctx, w.cfg.PollWait)
-		batch, err := c.Fetch(1, jetstream.FetchContext(fctx))
+		// Not cut short when ctx ends: a job the server sent to a fetch
+		// the client gave up on would wait out ack_wait unseen.
+		batch, err := c.Fetch(1, jetstream.FetchMaxWait(w.cfg.PollWait))
 		if err == nil {
 			for msg := range batch.Messages() {
 				got = true
@@ -276,14 +276,13 @@ func (w *Worker) pull(ctx, jobCtx context.Context, c jetstream.Consumer, jobs *s
 			}
 			err = batch.Error()
 		}
-		cancel()
 		if !got {
 			<-w.slots
 		}
 		if ctx.Err() != nil {
 			return
 		}
-		if err != nil && !errors.Is(err, nats.ErrTimeout) && !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, context.Canceled) {
+		if err != nil && !errors.Is(err, nats.ErrTimeout) {
 			w.deps.Log.WarnContext(ctx, "fetch a job", "err", err)
 			// A server that is away answers at once: do not spin.
 			select {

@@ -13,6 +13,7 @@ import (
 
 	"github.com/teatree-dev/teatree/pkg/calls"
 	"github.com/teatree-dev/teatree/pkg/worker"
+	"github.com/teatree-dev/teatree/pkg/worker/workertest"
 )
 
 // orders answers every row of orders, with a progress report between.
@@ -28,40 +29,40 @@ func orders(ctx context.Context, in *worker.Input) (worker.Output, error) {
 
 func TestJobRunsAndReports(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t)
-	evs := e.watch(t)
+	e := workertest.New(t)
+	evs := e.Watch(t)
 	// A long interval so that the second report is dropped however slow
 	// the machine.
-	e.start(t, worker.Config{ID: "w-1", ProgressInterval: time.Hour, Handlers: map[string]worker.Handler{"orders": orders}})
+	e.Start(t, worker.Config{ID: "w-1", ProgressInterval: time.Hour, Handlers: map[string]worker.Handler{"orders": orders}})
 
-	c, err := e.JS.Consumer(context.Background(), names.CallStream(), calls.Consumer("orders@go"))
+	c, err := e.JS.Consumer(context.Background(), workertest.Names.CallStream(), calls.Consumer("orders@go"))
 	require.NoError(t, err)
 	info := c.CachedInfo()
-	require.Equal(t, names.CallRoute("orders@go"), info.Config.FilterSubject)
+	require.Equal(t, workertest.Names.CallRoute("orders@go"), info.Config.FilterSubject)
 	require.Equal(t, jetstream.AckExplicitPolicy, info.Config.AckPolicy)
 	require.Equal(t, 30*time.Second, info.Config.AckWait)
 	require.Equal(t, -1, info.Config.MaxDeliver)
 
-	job := e.job("c1", "orders", nil, 3)
-	e.queue(t, job)
-	done := evs.waitFor(t, "c1", "sales.c1.1.done")
+	job := e.Job("c1", "orders", nil, 3)
+	e.Queue(t, job)
+	done := evs.WaitFor(t, "c1", "sales.c1.1.done")
 	require.Equal(t, "w-1", done.Worker)
 	require.Equal(t, "application/vnd.apache.arrow.stream", done.ContentType)
 	require.EqualValues(t, 5, done.Rows)
 
 	var ids []string
-	for _, ev := range evs.of("c1") {
-		ids = append(ids, ev.id)
+	for _, ev := range evs.Of("c1") {
+		ids = append(ids, ev.ID)
 		require.Equal(t, "sales", ev.Model)
 		require.Equal(t, 1, ev.Attempt)
 	}
 	require.Equal(t, []string{"sales.c1.1.started", "sales.c1.1.progress.1", "sales.c1.1.done"}, ids)
-	progress := evs.of("c1")[1]
+	progress := evs.Of("c1")[1]
 	require.InDelta(t, 0.5, progress.Fraction, 1e-9)
 	require.Equal(t, "halfway", progress.Message)
 
 	path := strings.TrimPrefix(job.Results[0].URL, "file://")
-	rows, cols := readArrow(t, path)
+	rows, cols := workertest.ReadArrow(t, path)
 	require.EqualValues(t, 5, rows)
 	require.Equal(t, []string{"id", "item", "amount"}, cols)
 	st, err := os.Stat(path)
@@ -75,8 +76,8 @@ func TestJobRunsAndReports(t *testing.T) {
 
 func TestFailedAttemptIsRetried(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t)
-	evs := e.watch(t)
+	e := workertest.New(t)
+	evs := e.Watch(t)
 	flaky := func(ctx context.Context, in *worker.Input) (worker.Output, error) {
 		if in.Attempt == 1 {
 			return worker.Output{}, errors.New("flaked")
@@ -87,13 +88,13 @@ func TestFailedAttemptIsRetried(t *testing.T) {
 		}
 		return worker.JSON([]map[string]any{{"n": n}}), nil
 	}
-	e.start(t, worker.Config{ID: "w-1", Handlers: map[string]worker.Handler{"flaky": flaky}})
-	job := e.job("c2", "flaky", nil, 3)
-	e.queue(t, job)
-	failed := evs.waitFor(t, "c2", "sales.c2.1.failed")
+	e.Start(t, worker.Config{ID: "w-1", Handlers: map[string]worker.Handler{"flaky": flaky}})
+	job := e.Job("c2", "flaky", nil, 3)
+	e.Queue(t, job)
+	failed := evs.WaitFor(t, "c2", "sales.c2.1.failed")
 	require.False(t, failed.Final)
 	require.Equal(t, &calls.Error{Code: "internal", Message: "flaked"}, failed.Error)
-	done := evs.waitFor(t, "c2", "sales.c2.2.done")
+	done := evs.WaitFor(t, "c2", "sales.c2.2.done")
 	require.Equal(t, "application/json", done.ContentType)
 	body, err := os.ReadFile(strings.TrimPrefix(job.Results[1].URL, "file://"))
 	require.NoError(t, err)

@@ -1,4 +1,8 @@
-package worker_test
+// Package workertest runs compute workers in tests: an embedded NATS
+// server with teatree's streams, a blob directory with a version of model
+// sales built by hand, jobs queued as the dispatcher queues them, and the
+// events workers report.
+package workertest
 
 import (
 	"bytes"
@@ -24,30 +28,32 @@ import (
 	"github.com/teatree-dev/teatree/pkg/worker"
 )
 
-var names = subject.Default()
+// Names are the default names, which the environment uses.
+var Names = subject.Default()
 
-// env is a NATS server with teatree's streams, the tt_compute bucket and
-// a blob directory holding one version of model sales.
-type env struct {
+// Env is a NATS server with teatree's streams, the tt_compute bucket and
+// a blob directory holding version 1 of model sales.
+type Env struct {
 	*natstest.Env
-	compute jetstream.KeyValue
-	blobs   string
-	version calls.Version
+	Compute jetstream.KeyValue
+	Blobs   string
+	Version calls.Version
 }
 
-func newEnv(t *testing.T) *env {
+// New starts an environment for t.
+func New(t *testing.T) *Env {
 	t.Helper()
-	e := &env{Env: natstest.Start(t), blobs: t.TempDir()}
+	e := &Env{Env: natstest.Start(t), Blobs: t.TempDir()}
 	var err error
-	e.compute, err = e.JS.KeyValue(context.Background(), names.ComputeBucket())
+	e.Compute, err = e.JS.KeyValue(context.Background(), Names.ComputeBucket())
 	require.NoError(t, err)
-	e.version = buildVersion(t, e.blobs, "sales", 1)
+	e.Version = BuildVersion(t, e.Blobs, "sales", 1)
 	return e
 }
 
-// buildVersion writes version v of model as a db-manager would: its
+// BuildVersion writes version v of model as a db-manager would: its
 // model.duckdb with table orders (ids 1 to 5) and orders.parquet.
-func buildVersion(t *testing.T, blobs, model string, v uint64) calls.Version {
+func BuildVersion(t *testing.T, blobs, model string, v uint64) calls.Version {
 	t.Helper()
 	dir := filepath.Join(blobs, "models", model, fmt.Sprintf("v%d", v))
 	require.NoError(t, os.MkdirAll(dir, 0o755))
@@ -70,38 +76,38 @@ func buildVersion(t *testing.T, blobs, model string, v uint64) calls.Version {
 		Tables: []calls.Table{{Name: "orders", Rows: 5, Parquet: calls.Object{URL: "file://" + pqPath, Key: key + "orders.parquet"}}}}
 }
 
-// job is a job of handler for call id, as the dispatcher queues it.
-func (e *env) job(id, handler string, args map[string]any, maxAttempts int) calls.Job {
+// Job is a job of handler for call id, as the dispatcher queues it.
+func (e *Env) Job(id, handler string, args map[string]any, maxAttempts int) calls.Job {
 	j := calls.Job{CallID: id, Model: "sales", Function: handler, Handler: handler, Args: args, MaxAttempts: maxAttempts,
 		Deadline: time.Now().Add(time.Minute).UTC().Format(time.RFC3339Nano), QueuedAt: time.Now().UTC().Format(time.RFC3339Nano),
-		Input: e.version, PageRows: calls.DefaultPageRows}
+		Input: e.Version, PageRows: calls.DefaultPageRows}
 	for a := 1; a <= maxAttempts; a++ {
 		key := fmt.Sprintf("calls/sales/%s/%d", id, a)
-		j.Results = append(j.Results, calls.Result{Attempt: a, URL: "file://" + filepath.Join(e.blobs, key), Key: key})
+		j.Results = append(j.Results, calls.Result{Attempt: a, URL: "file://" + filepath.Join(e.Blobs, key), Key: key})
 	}
 	return j
 }
 
-// queue publishes job on tt.call.<handler>@go.sales.
-func (e *env) queue(t *testing.T, job calls.Job) {
+// Queue publishes job on tt.call.<handler>@go.sales.
+func (e *Env) Queue(t *testing.T, job calls.Job) {
 	t.Helper()
 	body, err := json.Marshal(job)
 	require.NoError(t, err)
-	msg := &nats.Msg{Subject: names.Call(job.Handler+"@go", job.Model), Data: body, Header: nats.Header{}}
+	msg := &nats.Msg{Subject: Names.Call(job.Handler+"@go", job.Model), Data: body, Header: nats.Header{}}
 	msg.Header.Set(subject.HeaderMsgID, job.Model+"."+job.CallID)
 	_, err = e.JS.PublishMsg(context.Background(), msg)
 	require.NoError(t, err)
 }
 
-// start runs a worker until the test ends, and waits until it is ready.
-func (e *env) start(t *testing.T, cfg worker.Config) *worker.Worker {
+// Start runs a worker until the test ends, and waits until it is ready.
+func (e *Env) Start(t *testing.T, cfg worker.Config) *worker.Worker {
 	t.Helper()
-	w, _ := e.startStoppable(t, cfg)
+	w, _ := e.StartStoppable(t, cfg)
 	return w
 }
 
-// startStoppable is start, and a stop that returns once Run has.
-func (e *env) startStoppable(t *testing.T, cfg worker.Config) (*worker.Worker, func()) {
+// StartStoppable is Start, and a stop that returns once Run has.
+func (e *Env) StartStoppable(t *testing.T, cfg worker.Config) (*worker.Worker, func()) {
 	t.Helper()
 	if cfg.Capabilities == nil {
 		cfg.Capabilities = []string{"go"}
@@ -109,7 +115,7 @@ func (e *env) startStoppable(t *testing.T, cfg worker.Config) (*worker.Worker, f
 	if cfg.TempDir == "" {
 		cfg.TempDir = t.TempDir()
 	}
-	w, err := worker.New(cfg, worker.Deps{JS: e.JS, Compute: e.compute})
+	w, err := worker.New(cfg, worker.Deps{JS: e.JS, Compute: e.Compute})
 	require.NoError(t, err)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
@@ -130,29 +136,30 @@ func (e *env) startStoppable(t *testing.T, cfg worker.Config) (*worker.Worker, f
 	return w, stop
 }
 
-// event is one message of tt.evt.sales.call.
-type event struct {
-	id string
+// Event is one message of tt.evt.sales.call and its message id.
+type Event struct {
+	ID string
 	calls.Event
 }
 
-// events collects every event of model's calls.
-type events struct {
+// Events collects every event of the calls of model sales.
+type Events struct {
 	mu  sync.Mutex
-	all []event
+	all []Event
 }
 
-func (e *env) watch(t *testing.T) *events {
+// Watch collects events from now until the test ends.
+func (e *Env) Watch(t *testing.T) *Events {
 	t.Helper()
-	evs := &events{}
-	c, err := e.JS.OrderedConsumer(context.Background(), names.EvtStream(), jetstream.OrderedConsumerConfig{
-		FilterSubjects: []string{names.Evt("sales", subject.EventCall)}})
+	evs := &Events{}
+	c, err := e.JS.OrderedConsumer(context.Background(), Names.EvtStream(), jetstream.OrderedConsumerConfig{
+		FilterSubjects: []string{Names.Evt("sales", subject.EventCall)}})
 	require.NoError(t, err)
 	cc, err := c.Consume(func(m jetstream.Msg) {
 		var ev calls.Event
 		require.NoError(t, json.Unmarshal(m.Data(), &ev))
 		evs.mu.Lock()
-		evs.all = append(evs.all, event{id: m.Headers().Get(subject.HeaderMsgID), Event: ev})
+		evs.all = append(evs.all, Event{ID: m.Headers().Get(subject.HeaderMsgID), Event: ev})
 		evs.mu.Unlock()
 	})
 	require.NoError(t, err)
@@ -160,11 +167,11 @@ func (e *env) watch(t *testing.T) *events {
 	return evs
 }
 
-// of are the events of call id so far.
-func (evs *events) of(id string) []event {
+// Of are the events of call id so far.
+func (evs *Events) Of(id string) []Event {
 	evs.mu.Lock()
 	defer evs.mu.Unlock()
-	var out []event
+	var out []Event
 	for _, ev := range evs.all {
 		if ev.CallID == id {
 			out = append(out, ev)
@@ -173,24 +180,24 @@ func (evs *events) of(id string) []event {
 	return out
 }
 
-// waitFor waits for an event of call id with the given message id.
-func (evs *events) waitFor(t *testing.T, id, msgID string) event {
+// WaitFor waits for the event of call id with message id msgID.
+func (evs *Events) WaitFor(t *testing.T, id, msgID string) Event {
 	t.Helper()
-	var found event
+	var found Event
 	require.Eventually(t, func() bool {
-		for _, ev := range evs.of(id) {
-			if ev.id == msgID {
+		for _, ev := range evs.Of(id) {
+			if ev.ID == msgID {
 				found = ev
 				return true
 			}
 		}
 		return false
-	}, 30*time.Second, 20*time.Millisecond, "event %s; have %+v", msgID, evs.of(id))
+	}, 30*time.Second, 20*time.Millisecond, "event %s; have %+v", msgID, evs.Of(id))
 	return found
 }
 
-// readArrow reads the Arrow stream at path: its rows and column names.
-func readArrow(t *testing.T, path string) (rows int64, cols []string) {
+// ReadArrow reads the Arrow stream at path: its rows and column Names.
+func ReadArrow(t *testing.T, path string) (rows int64, cols []string) {
 	t.Helper()
 	body, err := os.ReadFile(path)
 	require.NoError(t, err)
