@@ -41,7 +41,7 @@ type Env struct {
 }
 
 // New starts an environment for t.
-func New(t *testing.T) *Env {
+func New(t testing.TB) *Env {
 	t.Helper()
 	e := &Env{Env: natstest.Start(t), Blobs: t.TempDir()}
 	var err error
@@ -53,7 +53,7 @@ func New(t *testing.T) *Env {
 
 // BuildVersion writes version v of model as a db-manager would: its
 // model.duckdb with table orders (ids 1 to 5) and orders.parquet.
-func BuildVersion(t *testing.T, blobs, model string, v uint64) calls.Version {
+func BuildVersion(t testing.TB, blobs, model string, v uint64) calls.Version {
 	t.Helper()
 	dir := filepath.Join(blobs, "models", model, fmt.Sprintf("v%d", v))
 	require.NoError(t, os.MkdirAll(dir, 0o755))
@@ -89,7 +89,7 @@ func (e *Env) Job(id, handler string, args map[string]any, maxAttempts int) call
 }
 
 // Queue publishes job on tt.call.<handler>@go.sales.
-func (e *Env) Queue(t *testing.T, job calls.Job) {
+func (e *Env) Queue(t testing.TB, job calls.Job) {
 	t.Helper()
 	body, err := json.Marshal(job)
 	require.NoError(t, err)
@@ -100,14 +100,14 @@ func (e *Env) Queue(t *testing.T, job calls.Job) {
 }
 
 // Start runs a worker until the test ends, and waits until it is ready.
-func (e *Env) Start(t *testing.T, cfg worker.Config) *worker.Worker {
+func (e *Env) Start(t testing.TB, cfg worker.Config) *worker.Worker {
 	t.Helper()
 	w, _ := e.StartStoppable(t, cfg)
 	return w
 }
 
 // StartStoppable is Start, and a stop that returns once Run has.
-func (e *Env) StartStoppable(t *testing.T, cfg worker.Config) (*worker.Worker, func()) {
+func (e *Env) StartStoppable(t testing.TB, cfg worker.Config) (*worker.Worker, func()) {
 	t.Helper()
 	if cfg.Capabilities == nil {
 		cfg.Capabilities = []string{"go"}
@@ -149,7 +149,7 @@ type Events struct {
 }
 
 // Watch collects events from now until the test ends.
-func (e *Env) Watch(t *testing.T) *Events {
+func (e *Env) Watch(t testing.TB) *Events {
 	t.Helper()
 	evs := &Events{}
 	c, err := e.JS.OrderedConsumer(context.Background(), Names.EvtStream(), jetstream.OrderedConsumerConfig{
@@ -181,7 +181,7 @@ func (evs *Events) Of(id string) []Event {
 }
 
 // WaitFor waits for the event of call id with message id msgID.
-func (evs *Events) WaitFor(t *testing.T, id, msgID string) Event {
+func (evs *Events) WaitFor(t testing.TB, id, msgID string) Event {
 	t.Helper()
 	var found Event
 	require.Eventually(t, func() bool {
@@ -197,7 +197,7 @@ func (evs *Events) WaitFor(t *testing.T, id, msgID string) Event {
 }
 
 // ReadArrow reads the Arrow stream at path: its rows and column Names.
-func ReadArrow(t *testing.T, path string) (rows int64, cols []string) {
+func ReadArrow(t testing.TB, path string) (rows int64, cols []string) {
 	t.Helper()
 	body, err := os.ReadFile(path)
 	require.NoError(t, err)
