@@ -10,6 +10,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"time"
@@ -78,7 +79,9 @@ func openInput(ctx context.Context, j *jobRun) (*Input, error) {
 	// ATTACH holds for the database, USE for one connection: every
 	// connection of the pool runs both.
 	init := append(attach, "USE "+quoteIdent(InputSchema))
-	conn, err := duckdb.NewConnector("", func(ex driver.ExecerContext) error {
+	// The job's DuckDB gets its share of the machine's cores.
+	threads := max(1, runtime.NumCPU()/j.w.cfg.Slots)
+	conn, err := duckdb.NewConnector(fmt.Sprintf("?threads=%d", threads), func(ex driver.ExecerContext) error {
 		for _, q := range init {
 			if _, err := ex.ExecContext(context.Background(), q, nil); err != nil {
 				return fmt.Errorf("%s: %w", q, err)

@@ -48,6 +48,9 @@ const (
 	DefaultStopGrace = 10 * time.Second
 	// inProgressEvery is the contract's "+WPI at least every 10 s".
 	inProgressEvery = 10 * time.Second
+	// stopAbandon is how long a stopping worker waits for handlers told
+	// to stop before it exits without them.
+	stopAbandon = 5 * time.Second
 )
 
 // idRE is the contract's rule of a worker id.
@@ -229,7 +232,13 @@ func (w *Worker) Run(ctx context.Context, ready func()) error {
 	case <-finished:
 	case <-time.After(w.cfg.StopGrace):
 		stopJobs(errStopping)
-		<-finished
+		// A handler that does not heed its context is left behind: its
+		// job, no longer kept in progress, returns after ack_wait.
+		select {
+		case <-finished:
+		case <-time.After(stopAbandon):
+			w.deps.Log.WarnContext(ctx, "stopped with handlers still running", "running", w.runningKeys())
+		}
 	}
 	<-beats
 	w.unadvertise()
