@@ -83,6 +83,10 @@ func TestHeartbeatIsVisibleAndDeletedOnStop(t *testing.T) {
 	require.Equal(t, "go", hb.Lang)
 	require.NotEmpty(t, hb.StartedAt)
 	require.Empty(t, hb.Running)
+	for _, route := range []string{"broken@go", "broken@go+gpu", "broken@gpu", "gate@go", "gate@go+gpu", "gate@gpu"} {
+		_, err := e.JS.Consumer(ctx, workertest.Names.CallStream(), calls.Consumer(route))
+		require.NoError(t, err, "every route of every set of capabilities is bound: %s", route)
+	}
 
 	e.Queue(t, e.Job("c1", "gate", nil, 3))
 	evs.WaitFor(t, "c1", "sales.c1.1.started")
