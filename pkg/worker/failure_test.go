@@ -126,3 +126,16 @@ func TestCancelStopsTheCall(t *testing.T) {
 	require.True(t, failed.Final)
 	require.Equal(t, "cancelled", failed.Error.Code)
 }
+
+func TestPanicFailsTheAttempt(t *testing.T) {
+	t.Parallel()
+	e := workertest.New(t)
+	evs := e.Watch(t)
+	e.Start(t, worker.Config{ID: "w-1", Handlers: map[string]worker.Handler{
+		"panics": func(context.Context, *worker.Input) (worker.Output, error) { panic("oops") },
+	}})
+	e.Queue(t, e.Job("p1", "panics", nil, 1))
+	failed := evs.WaitFor(t, "p1", "sales.p1.1.failed")
+	require.True(t, failed.Final)
+	require.Equal(t, &calls.Error{Code: "internal", Message: "handler panics panicked: oops"}, failed.Error)
+}

@@ -102,10 +102,16 @@ func (j *jobRun) run(ctx context.Context) {
 	stopProgress := j.keepInProgress(hctx)
 	defer stopProgress()
 
-	out, err := j.handle(hctx, handler)
+	// The input stays open until the result is written: an Arrow output
+	// reads from its DB.
+	in, err := openInput(hctx, j)
 	if err == nil {
-		if err = j.deliver(hctx, out); err == nil {
-			return
+		defer in.close()
+		var out Output
+		if out, err = j.handle(hctx, handler, in); err == nil {
+			if err = j.deliver(hctx, out); err == nil {
+				return
+			}
 		}
 	}
 	switch cause := context.Cause(hctx); {
@@ -121,13 +127,8 @@ func (j *jobRun) run(ctx context.Context) {
 	}
 }
 
-// handle runs the handler on the job's input.
-func (j *jobRun) handle(ctx context.Context, h Handler) (out Output, err error) {
-	in, err := openInput(ctx, j)
-	if err != nil {
-		return Output{}, err
-	}
-	defer in.close()
+// handle runs the handler on the job's input; a panic fails the attempt.
+func (j *jobRun) handle(ctx context.Context, h Handler, in *Input) (out Output, err error) {
 	defer func() {
 		if r := recover(); r != nil {
 			out.Release()
