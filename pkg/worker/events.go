@@ -17,7 +17,14 @@ import (
 // that a republished event is dropped as a duplicate.
 func (w *Worker) report(ctx context.Context, job *calls.Job, attempt int, ev calls.Event, n int) error {
 	ev.Model, ev.CallID, ev.Attempt, ev.Worker = job.Model, job.CallID, attempt, w.cfg.ID
-	body, err := json.Marshal(ev)
+	wire := wireEvent{Event: ev}
+	switch ev.Event {
+	case calls.EventFailed:
+		wire.Final = &ev.Final
+	case calls.EventProgress:
+		wire.Fraction = &ev.Fraction
+	}
+	body, err := json.Marshal(wire)
 	if err != nil {
 		return err
 	}
@@ -32,4 +39,13 @@ func (w *Worker) report(ctx context.Context, job *calls.Job, attempt int, ev cal
 		return fmt.Errorf("report %s of call %s.%s: %w", ev.Event, job.Model, job.CallID, err)
 	}
 	return nil
+}
+
+// wireEvent is an event as the contract lists its fields: calls.Event
+// leaves out a false final and a zero fraction, which a failed and a
+// progress event always carry. Its own fields shadow the embedded ones.
+type wireEvent struct {
+	calls.Event
+	Final    *bool    `json:"final,omitempty"`
+	Fraction *float64 `json:"fraction,omitempty"`
 }

@@ -2,6 +2,7 @@ package worker_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"os"
 	"strings"
@@ -101,4 +102,50 @@ func TestFailedAttemptIsRetried(t *testing.T) {
 	require.JSONEq(t, `[{"n":5}]`, string(body))
 	_, err = os.Stat(strings.TrimPrefix(job.Results[0].URL, "file://"))
 	require.True(t, os.IsNotExist(err), "a failed attempt writes no result")
+}
+
+func TestEventsCarryTheContractsFields(t *testing.T) {
+	t.Parallel()
+	e := workertest.New(t)
+	e.Start(t, worker.Config{ID: "w-1", Handlers: map[string]worker.Handler{
+		"starts": func(context.Context, *worker.Input) (worker.Output, error) {
+			return worker.Output{}, errors.New("no")
+		},
+		"zero": func(_ context.Context, in *worker.Input) (worker.Output, error) {
+			in.Progress(0, "starting")
+			return worker.JSON(nil), nil
+		},
+	}})
+	e.Queue(t, e.Job("f1", "starts", nil, 3))
+	e.Queue(t, e.Job("z1", "zero", nil, 3))
+	raw := func(msgID string) map[string]any {
+		var body map[string]any
+		require.Eventually(t, func() bool {
+			msg, err := e.Evt.GetLastMsgForSubject(context.Background(), workertest.Names.Evt("sales", "call"))
+			if err != nil {
+				return false
+			}
+			// Scan back: the last message may be another call's.
+			for seq := msg.Sequence; seq > 0; seq-- {
+				m, err := e.Evt.GetMsg(context.Background(), seq)
+				if err == nil && m.Header.Get("Nats-Msg-Id") == msgID {
+					return json.Unmarshal(m.Data, &body) == nil
+				}
+			}
+			return false
+		}, 30*time.Second, 20*time.Millisecond, msgID)
+		return body
+	}
+	failed := raw("sales.f1.1.failed")
+	require.Equal(t, false, failed["final"])
+	require.Equal(t, map[string]any{"code": "internal", "message": "no"}, failed["error"])
+	for _, k := range []string{"event", "model", "call_id", "attempt", "worker"} {
+		require.Contains(t, failed, k)
+	}
+	progress := raw("sales.z1.1.progress.1")
+	require.Equal(t, 0.0, progress["fraction"])
+	require.Equal(t, "starting", progress["message"])
+	started := raw("sales.z1.1.started")
+	require.NotContains(t, started, "final")
+	require.NotContains(t, started, "fraction")
 }
