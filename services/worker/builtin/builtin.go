@@ -9,9 +9,9 @@ import (
 	"strings"
 
 	"github.com/teatree-dev/teatree/pkg/apierr"
+	"github.com/teatree-dev/teatree/pkg/statements"
 	"github.com/teatree-dev/teatree/pkg/subject"
 	"github.com/teatree-dev/teatree/pkg/worker"
-	"github.com/teatree-dev/teatree/services/node/statements"
 )
 
 // Handlers are the built-in handlers by name.
