@@ -50,7 +50,7 @@ type Options struct {
 // Idle models runs first: it measures the process's memory, which later
 // scenarios grow.
 var Scenarios = []string{"idle-models", "bulk-ingest", "small-mutations", "many-models", "slots", "latency", "cold-start", "model-disk",
-	"snapshot", "direct-queries", "large-results", "failover", "restore", "cluster-mutations"}
+	"snapshot", "direct-queries", "large-results", "compute-calls", "compute-describe", "failover", "restore", "cluster-mutations"}
 
 // Result is one row of the report.
 type Result struct {
@@ -147,6 +147,9 @@ type sizes struct {
 	restoreRows, restoreRequests int
 	// clusterModels take clusterRequests on 1, 2 and 3 nodes.
 	clusterModels, clusterRequests int
+	// computeCalls are calls of a trivial compute function; describeRows
+	// the rows of the version described.
+	computeCalls, describeRows int
 }
 
 func sizesFor(quick bool) sizes {
@@ -154,12 +157,14 @@ func sizesFor(quick bool) sizes {
 		return sizes{ingestRows: 1 << 20, smallRequests: 6_000, manyRequests: 4_000, manyModels: 100, loadFor: 2 * time.Second,
 			coldModels: 30, snapshotMB: []int{100}, queryFor: 1500 * time.Millisecond, largeRows: 1_000_000, idleModels: 2_000,
 			slotModels: 600, slots: 100, slotPhase: 40 * time.Second, maxPhase: 20 * time.Second,
-			failoverModels: 20, leaseTTL: 3 * time.Second, restoreRows: 400_000, restoreRequests: 1_000, clusterModels: 30, clusterRequests: 3_000}
+			failoverModels: 20, leaseTTL: 3 * time.Second, restoreRows: 400_000, restoreRequests: 1_000, clusterModels: 30, clusterRequests: 3_000,
+			computeCalls: 300, describeRows: 200_000}
 	}
 	return sizes{ingestRows: 5_000_000, smallRequests: 40_000, manyRequests: 20_000, manyModels: 1_000, loadFor: 8 * time.Second,
 		coldModels: 200, snapshotMB: []int{100, 1000}, queryFor: 5 * time.Second, largeRows: 5_000_000, idleModels: 10_000,
 		slotModels: 10_000, slots: 500, slotPhase: 10 * time.Minute, maxPhase: 60 * time.Second,
-		failoverModels: 100, leaseTTL: natsboot.DefaultLeaseTTL, restoreRows: 3_100_000, restoreRequests: 10_000, clusterModels: 100, clusterRequests: 20_000}
+		failoverModels: 100, leaseTTL: natsboot.DefaultLeaseTTL, restoreRows: 3_100_000, restoreRequests: 10_000, clusterModels: 100, clusterRequests: 20_000,
+		computeCalls: 2_000, describeRows: 1_000_000}
 }
 
 // Run runs the suite and writes its outputs; the report is returned even
@@ -194,7 +199,7 @@ func Run(ctx context.Context, opt Options) (*Report, error) {
 		"idle-models": r.idleModels, "bulk-ingest": r.bulkIngest, "small-mutations": r.smallMutations,
 		"many-models": r.manyModels, "slots": r.slotsTurnover, "latency": r.latencyUnderLoad, "cold-start": r.coldStart, "model-disk": r.modelDisk,
 		"snapshot": r.snapshotPublish, "direct-queries": r.directQueries, "large-results": r.largeResults,
-		"failover": r.failover, "restore": r.restore, "cluster-mutations": r.clusterMutations,
+		"compute-calls": r.computeCalls, "compute-describe": r.computeDescribe, "failover": r.failover, "restore": r.restore, "cluster-mutations": r.clusterMutations,
 	}
 	for i, name := range Scenarios {
 		if len(opt.Only) > 0 && !slices.Contains(opt.Only, name) {

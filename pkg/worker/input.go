@@ -108,10 +108,20 @@ func (in *Input) close() {
 	os.RemoveAll(in.tmp)
 }
 
+// Direct is the input of a handler run outside any job, on db and args:
+// the same code on data of the caller's choosing (the benchmarks' direct
+// baseline). Its progress goes nowhere.
+func Direct(db *sql.DB, args map[string]any) *Input {
+	return &Input{Job: &calls.Job{Args: args}, Args: args, Attempt: 1, DB: db}
+}
+
 // Progress reports how far the handler is, fraction from 0 to 1, at most
 // once every ProgressInterval (the contract's once a second); reports in
 // between are dropped. It never fails the job: a lost report is logged.
 func (in *Input) Progress(fraction float64, message string) {
+	if in.j == nil {
+		return // Direct: no job to report on
+	}
 	ctx := in.ctx
 	in.mu.Lock()
 	now := time.Now()

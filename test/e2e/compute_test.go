@@ -90,6 +90,17 @@ func TestComputeFunctions(t *testing.T) {
 		rows, _ := resultRows(t, s, "d1")
 		require.EqualValues(t, 3, rows, "one row per column of orders")
 	})
+	t.Run("over NATS, in pages", func(t *testing.T) {
+		putFunction(t, s, "shop", "sample", `{"kind":"compute","capabilities":["go"],"handler":"sample",
+			"params":[{"name":"table","type":"VARCHAR","required":true},{"name":"n","type":"INTEGER","default":10}]}`)
+		_, js := s.connect(t)
+		publish(t, js, "tt.call.fn.shop", "shop.p1", nil, []byte(`{"function":"sample","args":{"table":"orders","n":25},"page_rows":10}`))
+		r := waitRecord(t, s, "shop", "p1", 2*time.Minute, "done", ended)
+		require.Equal(t, "done", r.State, "%+v", r)
+		rows, pages := resultRows(t, s, "p1")
+		require.EqualValues(t, 25, rows)
+		require.Equal(t, 3, pages, "25 rows in pages of 10")
+	})
 	t.Run("bad arguments", func(t *testing.T) {
 		code, body := call(t, s, "shop", "describe", "d2", `{"tabel":"orders"}`, "")
 		require.Equal(t, http.StatusBadRequest, code, string(body))

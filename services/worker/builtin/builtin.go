@@ -83,7 +83,9 @@ func tableArg(ctx context.Context, in *worker.Input) (string, error) {
 		return "", err
 	}
 	var n int
-	err := in.DB.QueryRowContext(ctx, `SELECT count(*) FROM duckdb_tables() WHERE database_name = ? AND schema_name = 'main' AND table_name = ?`,
+	// information_schema lists views too: a handler run directly (see
+	// worker.Direct) may be given a view over a Parquet file.
+	err := in.DB.QueryRowContext(ctx, `SELECT count(*) FROM information_schema.tables WHERE table_catalog = ? AND table_schema = 'main' AND table_name = ?`,
 		worker.InputSchema, table).Scan(&n)
 	if err != nil {
 		return "", fmt.Errorf("look table %s up: %w", table, err)
