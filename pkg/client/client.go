@@ -162,24 +162,31 @@ func (c *Client) call(ctx context.Context, method, path string, in, out proto.Me
 		}
 		body = bytes.NewReader(b)
 	}
-	req, err := http.NewRequestWithContext(ctx, method, c.base+path, body)
-	if err != nil {
+	b, err := c.send(ctx, method, path, body)
+	if err != nil || out == nil || len(b) == 0 {
 		return err
 	}
-	if in != nil {
+	return wire.Unmarshal(b, out)
+}
+
+// send sends body (JSON, or nothing) and returns the answer's body; an
+// answer of 300 or more is the error it carries.
+func (c *Client) send(ctx context.Context, method, path string, body io.Reader) ([]byte, error) {
+	req, err := http.NewRequestWithContext(ctx, method, c.base+path, body)
+	if err != nil {
+		return nil, err
+	}
+	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}
 	resp, b, err := c.do(req)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if resp.StatusCode >= 300 {
-		return decodeError(resp.StatusCode, b)
+		return nil, decodeError(resp.StatusCode, b)
 	}
-	if out == nil || len(b) == 0 {
-		return nil
-	}
-	return wire.Unmarshal(b, out)
+	return b, nil
 }
 
 // do sends req and reads the whole answer.

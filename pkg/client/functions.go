@@ -112,22 +112,9 @@ func (c *Client) Call(ctx context.Context, model, name string, args map[string]a
 // callJSON sends body (JSON, or nothing) and decodes a JSON answer into
 // out (nil: none expected).
 func (c *Client) callJSON(ctx context.Context, method, path string, body io.Reader, out any) error {
-	req, err := http.NewRequestWithContext(ctx, method, c.base+path, body)
-	if err != nil {
+	b, err := c.send(ctx, method, path, body)
+	if err != nil || out == nil || len(b) == 0 {
 		return err
-	}
-	if body != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	resp, b, err := c.do(req)
-	if err != nil {
-		return err
-	}
-	if resp.StatusCode >= 300 {
-		return decodeError(resp.StatusCode, b)
-	}
-	if out == nil || len(b) == 0 {
-		return nil
 	}
 	if err := json.Unmarshal(b, out); err != nil {
 		return fmt.Errorf("decode answer: %w", err)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"database/sql/driver"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -79,25 +80,24 @@ func openInput(ctx context.Context, j *jobRun) (*Input, error) {
 	// ATTACH holds for the database, USE for one connection: every
 	// connection of the pool runs both.
 	init := append(attach, "USE "+quoteIdent(InputSchema))
-	// The job's DuckDB gets its share of the machine's cores.
+	// The job's DuckDB gets its share of the machine's cores. It is opened
+	// on the handler's first use of DB: a handler that reads no data does
+	// not pay for a DuckDB instance (most of a trivial job's CPU).
 	threads := max(1, runtime.NumCPU()/j.w.cfg.Slots)
-	conn, err := duckdb.NewConnector(fmt.Sprintf("?threads=%d", threads), func(ex driver.ExecerContext) error {
-		for _, q := range init {
-			if _, err := ex.ExecContext(context.Background(), q, nil); err != nil {
-				return fmt.Errorf("%s: %w", q, err)
+	in.DB = sql.OpenDB(&lazyConnector{open: func() (*duckdb.Connector, error) {
+		c, err := duckdb.NewConnector(fmt.Sprintf("?threads=%d", threads), func(ex driver.ExecerContext) error {
+			for _, q := range init {
+				if _, err := ex.ExecContext(context.Background(), q, nil); err != nil {
+					return apierr.Errorf(apierr.Internal, "attach the job's versions: %s: %v", q, err)
+				}
 			}
+			return nil
+		})
+		if err != nil {
+			return nil, fmt.Errorf("open duckdb: %w", err)
 		}
-		return nil
-	})
-	if err != nil {
-		in.close()
-		return nil, fmt.Errorf("open duckdb: %w", err)
-	}
-	in.DB = sql.OpenDB(conn)
-	if err := in.DB.PingContext(ctx); err != nil {
-		in.close()
-		return nil, apierr.Errorf(apierr.Internal, "attach the job's versions: %v", err)
-	}
+		return c, nil
+	}})
 	return in, nil
 }
 
@@ -258,3 +258,31 @@ func (in *Input) local(ctx context.Context, o calls.Object, name string) (string
 func quoteString(s string) string { return "'" + strings.ReplaceAll(s, "'", "''") + "'" }
 
 func quoteIdent(s string) string { return `"` + strings.ReplaceAll(s, `"`, `""`) + `"` }
+
+// lazyConnector opens its DuckDB on the first connection asked of it.
+type lazyConnector struct {
+	open func() (*duckdb.Connector, error)
+	once sync.Once
+	c    *duckdb.Connector
+	err  error
+}
+
+func (l *lazyConnector) Connect(ctx context.Context) (driver.Conn, error) {
+	l.once.Do(func() { l.c, l.err = l.open() })
+	if l.err != nil {
+		return nil, l.err
+	}
+	return l.c.Connect(ctx)
+}
+
+func (l *lazyConnector) Driver() driver.Driver { return duckdb.Driver{} }
+
+// Close closes the DuckDB, if it was ever opened; database/sql calls it
+// from DB.Close.
+func (l *lazyConnector) Close() error {
+	l.once.Do(func() { l.err = errors.New("the job's DuckDB is closed") }) // never opened
+	if l.c == nil {
+		return nil
+	}
+	return l.c.Close()
+}

@@ -18,7 +18,7 @@ import (
 
 // The notifier is the only writer of tt_calls: every event of a compute
 // call (queued by the dispatcher; started, progress, done, failed by its
-// worker; cancelled by the gateway) comes through the model's lane, is
+// worker; cancelled by the gateway) comes through the call's lane, is
 // applied to the call's record with a compare-and-set, and is notified.
 // Every step is safe to run twice, since an event is delivered again when
 // the notifier stops half way: the notifications and the write-back carry

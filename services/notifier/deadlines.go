@@ -14,7 +14,7 @@ import (
 )
 
 // deadlines holds a timer for every call this notifier knows that has not
-// ended. A timer that fires queues the call in its model's lane, where
+// ended. A timer that fires queues the call in its lane, where
 // expire ends it deadline_exceeded. The timers live in memory only: a new
 // notifier schedules them again from tt_calls (scheduleAll).
 type deadlines struct {

@@ -2,19 +2,24 @@ package notifier
 
 import (
 	"context"
+	"encoding/json"
 	"hash/fnv"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/teatree-dev/teatree/pkg/subject"
 )
 
 // Events are processed in lanes: every event of a model goes to the lane
 // its model hashes to, and a lane handles its events one at a time, in the
 // order they were delivered. So a model's notifications keep the order of
 // its events, while a slow or failing model holds up only the models that
-// share its lane.
+// share its lane. A compute call's events need order only among
+// themselves: they go to the lane of <model>.<call id>, so that one
+// model's calls are notified in parallel.
 
 // laneQueue bounds the events waiting in one lane. When a lane is full,
 // dispatching waits for it: memory stays bounded whatever the backlog.
@@ -30,7 +35,7 @@ type lanes struct {
 }
 
 // laneItem is an event, or a call whose deadline timer fired: it runs in
-// its model's lane so that it is ordered with the call's events.
+// the call's lane so that it is ordered with the call's events.
 type laneItem struct {
 	msg     jetstream.Msg
 	expired callKey
@@ -61,15 +66,32 @@ func (n *Notifier) startLanes(ctx context.Context) *lanes {
 	return l
 }
 
-// dispatch queues msg in its model's lane, waiting while the lane is full.
+// dispatch queues msg in its lane (see laneKey), waiting while the lane is full.
 func (l *lanes) dispatch(ctx context.Context, msg jetstream.Msg) {
-	l.enqueue(ctx, eventModel(msg.Subject()), laneItem{msg: msg})
+	l.enqueue(ctx, laneKey(msg), laneItem{msg: msg})
 }
 
-// enqueue queues it in model's lane, waiting while the lane is full.
-func (l *lanes) enqueue(ctx context.Context, model string, it laneItem) {
+// laneKey is what orders msg: its model, or for a compute call's event
+// <model>.<call id>.
+func laneKey(msg jetstream.Msg) string {
+	model := eventModel(msg.Subject())
+	if lastToken(msg.Subject()) != subject.EventCall {
+		return model
+	}
+	var ev struct {
+		CallID string `json:"call_id"`
+	}
+	if json.Unmarshal(msg.Data(), &ev) != nil || ev.CallID == "" {
+		return model // malformed: handle drops it in any lane
+	}
+	return callKey{model: model, id: ev.CallID}.kvKey()
+}
+
+// enqueue queues it in the lane of key (see laneKey), waiting while the
+// lane is full.
+func (l *lanes) enqueue(ctx context.Context, key string, it laneItem) {
 	select {
-	case l.queue[laneOf(model, len(l.queue))] <- it:
+	case l.queue[laneOf(key, len(l.queue))] <- it:
 	case <-ctx.Done():
 	}
 }
@@ -82,7 +104,7 @@ func (l *lanes) stop() {
 	l.wg.Wait()
 }
 
-// laneOf is the lane of a model.
+// laneOf is the lane of a key.
 func laneOf(model string, lanes int) int {
 	h := fnv.New32a()
 	_, _ = h.Write([]byte(model))

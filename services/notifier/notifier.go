@@ -186,7 +186,7 @@ func (n *Notifier) Run(ctx context.Context, ready func()) error {
 	defer l.stop()
 	// The timers stop first: a timer firing queues in a lane.
 	defer n.deadlines.stop()
-	n.deadlines.start(func(k callKey) { l.enqueue(ctx, k.model, laneItem{expired: k}) })
+	n.deadlines.start(func(k callKey) { l.enqueue(ctx, k.kvKey(), laneItem{expired: k}) })
 	if n.deps.Calls != nil {
 		if err := n.scheduleAll(ctx); err != nil {
 			return fmt.Errorf("notifier: %w", err)
