@@ -122,6 +122,17 @@ func TestComputeFunctions(t *testing.T) {
 		}
 		require.EqualValues(t, 7, countRows(t, s.server, "shop", "SELECT count(*) AS n FROM busiest", seq), "replace, not append")
 	})
+	t.Run("a result that does not fit the output table", func(t *testing.T) {
+		putFunction(t, s, "shop", "misfit", `{"kind":"compute","capabilities":["go"],"handler":"sql_to_table",
+			"params":[{"name":"sql","type":"VARCHAR","required":true}],"output":{"table":"orders","mode":"append"}}`)
+		callAccepted(t, s, "shop", "misfit", "m1", `{"sql":"SELECT 1 AS not_a_column"}`)
+		r := waitRecord(t, s, "shop", "m1", 2*time.Minute, "done", ended)
+		require.Equal(t, "done", r.State, "%+v", r)
+		_, js := s.connect(t)
+		st, _ := waitNotification(t, js, "shop", r.WriteBack.RequestID)
+		requireError(t, st, "schema_mismatch")
+		require.EqualValues(t, 25000, countRows(t, s.server, "shop", "SELECT count(*) AS n FROM orders", st.Seq), "orders unchanged")
+	})
 	t.Run("node worker result and progress", func(t *testing.T) {
 		callAccepted(t, s, "shop", "count", "n1", `{"table":"orders"}`)
 		callAccepted(t, s, "shop", "slow", "n2", `{"ms":200,"steps":4}`)
