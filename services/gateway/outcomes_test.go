@@ -55,9 +55,11 @@ func notifyOnPublish(t *testing.T, env *testEnv, model, id, status, errCode stri
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	t.Cleanup(cancel)
+	// From the start of the model's log, not only new messages: an
+	// ordered consumer is made on its first Next, which may come after
+	// the request landed.
 	cons, err := env.mut.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{
 		FilterSubjects: []string{env.names.MutModel(model)},
-		DeliverPolicy:  jetstream.DeliverNewPolicy,
 	})
 	require.NoError(t, err)
 	sent := make(chan []byte, 1)
