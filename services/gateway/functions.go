@@ -17,43 +17,35 @@ import (
 // maxDefinition bounds a function definition's body.
 const maxDefinition = 1 << 20
 
-// functions returns the tt_functions store; unavailable when the gateway
-// was started without it.
-func (g *Gateway) functions() (*function.Store, error) {
+// functionTarget is what a functions request is about: the tt_functions
+// store (unavailable when the gateway was started without it), the path's
+// model, which must exist, and the function's name from the path value
+// nameKey (none when nameKey is empty).
+func (g *Gateway) functionTarget(r *http.Request, nameKey string) (store *function.Store, model, name string, err error) {
 	if g.deps.Functions == nil {
-		return nil, apierr.New(apierr.Unavailable, "this gateway has no functions bucket")
+		return nil, "", "", apierr.New(apierr.Unavailable, "this gateway has no functions bucket")
 	}
-	return function.NewStore(g.deps.Functions), nil
-}
-
-// functionPath checks the path's model, which must exist, and, when
-// named is set, the function's name.
-func (g *Gateway) functionPath(r *http.Request, named bool) (model, name string, err error) {
-	model, name = r.PathValue("model"), r.PathValue("name")
+	model = r.PathValue("model")
 	if _, err := g.spec(r.Context(), model); err != nil {
-		return "", "", err
+		return nil, "", "", err
 	}
-	if named {
+	if nameKey != "" {
+		name = r.PathValue(nameKey)
 		if err := subject.ValidateTable(name); err != nil {
-			return "", "", apierr.Errorf(apierr.InvalidArgument, "function name: %s", message(err))
+			return nil, "", "", apierr.Errorf(apierr.InvalidArgument, "function name: %s", message(err))
 		}
 	}
-	return model, name, nil
+	return function.NewStore(g.deps.Functions), model, name, nil
 }
 
 // putFunction answers PUT /v1/models/{model}/functions/{name}: register or
 // replace the function, answering with what was stored.
 func (g *Gateway) putFunction(w http.ResponseWriter, r *http.Request) {
-	store, err := g.functions()
-	if err != nil {
-		g.writeError(w, r, err)
-		return
-	}
 	if err := checkJSONType(r.Header.Get("Content-Type")); err != nil {
 		g.writeError(w, r, err)
 		return
 	}
-	model, name, err := g.functionPath(r, true)
+	store, model, name, err := g.functionTarget(r, "name")
 	if err != nil {
 		g.writeError(w, r, err)
 		return
@@ -84,12 +76,7 @@ func (g *Gateway) putFunction(w http.ResponseWriter, r *http.Request) {
 
 // getFunction answers GET /v1/models/{model}/functions/{name}.
 func (g *Gateway) getFunction(w http.ResponseWriter, r *http.Request) {
-	store, err := g.functions()
-	if err != nil {
-		g.writeError(w, r, err)
-		return
-	}
-	model, name, err := g.functionPath(r, true)
+	store, model, name, err := g.functionTarget(r, "name")
 	if err != nil {
 		g.writeError(w, r, err)
 		return
@@ -104,12 +91,7 @@ func (g *Gateway) getFunction(w http.ResponseWriter, r *http.Request) {
 
 // listFunctions answers GET /v1/models/{model}/functions.
 func (g *Gateway) listFunctions(w http.ResponseWriter, r *http.Request) {
-	store, err := g.functions()
-	if err != nil {
-		g.writeError(w, r, err)
-		return
-	}
-	model, _, err := g.functionPath(r, false)
+	store, model, _, err := g.functionTarget(r, "")
 	if err != nil {
 		g.writeError(w, r, err)
 		return
@@ -128,12 +110,7 @@ func (g *Gateway) listFunctions(w http.ResponseWriter, r *http.Request) {
 // deleteFunction answers DELETE /v1/models/{model}/functions/{name}: 204
 // once removed.
 func (g *Gateway) deleteFunction(w http.ResponseWriter, r *http.Request) {
-	store, err := g.functions()
-	if err != nil {
-		g.writeError(w, r, err)
-		return
-	}
-	model, name, err := g.functionPath(r, true)
+	store, model, name, err := g.functionTarget(r, "name")
 	if err != nil {
 		g.writeError(w, r, err)
 		return

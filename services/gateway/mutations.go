@@ -111,18 +111,9 @@ func (g *Gateway) postCall(w http.ResponseWriter, r *http.Request) {
 		g.writeError(w, r, err)
 		return
 	}
-	store, err := g.functions()
+	store, model, name, err := g.functionTarget(r, "function")
 	if err != nil {
 		g.writeError(w, r, err)
-		return
-	}
-	model, name := r.PathValue("model"), r.PathValue("function")
-	if _, err := g.spec(r.Context(), model); err != nil {
-		g.writeError(w, r, err)
-		return
-	}
-	if err := subject.ValidateTable(name); err != nil {
-		g.writeError(w, r, apierr.Errorf(apierr.InvalidArgument, "function name: %s", message(err)))
 		return
 	}
 	d, err := store.Get(r.Context(), model, name)
