@@ -56,11 +56,7 @@ func startNodeWorkerRig(t *testing.T) *nodeWorkerRig {
 	require.NoError(t, err, "the worker's Node packages are missing: run `make test-e2e` (it runs npm ci in examples/node-worker)")
 
 	n := startNATS(t)
-	nc, err := nats.Connect(n.url())
-	require.NoError(t, err)
-	t.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
-	require.NoError(t, err)
+	nc, js := connectNATS(t, n.url())
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	require.NoError(t, natsboot.Setup(ctx, js, natsboot.Config{}))
