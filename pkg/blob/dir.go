@@ -15,6 +15,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"syscall"
 )
 
 // ErrNotFound is returned for a key that does not exist.
@@ -204,13 +205,26 @@ func (d *Dir) List(_ context.Context, prefix string) ([]string, error) {
 	return names, nil
 }
 
+// deleteAttempts bounds DeleteAll's passes over a folder that a writer
+// keeps adding to.
+const deleteAttempts = 20
+
 // DeleteAll removes the blob or folder at prefix and everything below it.
-func (d *Dir) DeleteAll(_ context.Context, prefix string) error {
+// A file written into the folder while it is being removed makes
+// os.RemoveAll fail with "directory not empty"; DeleteAll then passes over
+// the folder again.
+func (d *Dir) DeleteAll(ctx context.Context, prefix string) error {
 	p, err := d.path(prefix)
 	if err != nil {
 		return err
 	}
-	if err := os.RemoveAll(p); err != nil {
+	for attempt := 1; ; attempt++ {
+		err = os.RemoveAll(p)
+		if err == nil || !errors.Is(err, syscall.ENOTEMPTY) || attempt == deleteAttempts || ctx.Err() != nil {
+			break
+		}
+	}
+	if err != nil {
 		return fmt.Errorf("delete %s: %w", prefix, err)
 	}
 	return nil

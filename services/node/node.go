@@ -480,7 +480,8 @@ func (n *Node) forget(model string, h *hosted) (rev uint64, ok bool) {
 func (n *Node) onDelete(ctx context.Context, model string) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	if h := n.models[model]; h != nil {
+	h := n.models[model]
+	if h != nil {
 		n.detachLocked(model, h)
 	}
 	// Remove the files once the db-manager has stopped, beside the event
@@ -489,7 +490,23 @@ func (n *Node) onDelete(ctx context.Context, model string) {
 		if err := os.RemoveAll(filepath.Join(n.cfg.Dir, model)); err != nil {
 			n.log.WarnContext(ctx, "remove files of deleted model", "model", model, "err", err)
 		}
+		if h != nil {
+			n.sweepBlobs(ctx, model)
+		}
 	})
+}
+
+// sweepBlobs removes what a deleted model's db-manager published after the
+// deleting client had removed the model's blobs: a version being written
+// when its lease went. A model created again with the same id keeps its
+// blobs.
+func (n *Node) sweepBlobs(ctx context.Context, model string) {
+	if _, err := n.deps.Models.Get(ctx, model); !errors.Is(err, jetstream.ErrKeyNotFound) {
+		return
+	}
+	if err := n.deps.Blobs.DeleteAll(ctx, blob.ModelPrefix(model)); err != nil {
+		n.log.WarnContext(ctx, "remove blobs of deleted model", "model", model, "err", err)
+	}
 }
 
 // afterLocked runs f, beside the event loop, once wait (if any) has
