@@ -28,6 +28,9 @@ const (
 	ResourceExhausted Code = "resource_exhausted"
 	// Cancelled: a compute call was cancelled before it ended.
 	Cancelled Code = "cancelled"
+	// Unauthenticated: the request carries no credentials, or none the
+	// policy knows (or they expired).
+	Unauthenticated Code = "unauthenticated"
 )
 
 // HTTPStatus maps a code to the HTTP status the contract gives it.
@@ -37,6 +40,8 @@ func (c Code) HTTPStatus() int {
 		return http.StatusBadRequest
 	case NotFound:
 		return http.StatusNotFound
+	case Unauthenticated:
+		return http.StatusUnauthorized
 	case PermissionDenied:
 		return http.StatusForbidden
 	case SchemaMismatch, Cancelled:
