@@ -225,6 +225,10 @@ func (g Grant) check() error {
 		return errors.New("a work grant needs capabilities (\"*\" for any)")
 	case !work && len(g.Capabilities) > 0:
 		return errors.New("capabilities belong to a work grant only")
+	case work && !slices.Equal(g.Models, []string{"*"}):
+		// A route's jobs of every model go through one consumer, so a
+		// worker cannot be kept to some models' jobs.
+		return errors.New(`a work grant takes models: ["*"]: a worker serves a route's jobs of every model`)
 	}
 	return nil
 }
