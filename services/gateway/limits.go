@@ -77,7 +77,7 @@ func (l *limits) takeQuery(pr *auth.Principal) (func(), *refusal) {
 	if pl.queries >= pr.Limits.Queries {
 		return nil, &refusal{
 			err: apierr.Errorf(apierr.ResourceExhausted,
-				"principal %s already runs %d queries, its limit of queries at once; retry when one ends", pr.Name, pl.queries),
+				"principal %s already runs %d queries, its limit of queries at once; retry when one ends", pr.Name, pr.Limits.Queries),
 			// A query's length is unknown: a second is a fair guess.
 			retryAfter: time.Second,
 		}
