@@ -25,9 +25,26 @@ type Client struct {
 	http *http.Client
 }
 
+// Option configures a Client.
+type Option func(*Client)
+
+// WithToken sends token as Authorization: Bearer <token> on every request,
+// as a gateway started with --auth needs. An empty token sends none.
+func WithToken(token string) Option {
+	return func(c *Client) {
+		if token != "" {
+			c.http.Transport = bearer{token: token, next: http.DefaultTransport}
+		}
+	}
+}
+
 // New returns a client of the gateway at baseURL, e.g. http://127.0.0.1:8080.
-func New(baseURL string) *Client {
-	return &Client{base: strings.TrimRight(baseURL, "/"), http: &http.Client{}}
+func New(baseURL string, opts ...Option) *Client {
+	c := &Client{base: strings.TrimRight(baseURL, "/"), http: &http.Client{}}
+	for _, o := range opts {
+		o(c)
+	}
+	return c
 }
 
 // CreateModel creates a model.

@@ -18,6 +18,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/teatree-dev/teatree/pkg/apierr"
+	"github.com/teatree-dev/teatree/pkg/auth"
 	"github.com/teatree-dev/teatree/pkg/blob"
 	"github.com/teatree-dev/teatree/pkg/subject"
 )
@@ -44,6 +45,10 @@ type Config struct {
 	// WaitTimeout is how long ?wait=applied waits for the outcome; a
 	// request's ?timeout= may only lower it.
 	WaitTimeout time.Duration
+	// Auth is the access policy (--auth): every /v1/ request then needs a
+	// bearer token, a role on its model, and stays within its principal's
+	// limits. Nil leaves the gateway open to anyone who reaches it.
+	Auth *auth.Holder
 }
 
 // WithDefaults fills zero fields with their defaults.
@@ -134,6 +139,7 @@ type Gateway struct {
 	deps    Deps
 	log     *slog.Logger
 	streams *streams
+	limits  limits
 	handler http.Handler
 	// closing ends long-lived responses (event streams) when the server
 	// shuts down, which would otherwise wait for them.
@@ -154,7 +160,7 @@ func New(cfg Config, deps Deps) (*Gateway, error) {
 		log = slog.New(slog.DiscardHandler)
 	}
 	g := &Gateway{cfg: cfg, deps: deps, log: log, streams: newStreams(deps.JS), closing: make(chan struct{})}
-	g.handler = g.logRequests(g.routes())
+	g.handler = g.logRequests(g.authenticate(g.routes()))
 	return g, nil
 }
 
@@ -199,32 +205,32 @@ func (g *Gateway) routes() http.Handler {
 	mux.HandleFunc("GET /healthz", g.healthz)
 	mux.HandleFunc("GET /readyz", g.readyz)
 
-	mux.HandleFunc("POST /v1/models", g.createModel)
-	mux.HandleFunc("GET /v1/models", g.listModels)
-	mux.HandleFunc("GET /v1/models/{model}", g.getModel)
-	mux.HandleFunc("DELETE /v1/models/{model}", g.deleteModel)
-	mux.HandleFunc("POST /v1/models/{model}/move", g.postMove)
+	g.handle(mux, "POST /v1/models", g.createModel)
+	g.handle(mux, "GET /v1/models", g.listModels)
+	g.handle(mux, "GET /v1/models/{model}", g.getModel)
+	g.handle(mux, "DELETE /v1/models/{model}", g.deleteModel)
+	g.handle(mux, "POST /v1/models/{model}/move", g.postMove)
 
-	mux.HandleFunc("POST /v1/models/{model}/tables/{table}/rows", g.postRows)
-	mux.HandleFunc("POST /v1/models/{model}/sql", g.postSQL)
-	mux.HandleFunc("POST /v1/models/{model}/calls/{function}", g.postCall)
-	mux.HandleFunc("GET /v1/models/{model}/calls/{call}", g.getCall)
-	mux.HandleFunc("DELETE /v1/models/{model}/calls/{call}", g.deleteCall)
-	mux.HandleFunc("GET /v1/workers", g.listWorkers)
-	mux.HandleFunc("GET /v1/models/{model}/functions", g.listFunctions)
-	mux.HandleFunc("PUT /v1/models/{model}/functions/{name}", g.putFunction)
-	mux.HandleFunc("GET /v1/models/{model}/functions/{name}", g.getFunction)
-	mux.HandleFunc("DELETE /v1/models/{model}/functions/{name}", g.deleteFunction)
-	mux.HandleFunc("GET /v1/models/{model}/requests/{request}", g.getRequest)
-	mux.HandleFunc("GET /v1/models/{model}/events", g.getEvents)
-	mux.HandleFunc("POST /v1/models/{model}/query", g.postQuery)
-	mux.HandleFunc("GET /v1/models/{model}/query", g.postQuery)
+	g.handle(mux, "POST /v1/models/{model}/tables/{table}/rows", g.postRows)
+	g.handle(mux, "POST /v1/models/{model}/sql", g.postSQL)
+	g.handle(mux, "POST /v1/models/{model}/calls/{function}", g.postCall)
+	g.handle(mux, "GET /v1/models/{model}/calls/{call}", g.getCall)
+	g.handle(mux, "DELETE /v1/models/{model}/calls/{call}", g.deleteCall)
+	g.handle(mux, "GET /v1/workers", g.listWorkers)
+	g.handle(mux, "GET /v1/models/{model}/functions", g.listFunctions)
+	g.handle(mux, "PUT /v1/models/{model}/functions/{name}", g.putFunction)
+	g.handle(mux, "GET /v1/models/{model}/functions/{name}", g.getFunction)
+	g.handle(mux, "DELETE /v1/models/{model}/functions/{name}", g.deleteFunction)
+	g.handle(mux, "GET /v1/models/{model}/requests/{request}", g.getRequest)
+	g.handle(mux, "GET /v1/models/{model}/events", g.getEvents)
+	g.handle(mux, "POST /v1/models/{model}/query", g.postQuery)
+	g.handle(mux, "GET /v1/models/{model}/query", g.postQuery)
 
-	mux.HandleFunc("GET /v1/models/{model}/snapshots", g.listSnapshots)
-	mux.HandleFunc("GET /v1/models/{model}/snapshots/{version}/{file}", g.getSnapshotFile)
-	mux.HandleFunc("POST /v1/models/{model}/snapshots/{version}/pins", g.postPin)
-	mux.HandleFunc("PUT /v1/models/{model}/snapshots/{version}/pins/{pin}", g.putPin)
-	mux.HandleFunc("DELETE /v1/models/{model}/snapshots/{version}/pins/{pin}", g.deletePin)
+	g.handle(mux, "GET /v1/models/{model}/snapshots", g.listSnapshots)
+	g.handle(mux, "GET /v1/models/{model}/snapshots/{version}/{file}", g.getSnapshotFile)
+	g.handle(mux, "POST /v1/models/{model}/snapshots/{version}/pins", g.postPin)
+	g.handle(mux, "PUT /v1/models/{model}/snapshots/{version}/pins/{pin}", g.putPin)
+	g.handle(mux, "DELETE /v1/models/{model}/snapshots/{version}/pins/{pin}", g.deletePin)
 	return routeErrors(mux)
 }
 

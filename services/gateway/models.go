@@ -10,6 +10,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/teatree-dev/teatree/pkg/apierr"
+	"github.com/teatree-dev/teatree/pkg/auth"
 	"github.com/teatree-dev/teatree/pkg/blob"
 	"github.com/teatree-dev/teatree/pkg/catalog"
 	"github.com/teatree-dev/teatree/pkg/subject"
@@ -36,6 +37,10 @@ func (g *Gateway) createModel(w http.ResponseWriter, r *http.Request) {
 		g.writeError(w, r, err)
 		return
 	}
+	if err := allowed(principalFrom(r.Context()), auth.Admin, spec.GetId()); err != nil {
+		g.writeError(w, r, err)
+		return
+	}
 	mut, err := g.streams.get(r.Context(), g.cfg.Names.MutStream())
 	if err != nil {
 		g.writeError(w, r, err)
@@ -49,7 +54,8 @@ func (g *Gateway) createModel(w http.ResponseWriter, r *http.Request) {
 	g.writeMessage(w, r, http.StatusCreated, spec)
 }
 
-// listModels answers GET /v1/models, sorted by id.
+// listModels answers GET /v1/models, sorted by id: the models the caller
+// may read.
 func (g *Gateway) listModels(w http.ResponseWriter, r *http.Request) {
 	specs, err := g.allSpecs(r.Context())
 	if err != nil {
@@ -58,6 +64,9 @@ func (g *Gateway) listModels(w http.ResponseWriter, r *http.Request) {
 	}
 	list := &teatreev1.ModelList{Models: make([]*teatreev1.ModelInfo, 0, len(specs))}
 	for _, spec := range specs {
+		if !mayRead(r.Context(), spec.GetId()) {
+			continue
+		}
 		info, err := g.modelInfo(r.Context(), spec)
 		if err != nil {
 			g.writeError(w, r, err)
@@ -179,9 +188,11 @@ const (
 	stateIdle    = "idle"
 )
 
-// modelInfo adds to a spec where the model runs, whether it can start,
-// and how far its log is ahead of its newest version.
+// modelInfo adds to a spec, less what the caller may not see, where the
+// model runs, whether it can start, and how far its log is ahead of its
+// newest version.
 func (g *Gateway) modelInfo(ctx context.Context, spec *teatreev1.ModelSpec) (*teatreev1.ModelInfo, error) {
+	redact(ctx, spec)
 	info := &teatreev1.ModelInfo{Spec: spec, StartError: spec.GetStartFailure()}
 	lease, _, err := catalog.GetLease(ctx, g.deps.Owners, spec.GetId())
 	if err != nil {

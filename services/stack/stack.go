@@ -21,6 +21,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/teatree-dev/teatree/pkg/auth"
 	"github.com/teatree-dev/teatree/pkg/blob"
 	"github.com/teatree-dev/teatree/pkg/leader"
 	"github.com/teatree-dev/teatree/pkg/natsboot"
@@ -67,7 +68,9 @@ type Config struct {
 	Query query.Config
 	// Webhooks configures the notifier's webhook delivery.
 	Webhooks notifier.WebhookConfig
-	Log      *slog.Logger
+	// Auth is the access policy (--auth); nil leaves the gateway open.
+	Auth *auth.Holder
+	Log  *slog.Logger
 	// OnReady is called once every service is ready.
 	OnReady func(Ready)
 }
@@ -185,7 +188,7 @@ func Run(ctx context.Context, cfg Config) error {
 			return fmt.Errorf("listen on %s: %w", cfg.HTTPAddr, err)
 		}
 		httpURL = "http://" + ln.Addr().String()
-		gw, err := gateway.New(gateway.Config{Addr: cfg.HTTPAddr, Names: names, MaxBody: cfg.MaxBody}, gateway.Deps{
+		gw, err := gateway.New(gateway.Config{Addr: cfg.HTTPAddr, Names: names, MaxBody: cfg.MaxBody, Auth: cfg.Auth}, gateway.Deps{
 			NC: nc, JS: js, Models: kv.models, Owners: kv.owners, Pins: kv.pins, Functions: kv.functions, Blobs: blobs, Log: log.With("service", Gateway),
 			Calls: kv.calls, Compute: kv.compute,
 			Ready: readiness.err,

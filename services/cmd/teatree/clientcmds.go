@@ -19,20 +19,34 @@ import (
 	teatreev1 "github.com/teatree-dev/teatree/proto/teatree/v1"
 )
 
-const serverEnv = "TEATREE_URL"
+const (
+	serverEnv = "TEATREE_URL"
+	tokenEnv  = "TEATREE_TOKEN"
+)
 
-// addServerFlag adds --server, the gateway URL, to cmd and its children.
-func addServerFlag(cmd *cobra.Command) *string {
+// addServerFlag adds --server, the gateway URL, and --token, the bearer
+// token of a gateway started with --auth, to cmd and its children.
+func addServerFlag(cmd *cobra.Command) {
 	def := os.Getenv(serverEnv)
 	if def == "" {
 		def = "http://127.0.0.1:8080"
 	}
-	return cmd.PersistentFlags().String("server", def, "gateway URL (or set "+serverEnv+")")
+	cmd.PersistentFlags().String("server", def, "gateway URL (or set "+serverEnv+")")
+	cmd.PersistentFlags().String("token", "", "bearer token for a gateway started with --auth (or set "+tokenEnv+"; teatree auth token makes one)")
+}
+
+// tokenOf is --token, or else $TEATREE_TOKEN; the environment is read
+// here, not as the flag's default, so that --help never prints a secret.
+func tokenOf(cmd *cobra.Command) string {
+	if t, _ := cmd.Flags().GetString("token"); t != "" {
+		return t
+	}
+	return os.Getenv(tokenEnv)
 }
 
 func modelCmd() *cobra.Command {
 	cmd := &cobra.Command{Use: "model", Short: "Create, list, show, move and delete models"}
-	server := addServerFlag(cmd)
+	addServerFlag(cmd)
 	var spec teatreev1.ModelSpec
 	var snap teatreev1.SnapshotPolicy
 	create := &cobra.Command{
@@ -47,7 +61,7 @@ Ids are 1-63 of a-z, 0-9, _ and -, starting with a letter or digit.`,
 			interval, _ := cmd.Flags().GetDuration("snapshot-interval")
 			snap.IntervalMs = interval.Milliseconds()
 			spec.Snapshot = &snap
-			out, err := client.New(*server).CreateModel(cmd.Context(), &spec)
+			out, err := clientOf(cmd).CreateModel(cmd.Context(), &spec)
 			if err != nil {
 				return err
 			}
@@ -62,7 +76,7 @@ Ids are 1-63 of a-z, 0-9, _ and -, starting with a letter or digit.`,
 	list := &cobra.Command{
 		Use: "list", Short: "List models", Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			out, err := client.New(*server).ListModels(cmd.Context())
+			out, err := clientOf(cmd).ListModels(cmd.Context())
 			if err != nil {
 				return err
 			}
@@ -77,7 +91,7 @@ Ids are 1-63 of a-z, 0-9, _ and -, starting with a letter or digit.`,
 	show := &cobra.Command{
 		Use: "show ID", Short: "Show a model: spec, owner, version and lag", Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			out, err := client.New(*server).GetModel(cmd.Context(), args[0])
+			out, err := clientOf(cmd).GetModel(cmd.Context(), args[0])
 			if err != nil {
 				return err
 			}
@@ -87,14 +101,14 @@ Ids are 1-63 of a-z, 0-9, _ and -, starting with a letter or digit.`,
 	del := &cobra.Command{
 		Use: "delete ID", Short: "Delete a model, its log and its snapshots", Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return client.New(*server).DeleteModel(cmd.Context(), args[0])
+			return clientOf(cmd).DeleteModel(cmd.Context(), args[0])
 		},
 	}
-	cmd.AddCommand(create, list, show, del, moveCmd(server))
+	cmd.AddCommand(create, list, show, del, moveCmd())
 	return cmd
 }
 
-func moveCmd(server *string) *cobra.Command {
+func moveCmd() *cobra.Command {
 	var to string
 	cmd := &cobra.Command{
 		Use:   "move ID --to NODE",
@@ -117,7 +131,7 @@ model that runs nowhere is simply placed on NODE.`,
 			if to == "" {
 				return fmt.Errorf("move %s: say where to with --to NODE (a node's --node-id)", args[0])
 			}
-			out, err := client.New(*server).Move(cmd.Context(), args[0], to)
+			out, err := clientOf(cmd).Move(cmd.Context(), args[0], to)
 			if err != nil {
 				return fmt.Errorf("move %s to %s: %w", args[0], to, err)
 			}
@@ -251,7 +265,7 @@ func snapshotsCmd() *cobra.Command {
 
 func clientOf(cmd *cobra.Command) *client.Client {
 	s, _ := cmd.Flags().GetString("server")
-	return client.New(s)
+	return client.New(s, client.WithToken(tokenOf(cmd)))
 }
 
 func emitResult(cmd *cobra.Command, res *client.Result, err error) error {

@@ -16,7 +16,7 @@ import (
 
 func functionCmd() *cobra.Command {
 	cmd := &cobra.Command{Use: "function", Short: "Register, list, show and delete a model's functions"}
-	server := addServerFlag(cmd)
+	addServerFlag(cmd)
 	var file, sqlText string
 	var params []string
 	put := &cobra.Command{
@@ -44,7 +44,7 @@ Prints the definition as stored.`,
 			if err != nil {
 				return err
 			}
-			out, err := client.New(*server).PutFunction(cmd.Context(), args[0], args[1], def)
+			out, err := clientOf(cmd).PutFunction(cmd.Context(), args[0], args[1], def)
 			if err != nil {
 				return fmt.Errorf("put function %s of %s: %w", args[1], args[0], err)
 			}
@@ -58,7 +58,7 @@ Prints the definition as stored.`,
 		Use: "list MODEL", Short: "List a model's functions", Args: cobra.ExactArgs(1),
 		Example: "  teatree function list shop",
 		RunE: func(cmd *cobra.Command, args []string) error {
-			fs, err := client.New(*server).ListFunctions(cmd.Context(), args[0])
+			fs, err := clientOf(cmd).ListFunctions(cmd.Context(), args[0])
 			if err != nil {
 				return err
 			}
@@ -78,7 +78,7 @@ Prints the definition as stored.`,
 		Use: "show MODEL NAME", Short: "Show a function's definition", Args: cobra.ExactArgs(2),
 		Example: "  teatree function show shop restock",
 		RunE: func(cmd *cobra.Command, args []string) error {
-			out, err := client.New(*server).GetFunction(cmd.Context(), args[0], args[1])
+			out, err := clientOf(cmd).GetFunction(cmd.Context(), args[0], args[1])
 			if err != nil {
 				return err
 			}
@@ -89,7 +89,7 @@ Prints the definition as stored.`,
 		Use: "delete MODEL NAME", Short: "Delete a function (calls already queued still run)", Args: cobra.ExactArgs(2),
 		Example: "  teatree function delete shop restock",
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return client.New(*server).DeleteFunction(cmd.Context(), args[0], args[1])
+			return clientOf(cmd).DeleteFunction(cmd.Context(), args[0], args[1])
 		},
 	}
 	cmd.AddCommand(put, list, show, del)

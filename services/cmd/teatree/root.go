@@ -25,7 +25,7 @@ Then, in another terminal:           teatree model create sales
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(upCmd(), serveCmd(), modelCmd(), appendCmd(), sqlCmd(), requestCmd(), functionCmd(), callCmd(), callsCmd(), workersCmd(), snapshotsCmd(), pullCmd(), queryCmd(), watchCmd(), benchCmd(), devCmd())
+	root.AddCommand(upCmd(), serveCmd(), modelCmd(), appendCmd(), sqlCmd(), requestCmd(), functionCmd(), callCmd(), callsCmd(), workersCmd(), snapshotsCmd(), pullCmd(), queryCmd(), watchCmd(), benchCmd(), devCmd(), authCmd())
 	return root
 }
 

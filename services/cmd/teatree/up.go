@@ -11,6 +11,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/teatree-dev/teatree/pkg/auth"
 	"github.com/teatree-dev/teatree/pkg/natsboot"
 	"github.com/teatree-dev/teatree/pkg/sizeclass"
 	"github.com/teatree-dev/teatree/pkg/subject"
@@ -25,6 +26,7 @@ type serverFlags struct {
 	blobs, nodeID, size              string
 	capabilities, webhookAllow       []string
 	webhookSecret                    string
+	auth                             string
 	slots, maxBatch, replicas        int
 	threads, publications            int
 	memory                           byteSize
@@ -54,6 +56,13 @@ func (f *serverFlags) register(cmd *cobra.Command) {
 	fl.DurationVar(&f.leaseTTL, "lease-ttl", natsboot.DefaultLeaseTTL, "how long a model's lease outlives its node")
 	fl.DurationVar(&f.notificationAge, "notification-max-age", natsboot.DefaultNotificationMaxAge, "how long notifications are kept for replay (TT_NTF)")
 	fl.StringSliceVar(&f.webhookAllow, "webhook-allow", nil, "hosts (host or host:port) webhooks may be delivered to; none by default")
+	fl.StringVar(&f.auth, "auth", "", `access policy file, YAML or JSON (see docs/security.md); without it the gateway is open to anyone who reaches it. Every /v1/ request then needs Authorization: Bearer <token>, and may do only what its principal's grants allow:
+  principals:
+    - name: analyst
+      tokens: ["sha256:..."]          # teatree auth token prints a token and this line
+      allow: [{models: ["sales*"], roles: [read]}]   # roles: admin, write, read, work
+      limits: {queries: 4, mutations_per_second: 50}
+SIGHUP reloads the file (a revoked token is refused from then on); a bad file fails the start`)
 	fl.StringVar(&f.webhookSecret, "webhook-secret", os.Getenv("TEATREE_WEBHOOK_SECRET"), "key of the HMAC-SHA256 signature of webhook deliveries (or set TEATREE_WEBHOOK_SECRET)")
 }
 
@@ -76,6 +85,11 @@ func (f *serverFlags) config(services []string) (stack.Config, error) {
 	}
 	cfg.Manager.MaxBatchMessages = f.maxBatch
 	cfg.Manager.IdleTimeout = f.idleTimeout
+	if f.auth != "" {
+		if cfg.Auth, err = auth.NewHolder(f.auth); err != nil {
+			return stack.Config{}, fmt.Errorf("--auth: %w", err)
+		}
+	}
 	return cfg, nil
 }
 
@@ -176,5 +190,8 @@ Compute workers run apart from these: teatree serve worker --help.`,
 func runUntilSignal(cfg stack.Config) error {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	if cfg.Auth != nil {
+		cfg.Auth.ReloadOnSIGHUP(ctx, cfg.Log)
+	}
 	return stack.Run(ctx, cfg)
 }

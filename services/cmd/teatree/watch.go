@@ -65,6 +65,9 @@ func follow(cmd *cobra.Command, u string, lastID *string) error {
 	if *lastID != "" {
 		req.Header.Set("Last-Event-ID", *lastID)
 	}
+	if t := tokenOf(cmd); t != "" {
+		req.Header.Set("Authorization", "Bearer "+t)
+	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		return err
