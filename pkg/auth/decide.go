@@ -26,11 +26,11 @@ func (pr *Principal) CanAnywhere(role Role) bool {
 	return false
 }
 
-// CanServe reports whether the principal may serve jobs of model that need
-// every one of capabilities.
-func (pr *Principal) CanServe(model string, capabilities []string) bool {
+// CanServe reports whether the principal may serve jobs that need every
+// one of capabilities (of any model: work grants cover every model).
+func (pr *Principal) CanServe(capabilities []string) bool {
 	for _, g := range pr.Allow {
-		if slices.Contains(g.Roles, Work) && g.matches(model) && g.covers(capabilities) {
+		if slices.Contains(g.Roles, Work) && g.covers(capabilities) {
 			return true
 		}
 	}
