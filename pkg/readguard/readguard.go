@@ -6,8 +6,6 @@
 package readguard
 
 import (
-	"regexp"
-	"sort"
 	"strings"
 
 	"github.com/teatree-dev/teatree/pkg/apierr"
@@ -44,8 +42,9 @@ var refused = map[string]string{
 	"json_execute_serialized_sql": "SQL given as text",
 }
 
-// Check refuses, with permission_denied, a statement that names anything
-// in the refused list or is not a SELECT to DuckDB's parser. A statement
+// Check refuses, with permission_denied, a read statement that names
+// anything in the refused list. One DuckDB reads but will not serialize
+// (a PRAGMA, a PIVOT without IN list) is checked by its words. A statement
 // DuckDB cannot parse passes: running it reports the syntax error.
 func Check(text string) error {
 	tree, err := parse(text)
@@ -65,7 +64,7 @@ func Check(text string) error {
 		}
 	})
 	if len(found) > 0 {
-		return refuse(found)
+		return refuse("queries", found)
 	}
 	return nil
 }
@@ -91,35 +90,8 @@ func walk(node any, name func(string)) {
 	}
 }
 
-// word finds a refused name, or PRAGMA, as a word anywhere in a text.
-var word = func() *regexp.Regexp {
-	names := []string{"pragma"}
-	for n := range refused {
-		names = append(names, n)
-	}
-	sort.Strings(names)
-	return regexp.MustCompile(`(?i)(?:^|[^a-z0-9_$])(` + strings.Join(names, "|") + `)(?:[^a-z0-9_$]|$)`)
-}()
-
-// checkWords checks a statement that DuckDB's parser reads but will not
-// serialize: a PRAGMA (which DuckDB runs as a SELECT on its own tables),
-// or a PIVOT without an IN list. It is refused when it names PRAGMA or a
-// refused name anywhere, in a string or a comment too.
-func checkWords(text string) error {
-	m := word.FindAllStringSubmatch(text, -1)
-	if len(m) == 0 {
-		return nil
-	}
-	found := make([]string, len(m))
-	for i, s := range m {
-		found[i] = strings.ToLower(s[1])
-		if found[i] == "pragma" {
-			return apierr.New(apierr.PermissionDenied, "PRAGMA is not available to queries: it shows the server; query a table or a view")
-		}
-	}
-	return refuse(found)
-}
-
-func refuse(found []string) error {
-	return apierr.Errorf(apierr.PermissionDenied, "%s is not available to queries: it shows %s", found[0], refused[found[0]])
+// refuse refuses the first of the names found, in what (queries, SQL
+// mutations).
+func refuse(what string, found []string) error {
+	return apierr.Errorf(apierr.PermissionDenied, "%s is not available to %s: it shows %s", found[0], what, refused[found[0]])
 }

@@ -99,3 +99,31 @@ func TestScrubPaths(t *testing.T) {
 		require.Equal(t, want, readguard.ScrubPaths(in), in)
 	}
 }
+
+func TestCheckWrite(t *testing.T) {
+	t.Parallel()
+	for _, sql := range []string{
+		"create view v as select * from duckdb_settings()",
+		"CREATE MACRO leak() AS Current_Setting('temp_directory')",
+		"create table x as select path from duckdb_databases",
+		"insert into t select value from pg_settings",
+		"update t set name = getenv('HOME')",
+		"create view v as from query('select 1')",
+		"create view v as from query /* a /* nested */ comment */ ('select 1')",
+		"create view v as from QUERY_TABLE\n('t')",
+	} {
+		err := readguard.CheckWrite(sql)
+		require.Error(t, err, sql)
+		code, msg := apierr.From(err)
+		require.Equal(t, apierr.PermissionDenied, code, sql)
+		require.Contains(t, msg, "not available to SQL mutations", sql)
+	}
+	for _, sql := range []string{
+		"create table log (query varchar, query_table varchar)",
+		"insert into log (query) values ('select 1')",
+		"update log set query = query || ';'",
+		"create view v as select query, count(*) from log group by query",
+	} {
+		require.NoError(t, readguard.CheckWrite(sql), sql)
+	}
+}
