@@ -2,7 +2,9 @@
 // query that would show the server under it, that is a path on the node,
 // a setting, an environment variable or another database. It decides from
 // DuckDB's own parser, so case, quoting, comments and schema prefixes
-// change nothing.
+// change nothing. The SQL of a mutation, which may make views and macros
+// that queries run, is refused the same names (CheckWrite), and paths are
+// scrubbed from the messages readers get (ScrubPaths).
 package readguard
 
 import (
