@@ -10,6 +10,7 @@ import (
 	"github.com/duckdb/duckdb-go/v2"
 
 	"github.com/teatree-dev/teatree/pkg/apierr"
+	"github.com/teatree-dev/teatree/pkg/readguard"
 	"github.com/teatree-dev/teatree/pkg/sqlstmt"
 	"github.com/teatree-dev/teatree/pkg/statements"
 	"github.com/teatree-dev/teatree/pkg/subject"
@@ -92,6 +93,9 @@ func validateSQL(ctx context.Context, d *Definition) error {
 		return apierr.New(apierr.InvalidArgument, "sql: a sql function needs its statements")
 	}
 	if err := statements.CheckReserved(d.SQL); err != nil {
+		return field("sql", err)
+	}
+	if err := readguard.CheckWrite(d.SQL); err != nil {
 		return field("sql", err)
 	}
 	used := map[string]bool{}

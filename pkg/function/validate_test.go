@@ -73,6 +73,9 @@ func TestValidateRefuses(t *testing.T) {
 		{"reserved table", func(d *Definition) {
 			d.SQL = "DELETE FROM _tt_requests; UPDATE stock SET qty = $qty WHERE item = $item"
 		}, "reserved"},
+		{"server setting", func(d *Definition) {
+			d.SQL = "UPDATE stock SET qty = $qty, item = current_setting('temp_directory') WHERE item = $item"
+		}, "current_setting is not available to SQL mutations"},
 		{"sql with capabilities", func(d *Definition) { d.Capabilities = []string{"go"} }, "capabilities: not a field of a sql function"},
 		{"sql with output", func(d *Definition) { d.Output = &Output{Table: "t", Mode: ModeAppend} }, "output: not a field"},
 	}

@@ -123,7 +123,7 @@ func (j *jobRun) run(ctx context.Context) {
 		j.fail(settle, apierr.Errorf(apierr.DeadlineExceeded, "the call's deadline %s passed while attempt %d ran", job.Deadline, j.attempt), true)
 	default:
 		code, _ := apierr.From(err)
-		j.fail(settle, err, j.attempt >= maxAttempts || code == apierr.InvalidArgument)
+		j.fail(settle, err, j.attempt >= maxAttempts || code == apierr.InvalidArgument || code == apierr.PermissionDenied)
 	}
 }
 

@@ -207,8 +207,9 @@ func TestLateSubscriber(t *testing.T) {
 	require.Error(t, err, "nothing more than the 600")
 }
 
-// TestHostileQueriesOverHTTP: the read path refuses ways out with the
-// contract's codes and keeps answering.
+// TestHostileQueriesOverHTTP: the read path refuses ways out, and reads of
+// the server under the model, with the contract's codes, names none of the
+// server's paths, and keeps answering.
 func TestHostileQueriesOverHTTP(t *testing.T) {
 	t.Parallel()
 	s := startServer(t)
@@ -223,12 +224,18 @@ func TestHostileQueriesOverHTTP(t *testing.T) {
 		{"set threads = 1", "permission_denied"},
 		{"delete from t", "permission_denied"},
 		{"select 1; select 2", "invalid_argument"},
+		// The server under the model: its paths, settings and databases.
+		{"pragma database_list", "permission_denied"},
+		{"select current_setting('temp_directory')", "permission_denied"},
+		{"from duckdb_databases()", "permission_denied"},
+		{"from glob('" + s.data + "/*')", "permission_denied"},
 	} {
 		body, _ := json.Marshal(map[string]any{"sql": c.sql, "min_seq": seq})
 		code, b, hdr := do(t, http.MethodPost, s.url("/v1/models/h/query"), "application/json", body)
 		require.Equal(t, "failed", hdr.Get("Tt-Status"), c.sql)
 		require.Contains(t, string(b), `"code":"`+c.code+`"`, c.sql)
 		require.GreaterOrEqual(t, code, 400)
+		require.NotContains(t, string(b), s.data, "an error shows no path of the server's: %s", c.sql)
 		code, b, _ = do(t, http.MethodPost, s.url("/v1/models/h/query"), "application/json", []byte(`{"sql":"select count(*) as n from t"}`))
 		require.Equal(t, http.StatusOK, code)
 		require.JSONEq(t, `[{"n":1}]`, strings.TrimSpace(string(b)))

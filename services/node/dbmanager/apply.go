@@ -13,6 +13,7 @@ import (
 	"google.golang.org/protobuf/types/known/structpb"
 
 	"github.com/teatree-dev/teatree/pkg/apierr"
+	"github.com/teatree-dev/teatree/pkg/readguard"
 	"github.com/teatree-dev/teatree/pkg/sqlstmt"
 	"github.com/teatree-dev/teatree/pkg/statements"
 	"github.com/teatree-dev/teatree/pkg/subject"
@@ -326,6 +327,9 @@ func applySQL(ctx context.Context, st *store, body []byte) (applyResult, error) 
 func runSQL(ctx context.Context, st *store, text string, params []*structpb.Value) (applyResult, error) {
 	st.forgetColumns() // its statements may change any table
 	if err := statements.CheckReserved(text); err != nil {
+		return applyResult{}, err
+	}
+	if err := readguard.CheckWrite(text); err != nil {
 		return applyResult{}, err
 	}
 	stmts, err := statements.Split(text)

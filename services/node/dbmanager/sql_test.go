@@ -44,6 +44,13 @@ func TestSQLMutation(t *testing.T) {
 		"UPDATE _TT_STATE SET applied_seq = 0",
 		"CALL pragma_version()",
 		"USE memory",
+		// The server's settings and paths, into the model or into what
+		// its readers run.
+		"CREATE TABLE leak AS SELECT current_setting('temp_directory') AS dir",
+		"INSERT INTO t SELECT 1, path FROM duckdb_databases()",
+		"CREATE VIEW leak AS SELECT * FROM duckdb_settings()",
+		"CREATE MACRO leak() AS current_setting('temp_directory')",
+		"CREATE VIEW leak AS FROM query('SELECT 1')",
 	}
 	var forbiddenIDs []string
 	for i, s := range forbidden {

@@ -163,9 +163,6 @@ func (e *Executor) serve(ctx context.Context, req micro.Request) {
 	}
 	res, err := e.Query(ctx, model, q)
 	if err != nil {
-		if code, _ := apierr.From(err); code == apierr.Internal {
-			e.deps.Log.WarnContext(ctx, "query", "model", model, "err", err)
-		}
 		reply.Error(req, err)
 		return
 	}

@@ -14,6 +14,7 @@ import (
 
 	"github.com/teatree-dev/teatree/pkg/apierr"
 	"github.com/teatree-dev/teatree/pkg/catalog"
+	"github.com/teatree-dev/teatree/pkg/readguard"
 	"github.com/teatree-dev/teatree/pkg/results"
 	"github.com/teatree-dev/teatree/pkg/sqlstmt"
 	"github.com/teatree-dev/teatree/pkg/statements"
@@ -47,8 +48,23 @@ func (e *Executor) Query(ctx context.Context, model string, q *teatreev1.Query) 
 }
 
 // run runs a query in a slot its caller holds. With storeAll, every page is
-// stored, the first too, even when it is the only one.
+// stored, the first too, even when it is the only one. Its error is the
+// one place a query's failure becomes what its reader is told, direct or
+// durable: with every path scrubbed, and logged whole when internal.
 func (e *Executor) run(ctx context.Context, model string, q *teatreev1.Query, storeAll bool) (*Result, error) {
+	res, err := e.read(ctx, model, q, storeAll)
+	if err != nil {
+		code, msg := apierr.From(err)
+		if code == apierr.Internal {
+			e.deps.Log.WarnContext(ctx, "query", "model", model, "err", err)
+		}
+		return nil, apierr.New(code, readguard.ScrubPaths(msg))
+	}
+	return res, nil
+}
+
+// read runs a query: run's work, with errors as they come.
+func (e *Executor) read(ctx context.Context, model string, q *teatreev1.Query, storeAll bool) (*Result, error) {
 	if err := subject.ValidateModel(model); err != nil {
 		return nil, err
 	}
@@ -76,6 +92,9 @@ func (e *Executor) run(ctx context.Context, model string, q *teatreev1.Query, st
 	}
 	if len(stmts) != 1 {
 		return nil, apierr.Errorf(apierr.InvalidArgument, "a query is exactly one statement, not %d", len(stmts))
+	}
+	if err := readguard.Check(stmts[0].Text); err != nil {
+		return nil, err
 	}
 	args, err := sqlstmt.Args(stmts[0], q.GetParams())
 	if err != nil {

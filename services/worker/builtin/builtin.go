@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/teatree-dev/teatree/pkg/apierr"
+	"github.com/teatree-dev/teatree/pkg/readguard"
 	"github.com/teatree-dev/teatree/pkg/statements"
 	"github.com/teatree-dev/teatree/pkg/subject"
 	"github.com/teatree-dev/teatree/pkg/worker"
@@ -65,9 +66,21 @@ func SQLToTable(ctx context.Context, in *worker.Input) (worker.Output, error) {
 	if len(stmts) != 1 {
 		return worker.Output{}, apierr.Errorf(apierr.InvalidArgument, "argument sql: exactly one statement, not %d", len(stmts))
 	}
+	// The job's DuckDB is the worker's: its settings, its attached files
+	// and their paths, and the worker's file system are the server's, not
+	// the caller's. The versions are attached already; with external
+	// access off they stay readable and nothing else is (nor can the
+	// setting be changed back: it is locked).
+	if err := readguard.Check(stmts[0].Text); err != nil {
+		return worker.Output{}, err
+	}
+	if _, err := in.DB.ExecContext(ctx, "SET enable_external_access = false; SET lock_configuration = true"); err != nil {
+		return worker.Output{}, fmt.Errorf("close the job's DuckDB to the file system: %w", err)
+	}
 	rd, err := in.Query(ctx, stmts[0].Text)
 	if err != nil {
-		return worker.Output{}, err
+		code, msg := apierr.From(err)
+		return worker.Output{}, apierr.New(code, readguard.ScrubPaths(msg))
 	}
 	return worker.Arrow(rd), nil
 }

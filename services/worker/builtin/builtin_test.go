@@ -80,3 +80,37 @@ func TestBuiltinsRefuseBadArguments(t *testing.T) {
 	_, err := os.Stat(e.Blobs + "/calls")
 	require.True(t, os.IsNotExist(err), "no result is written")
 }
+
+// TestSQLToTableSeesNoServer: sql_to_table runs on the worker's DuckDB, so
+// it refuses what would show the worker's settings and files, like a query.
+func TestSQLToTableSeesNoServer(t *testing.T) {
+	t.Parallel()
+	e := workertest.New(t)
+	evs := e.Watch(t)
+	e.Start(t, worker.Config{ID: "w-1", Handlers: builtin.Handlers()})
+	for _, c := range []struct{ id, sql, says string }{
+		{"l1", "SELECT current_setting('temp_directory')", "current_setting"},
+		{"l2", "FROM duckdb_databases()", "duckdb_databases"},
+		{"l3", "PRAGMA database_list", "PRAGMA"},
+		{"l4", "FROM query('SELECT * FROM duckdb_settings()')", "query"},
+	} {
+		e.Queue(t, e.Job(c.id, "sql_to_table", map[string]any{"sql": c.sql}, 3))
+		failed := evs.WaitFor(t, c.id, "sales."+c.id+".1.failed")
+		require.True(t, failed.Final, "retrying cannot help: %s", c.id)
+		require.Equal(t, "permission_denied", failed.Error.Code, "%s: %s", c.id, failed.Error.Message)
+		require.Contains(t, failed.Error.Message, c.says)
+	}
+	q := e.Job("l5", "sql_to_table", map[string]any{"sql": "SELECT count(*) AS n FROM orders"}, 3)
+	e.Queue(t, q)
+	done := evs.WaitFor(t, "l5", "sales.l5.1.done")
+	require.EqualValues(t, 1, done.Rows)
+
+	// The worker's files are out of reach, and a path in an error is not
+	// shown.
+	e.Queue(t, e.Job("l6", "sql_to_table", map[string]any{"sql": "SELECT * FROM read_csv('/etc/passwd')"}, 3))
+	failed := evs.WaitFor(t, "l6", "sales.l6.1.failed")
+	require.Equal(t, "invalid_argument", failed.Error.Code, failed.Error.Message)
+	require.Contains(t, failed.Error.Message, "Permission Error")
+	require.Contains(t, failed.Error.Message, `"<path>"`)
+	require.NotContains(t, failed.Error.Message, "/etc/passwd")
+}
