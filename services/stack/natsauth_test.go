@@ -1,0 +1,95 @@
+package stack_test
+
+import (
+	"bytes"
+	"context"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/stretchr/testify/require"
+
+	"github.com/teatree-dev/teatree/internal/authtest"
+	"github.com/teatree-dev/teatree/pkg/auth"
+	"github.com/teatree-dev/teatree/pkg/function"
+	"github.com/teatree-dev/teatree/pkg/subject"
+	"github.com/teatree-dev/teatree/services/node"
+	"github.com/teatree-dev/teatree/services/stack"
+)
+
+// runSecured runs the whole stack with the authtest policy, and returns
+// it and a connect of the policy's principals.
+func runSecured(t *testing.T) (*running, authtest.Connect) {
+	holder, err := auth.NewHolder(authtest.WritePolicy(t))
+	require.NoError(t, err)
+	st := runStack(t, stack.Config{
+		Services: stack.AllServices,
+		Data:     t.TempDir(),
+		HTTPAddr: "127.0.0.1:0",
+		Node:     node.Config{ID: "n1", Capabilities: []string{"duckdb"}, Slots: 4, Memory: 2 << 30, Threads: 1},
+		Auth:     holder,
+	})
+	connect := func(t *testing.T, principal string, opts ...nats.Option) *nats.Conn {
+		nc, err := nats.Connect(st.NATSURL, append(opts, nats.UserInfo(principal, authtest.Password(principal)))...)
+		require.NoError(t, err)
+		t.Cleanup(nc.Close)
+		return nc
+	}
+	return st, connect
+}
+
+// rootDo sends an HTTP request to the gateway as authtest.Root.
+func rootDo(t *testing.T, st *running, method, path, body string) {
+	t.Helper()
+	req, err := http.NewRequest(method, st.HTTPURL+path, bytes.NewBufferString(body))
+	require.NoError(t, err)
+	req.Header.Set("Authorization", "Bearer "+authtest.RootToken)
+	req.Header.Set("Content-Type", "application/json")
+	res, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	defer res.Body.Close()
+	require.Less(t, res.StatusCode, 300, "%s %s", method, path)
+}
+
+// TestEmbeddedServerEnforcesThePolicy runs the NATS permission matrix
+// against `up --auth`'s embedded server.
+func TestEmbeddedServerEnforcesThePolicy(t *testing.T) {
+	t.Parallel()
+	st, connect := runSecured(t)
+	for _, m := range []string{"sales", "hr"} {
+		rootDo(t, st, http.MethodPost, "/v1/models", `{"id":"`+m+`"}`)
+	}
+	rootDo(t, st, http.MethodPut, "/v1/models/sales/functions/describe", `{"kind":"compute","handler":"describe","capabilities":["go"]}`)
+	rootDo(t, st, http.MethodPut, "/v1/models/sales/functions/render", `{"kind":"compute","handler":"describe","capabilities":["gpu"]}`)
+	// The users follow the catalog once the watch has seen it.
+	require.Eventually(t, func() bool { return strings.Contains(st.logs.String(), "models=2 routes=2") },
+		60*time.Second, 20*time.Millisecond, "%s", st.logs)
+	authtest.NATSMatrix(t, connect, authtest.World{Names: subject.Default(), Own: "sales", Other: "hr",
+		Route: function.Route("describe", []string{"go"}), OtherRoute: function.Route("describe", []string{"gpu"})})
+}
+
+// TestNATSUsersFollowTheCatalog: a connection made before model sales2
+// exists may publish its mutations once it is created, for its grant is
+// on sales*: nats-server gives existing connections the reloaded
+// permissions.
+func TestNATSUsersFollowTheCatalog(t *testing.T) {
+	t.Parallel()
+	st, connect := runSecured(t)
+	nc := connect(t, authtest.Writer, nats.CustomInboxPrefix(auth.InboxPrefix(authtest.Writer)))
+	js, err := jetstream.New(nc)
+	require.NoError(t, err)
+	subj := subject.Default().Mut("sales2", "sql") + "." + authtest.Writer
+	publish := func() error {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		_, err := js.Publish(ctx, subj, []byte("{}"))
+		return err
+	}
+	require.Error(t, publish(), "before sales2 exists")
+	rootDo(t, st, http.MethodPost, "/v1/models", `{"id":"sales2"}`)
+	require.Eventually(t, func() bool { return publish() == nil }, 60*time.Second, 50*time.Millisecond)
+	require.Zero(t, nc.Stats().Reconnects, "the same connection")
+}
