@@ -83,7 +83,7 @@ func TestWorkerPermissions(t *testing.T) {
 			"$JS.ACK.TT_CALL.call-" + route + ".>",
 		}
 	}
-	common := []string{"$JS.API.INFO", "$JS.API.STREAM.INFO.KV_tt_compute", "$KV.tt_compute.>", "tt.evt.*.call"}
+	common := []string{"$JS.API.INFO", "$JS.API.STREAM.INFO.KV_tt_compute", "$JS.API.STREAM.INFO.TT_CALL", "$KV.tt_compute.>", "tt.evt.*.call"}
 
 	// A worker of "go" serves the routes needing go alone.
 	got := principal(t, `{models: ["*"], roles: [work], capabilities: [go]}`).NATSPermissions(n, catalog)

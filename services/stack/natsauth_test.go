@@ -3,6 +3,7 @@ package stack_test
 import (
 	"bytes"
 	"context"
+	"log/slog"
 	"net/http"
 	"strings"
 	"testing"
@@ -15,7 +16,10 @@ import (
 	"github.com/teatree-dev/teatree/internal/authtest"
 	"github.com/teatree-dev/teatree/pkg/auth"
 	"github.com/teatree-dev/teatree/pkg/function"
+	"github.com/teatree-dev/teatree/pkg/natsboot"
+	"github.com/teatree-dev/teatree/pkg/natsboot/natstest"
 	"github.com/teatree-dev/teatree/pkg/subject"
+	"github.com/teatree-dev/teatree/pkg/worker"
 	"github.com/teatree-dev/teatree/services/node"
 	"github.com/teatree-dev/teatree/services/stack"
 )
@@ -92,4 +96,45 @@ func TestNATSUsersFollowTheCatalog(t *testing.T) {
 	rootDo(t, st, http.MethodPost, "/v1/models", `{"id":"sales2"}`)
 	require.Eventually(t, func() bool { return publish() == nil }, 60*time.Second, 50*time.Millisecond)
 	require.Zero(t, nc.Stats().Reconnects, "the same connection")
+}
+
+// TestWorkerSkipsRefusedRoutes: a worker of capabilities go and gpu,
+// whose grant covers go only, binds the route of go and skips the others
+// with a warning, under its principal's inbox prefix.
+func TestWorkerSkipsRefusedRoutes(t *testing.T) {
+	t.Parallel()
+	st, _ := runSecured(t)
+	rootDo(t, st, http.MethodPost, "/v1/models", `{"id":"sales"}`)
+	rootDo(t, st, http.MethodPut, "/v1/models/sales/functions/describe", `{"kind":"compute","handler":"describe","capabilities":["go"]}`)
+	require.Eventually(t, func() bool { return strings.Contains(st.logs.String(), "models=1 routes=1") },
+		60*time.Second, 20*time.Millisecond, "%s", st.logs)
+
+	nc, err := worker.Connect(st.NATSURL, natsboot.Credentials{User: authtest.Worker, Password: authtest.Password(authtest.Worker)}, authtest.Worker)
+	require.NoError(t, err)
+	t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	require.NoError(t, err)
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	compute, err := js.KeyValue(ctx, subject.Default().ComputeBucket())
+	require.NoError(t, err)
+	logs := &natstest.LogBuffer{}
+	w, err := worker.New(worker.Config{ID: "w-1", Capabilities: []string{"go", "gpu"}, Handlers: map[string]worker.Handler{
+		"describe": func(context.Context, *worker.Input) (worker.Output, error) { return worker.Output{}, nil },
+	}}, worker.Deps{JS: js, Compute: compute, Log: slog.New(slog.NewTextHandler(logs, nil))})
+	require.NoError(t, err)
+	ready := make(chan struct{})
+	done := make(chan error, 1)
+	go func() { done <- w.Run(ctx, func() { close(ready) }) }()
+	t.Cleanup(func() { cancel(); <-done })
+	select {
+	case <-ready:
+	case err := <-done:
+		t.Fatalf("worker stopped: %v\n%s", err, logs)
+	case <-time.After(60 * time.Second):
+		t.Fatalf("worker not ready:\n%s", logs)
+	}
+	require.Equal(t, 2, strings.Count(logs.String(), "route skipped"), "%s", logs)
+	require.Contains(t, logs.String(), "route=describe@gpu")
+	require.Contains(t, logs.String(), "route=describe@go+gpu")
 }

@@ -11,6 +11,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/teatree-dev/teatree/pkg/auth"
 	"github.com/teatree-dev/teatree/pkg/natsboot"
 	"github.com/teatree-dev/teatree/pkg/sizeclass"
 	"github.com/teatree-dev/teatree/pkg/subject"
@@ -25,6 +26,7 @@ type serverFlags struct {
 	blobs, nodeID, size              string
 	capabilities, webhookAllow       []string
 	webhookSecret                    string
+	authFile                         string
 	slots, maxBatch, replicas        int
 	threads, publications            int
 	memory                           byteSize
@@ -54,6 +56,7 @@ func (f *serverFlags) register(cmd *cobra.Command) {
 	fl.DurationVar(&f.leaseTTL, "lease-ttl", natsboot.DefaultLeaseTTL, "how long a model's lease outlives its node")
 	fl.DurationVar(&f.notificationAge, "notification-max-age", natsboot.DefaultNotificationMaxAge, "how long notifications are kept for replay (TT_NTF)")
 	fl.StringSliceVar(&f.webhookAllow, "webhook-allow", nil, "hosts (host or host:port) webhooks may be delivered to; none by default")
+	fl.StringVar(&f.authFile, "auth", "", "access policy file (YAML or JSON): principals, their credentials and grants; reloaded on SIGHUP. With up, the embedded NATS server admits only the policy's NATS users, each with its subject permissions (docs/security.md)")
 	fl.StringVar(&f.webhookSecret, "webhook-secret", os.Getenv("TEATREE_WEBHOOK_SECRET"), "key of the HMAC-SHA256 signature of webhook deliveries (or set TEATREE_WEBHOOK_SECRET)")
 }
 
@@ -76,6 +79,11 @@ func (f *serverFlags) config(services []string) (stack.Config, error) {
 	}
 	cfg.Manager.MaxBatchMessages = f.maxBatch
 	cfg.Manager.IdleTimeout = f.idleTimeout
+	if f.authFile != "" {
+		if cfg.Auth, err = auth.NewHolder(f.authFile); err != nil {
+			return stack.Config{}, err
+		}
+	}
 	return cfg, nil
 }
 
@@ -134,6 +142,7 @@ Try:
 func serveCmd() *cobra.Command {
 	var f serverFlags
 	var natsURL string
+	var creds natsboot.Credentials
 	cmd := &cobra.Command{
 		Use:   "serve SERVICE...",
 		Short: "Run some services against an external NATS server or cluster",
@@ -160,7 +169,7 @@ Compute workers run apart from these: teatree serve worker --help.`,
 			if err != nil {
 				return err
 			}
-			cfg.NATSURL = natsURL
+			cfg.NATSURL, cfg.NATS = natsURL, creds
 			cfg.OnReady = func(r stack.Ready) {
 				fmt.Fprintf(cmd.OutOrStdout(), "teatree serving %v against %s %s\n", args, r.NATSURL, r.HTTPURL)
 			}
@@ -169,6 +178,7 @@ Compute workers run apart from these: teatree serve worker --help.`,
 	}
 	f.register(cmd)
 	cmd.Flags().StringVar(&natsURL, "nats", "nats://127.0.0.1:4222", "URL of the NATS server, or a comma-separated list of seed URLs of a cluster")
+	natsCredentialFlags(cmd.Flags(), &creds)
 	cmd.AddCommand(serveWorkerCmd())
 	return cmd
 }
@@ -176,5 +186,8 @@ Compute workers run apart from these: teatree serve worker --help.`,
 func runUntilSignal(cfg stack.Config) error {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	if cfg.Auth != nil {
+		cfg.Auth.ReloadOnSIGHUP(ctx, cfg.Log)
+	}
 	return stack.Run(ctx, cfg)
 }
