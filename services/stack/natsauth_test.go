@@ -5,12 +5,15 @@ import (
 	"context"
 	"log/slog"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nkeys"
 	"github.com/stretchr/testify/require"
 
 	"github.com/teatree-dev/teatree/internal/authtest"
@@ -24,11 +27,15 @@ import (
 	"github.com/teatree-dev/teatree/services/stack"
 )
 
-// runSecured runs the whole stack with the authtest policy, and returns
-// it and a connect of the policy's principals.
-func runSecured(t *testing.T) (*running, authtest.Connect) {
-	holder, err := auth.NewHolder(authtest.WritePolicy(t))
+// runSecured runs the whole stack with the policy of file, and returns
+// it and a connect of the authtest principals.
+func runSecured(t *testing.T, file string) (*running, authtest.Connect) {
+	holder, err := auth.NewHolder(file)
 	require.NoError(t, err)
+	return runWithPolicy(t, holder)
+}
+
+func runWithPolicy(t *testing.T, holder *auth.Holder) (*running, authtest.Connect) {
 	st := runStack(t, stack.Config{
 		Services: stack.AllServices,
 		Data:     t.TempDir(),
@@ -62,7 +69,7 @@ func rootDo(t *testing.T, st *running, method, path, body string) {
 // against `up --auth`'s embedded server.
 func TestEmbeddedServerEnforcesThePolicy(t *testing.T) {
 	t.Parallel()
-	st, connect := runSecured(t)
+	st, connect := runSecured(t, authtest.WritePolicy(t))
 	for _, m := range []string{"sales", "hr"} {
 		rootDo(t, st, http.MethodPost, "/v1/models", `{"id":"`+m+`"}`)
 	}
@@ -81,7 +88,7 @@ func TestEmbeddedServerEnforcesThePolicy(t *testing.T) {
 // permissions.
 func TestNATSUsersFollowTheCatalog(t *testing.T) {
 	t.Parallel()
-	st, connect := runSecured(t)
+	st, connect := runSecured(t, authtest.WritePolicy(t))
 	nc := connect(t, authtest.Writer, nats.CustomInboxPrefix(auth.InboxPrefix(authtest.Writer)))
 	js, err := jetstream.New(nc)
 	require.NoError(t, err)
@@ -103,7 +110,7 @@ func TestNATSUsersFollowTheCatalog(t *testing.T) {
 // with a warning, under its principal's inbox prefix.
 func TestWorkerSkipsRefusedRoutes(t *testing.T) {
 	t.Parallel()
-	st, _ := runSecured(t)
+	st, _ := runSecured(t, authtest.WritePolicy(t))
 	rootDo(t, st, http.MethodPost, "/v1/models", `{"id":"sales"}`)
 	rootDo(t, st, http.MethodPut, "/v1/models/sales/functions/describe", `{"kind":"compute","handler":"describe","capabilities":["go"]}`)
 	require.Eventually(t, func() bool { return strings.Contains(st.logs.String(), "models=1 routes=1") },
@@ -137,4 +144,54 @@ func TestWorkerSkipsRefusedRoutes(t *testing.T) {
 	require.Equal(t, 2, strings.Count(logs.String(), "route skipped"), "%s", logs)
 	require.Contains(t, logs.String(), "route=describe@gpu")
 	require.Contains(t, logs.String(), "route=describe@go+gpu")
+}
+
+// TestNATSUsersFollowThePolicy: a reloaded policy's new principal, of an
+// nkey, may connect, and an existing connection of a principal given
+// write may publish mutations.
+func TestNATSUsersFollowThePolicy(t *testing.T) {
+	t.Parallel()
+	file := authtest.WritePolicy(t)
+	holder, err := auth.NewHolder(file)
+	require.NoError(t, err)
+	st, connect := runWithPolicy(t, holder)
+	rootDo(t, st, http.MethodPost, "/v1/models", `{"id":"sales"}`)
+	nc := connect(t, authtest.Reader, nats.CustomInboxPrefix(auth.InboxPrefix(authtest.Reader)))
+	js, err := jetstream.New(nc)
+	require.NoError(t, err)
+	subj := subject.Default().Mut("sales", "sql") + "." + authtest.Reader
+	publish := func() error {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		_, err := js.Publish(ctx, subj, []byte("{}"))
+		return err
+	}
+	require.Error(t, publish(), "a reader")
+
+	kp, err := nkeys.CreateUser()
+	require.NoError(t, err)
+	pub, err := kp.PublicKey()
+	require.NoError(t, err)
+	seed, err := kp.Seed()
+	require.NoError(t, err)
+	seedFile := filepath.Join(t.TempDir(), "robot.nk")
+	require.NoError(t, os.WriteFile(seedFile, seed, 0o600))
+	doc, err := os.ReadFile(file)
+	require.NoError(t, err)
+	readGrant := "  - {models: [\"sales*\"], roles: [read]}"
+	require.Contains(t, string(doc), readGrant)
+	doc = bytes.Replace(doc, []byte(readGrant), []byte("  - {models: [\"sales*\"], roles: [read, write]}"), 1)
+	doc = append(doc, "- name: robot\n  nats: {nkey: "+pub+"}\n  allow:\n  - {models: [sales], roles: [read]}\n"...)
+	require.NoError(t, os.WriteFile(file, doc, 0o600))
+	require.NoError(t, holder.Reload())
+
+	require.Eventually(t, func() bool { return publish() == nil }, 60*time.Second, 50*time.Millisecond)
+	require.Zero(t, nc.Stats().Reconnects, "the same connection")
+	opt, err := nats.NkeyOptionFromSeed(seedFile)
+	require.NoError(t, err)
+	robot, err := nats.Connect(st.NATSURL, opt, nats.CustomInboxPrefix(auth.InboxPrefix("robot")))
+	require.NoError(t, err)
+	defer robot.Close()
+	_, err = robot.Request(subject.Default().Query("sales"), []byte(`{"sql": "select 1"}`), 30*time.Second)
+	require.NoError(t, err)
 }
