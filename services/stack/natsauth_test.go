@@ -146,9 +146,10 @@ func TestWorkerSkipsRefusedRoutes(t *testing.T) {
 	require.Contains(t, logs.String(), "route=describe@go+gpu")
 }
 
-// TestNATSUsersFollowThePolicy: a reloaded policy's new principal, of an
-// nkey, may connect, and an existing connection of a principal given
-// write may publish mutations.
+// TestNATSUsersFollowThePolicy: after a reload of the policy, a new
+// principal of an nkey may connect, an existing connection of a principal
+// given write may publish mutations, and the connection of a user no
+// longer in the policy is closed.
 func TestNATSUsersFollowThePolicy(t *testing.T) {
 	t.Parallel()
 	file := authtest.WritePolicy(t)
@@ -181,12 +182,18 @@ func TestNATSUsersFollowThePolicy(t *testing.T) {
 	readGrant := "  - {models: [\"sales*\"], roles: [read]}"
 	require.Contains(t, string(doc), readGrant)
 	doc = bytes.Replace(doc, []byte(readGrant), []byte("  - {models: [\"sales*\"], roles: [read, write]}"), 1)
+	// The admin's user is renamed: its connection is closed.
+	admin := connect(t, authtest.Admin)
+	adminUser := "nats: {user: " + authtest.Admin + ","
+	require.Contains(t, string(doc), adminUser)
+	doc = bytes.Replace(doc, []byte(adminUser), []byte("nats: {user: renamed,"), 1)
 	doc = append(doc, "- name: robot\n  nats: {nkey: "+pub+"}\n  allow:\n  - {models: [sales], roles: [read]}\n"...)
 	require.NoError(t, os.WriteFile(file, doc, 0o600))
 	require.NoError(t, holder.Reload())
 
 	require.Eventually(t, func() bool { return publish() == nil }, 60*time.Second, 50*time.Millisecond)
 	require.Zero(t, nc.Stats().Reconnects, "the same connection")
+	require.Eventually(t, func() bool { return !admin.IsConnected() }, 60*time.Second, 20*time.Millisecond)
 	opt, err := nats.NkeyOptionFromSeed(seedFile)
 	require.NoError(t, err)
 	robot, err := nats.Connect(st.NATSURL, opt, nats.CustomInboxPrefix(auth.InboxPrefix("robot")))
