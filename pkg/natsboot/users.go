@@ -28,11 +28,14 @@ type Access struct {
 
 // PolicyAccess builds the users of the policy's principals over the
 // catalog, and the internal user with internalPassword.
-func PolicyAccess(p *auth.Policy, n subject.Names, cat auth.Catalog, internalPassword string) Access {
+func PolicyAccess(p *auth.Policy, n subject.Names, cat auth.Catalog, internalPassword string) (Access, error) {
 	a := Access{Users: []*server.User{{Username: InternalUser, Password: internalPassword}}}
 	for _, pr := range p.Principals {
 		if pr.NATS == nil {
 			continue
+		}
+		if pr.NATS.User == InternalUser {
+			return Access{}, fmt.Errorf("principal %s: nats user %s is teatree's own", pr.Name, InternalUser)
 		}
 		perms := pr.NATSPermissions(n, cat)
 		sp := &server.Permissions{
@@ -48,7 +51,7 @@ func PolicyAccess(p *auth.Policy, n subject.Names, cat auth.Catalog, internalPas
 		hash := strings.TrimPrefix(pr.NATS.PasswordHash, "bcrypt:")
 		a.Users = append(a.Users, &server.User{Username: pr.NATS.User, Password: hash, Permissions: sp})
 	}
-	return a
+	return a, nil
 }
 
 // InternalPassword makes the internal user's password: random, made at

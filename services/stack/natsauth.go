@@ -49,8 +49,11 @@ func startSecured(cfg natsboot.ServerConfig, holder *auth.Holder, names subject.
 	a := &natsAccess{holder: holder, names: names, password: password, log: log,
 		reloaded: make(chan struct{}, 1), models: map[string]bool{}, routes: map[string]string{}}
 	pol := holder.Policy()
-	a.srv, err = natsboot.StartSecuredServer(cfg, natsboot.PolicyAccess(pol, names, auth.Catalog{}, password))
+	access, err := natsboot.PolicyAccess(pol, names, auth.Catalog{}, password)
 	if err != nil {
+		return nil, err
+	}
+	if a.srv, err = natsboot.StartSecuredServer(cfg, access); err != nil {
 		return nil, err
 	}
 	a.last, a.lastPol = auth.Catalog{}, pol
@@ -99,14 +102,22 @@ func (a *natsAccess) watch(ctx context.Context, models, functions jetstream.KeyV
 		defer mw.Stop()
 		defer fw.Stop()
 		for {
+			var e jetstream.KeyValueEntry
+			ok := true
 			select {
 			case <-ctx.Done():
 				return nil
-			case e := <-mw.Updates():
+			case e, ok = <-mw.Updates():
 				a.note(e, true)
-			case e := <-fw.Updates():
+			case e, ok = <-fw.Updates():
 				a.note(e, false)
 			case <-a.reloaded:
+			}
+			if !ok {
+				if ctx.Err() != nil {
+					return nil
+				}
+				return fmt.Errorf("watch of %s or %s ended", a.names.ModelsBucket(), a.names.FunctionsBucket())
 			}
 			// A failed reload keeps the users in force; the next change
 			// tries again.
@@ -148,7 +159,11 @@ func (a *natsAccess) apply() error {
 	if pol == a.lastPol && slices.Equal(cat.Models, a.last.Models) && slices.Equal(cat.Routes, a.last.Routes) {
 		return nil
 	}
-	if err := a.srv.SetAccess(natsboot.PolicyAccess(pol, a.names, cat, a.password)); err != nil {
+	access, err := natsboot.PolicyAccess(pol, a.names, cat, a.password)
+	if err != nil {
+		return err
+	}
+	if err := a.srv.SetAccess(access); err != nil {
 		return err
 	}
 	a.last, a.lastPol = cat, pol
