@@ -64,9 +64,12 @@ func (pr *Principal) NATSPermissions(n subject.Names, cat Catalog) Permissions {
 		)
 	}
 	if routes := pr.natsRoutes(cat); len(routes) > 0 {
-		p.Publish = append(p.Publish, n.Evt("*", "call"), "$KV."+n.ComputeBucket()+".>", "$JS.API.STREAM.INFO.KV_"+n.ComputeBucket())
-		p.Subscribe = append(p.Subscribe, n.WorkCancel("*", "*"))
 		call := n.CallStream()
+		// A worker looks for TT_CALL and tt_compute before it binds
+		// (serve worker waits for teatree's services to create them).
+		p.Publish = append(p.Publish, n.Evt("*", "call"), "$KV."+n.ComputeBucket()+".>",
+			"$JS.API.STREAM.INFO.KV_"+n.ComputeBucket(), "$JS.API.STREAM.INFO."+call)
+		p.Subscribe = append(p.Subscribe, n.WorkCancel("*", "*"))
 		for _, route := range routes {
 			consumer := consumerName(route)
 			p.Publish = append(p.Publish,

@@ -57,13 +57,20 @@ const DefaultMaxPayload = 8 << 20
 // StartServer starts an embedded NATS server with JetStream and waits until
 // it accepts connections.
 func StartServer(cfg ServerConfig) (*server.Server, error) {
+	s, _, err := startServer(cfg, func(*server.Options) {})
+	return s, err
+}
+
+// startServer is StartServer with a last change to the options (the
+// users of a secured server), which it returns as the server took them.
+func startServer(cfg ServerConfig, adjust func(*server.Options)) (*server.Server, *server.Options, error) {
 	host, portStr, err := net.SplitHostPort(cfg.Addr)
 	if err != nil {
-		return nil, fmt.Errorf("nats address %q: %w", cfg.Addr, err)
+		return nil, nil, fmt.Errorf("nats address %q: %w", cfg.Addr, err)
 	}
 	port, err := listenPort(cfg.Addr, portStr)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if cfg.MaxPayload == 0 {
 		cfg.MaxPayload = DefaultMaxPayload
@@ -89,19 +96,20 @@ func StartServer(cfg ServerConfig) (*server.Server, error) {
 	}
 	if cfg.Cluster.Name != "" {
 		if err := clusterOptions(opts, cfg.Cluster); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 	}
+	adjust(opts)
 	s, err := server.NewServer(opts)
 	if err != nil {
-		return nil, fmt.Errorf("new nats server: %w", err)
+		return nil, nil, fmt.Errorf("new nats server: %w", err)
 	}
 	go s.Start()
 	if !s.ReadyForConnections(30 * time.Second) {
 		s.Shutdown()
-		return nil, fmt.Errorf("nats server on %s: not ready after 30s", cfg.Addr)
+		return nil, nil, fmt.Errorf("nats server on %s: not ready after 30s", cfg.Addr)
 	}
-	return s, nil
+	return s, opts, nil
 }
 
 // listenPort parses the port of addr; 0 means any free port. A fixed port

@@ -15,6 +15,7 @@ import (
 	"regexp"
 	"slices"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -197,6 +198,12 @@ func (w *Worker) Run(ctx context.Context, ready func()) error {
 	var consumers []jetstream.Consumer
 	for _, route := range w.Routes() {
 		c, err := w.bind(ctx, route)
+		if w.refused(err, route) {
+			// Under an access policy a worker may bind only the routes
+			// of registered functions its work grant covers.
+			w.deps.Log.WarnContext(ctx, "route skipped: the NATS server refused its consumer", "route", route, "err", w.nc.LastError())
+			continue
+		}
 		if err != nil {
 			return err
 		}
@@ -260,6 +267,18 @@ func (w *Worker) bind(ctx context.Context, route string) (jetstream.Consumer, er
 		return nil, fmt.Errorf("bind consumer of route %s: %w", route, err)
 	}
 	return c, nil
+}
+
+// refused reports whether err, a failed bind of route, is the server's
+// refusal of the consumer's creation: the request then gets no answer and
+// times out, and the connection's last error names its subject.
+func (w *Worker) refused(err error, route string) bool {
+	if err == nil || !(errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout)) {
+		return false
+	}
+	last := w.nc.LastError()
+	return errors.Is(last, nats.ErrPermissionViolation) &&
+		strings.Contains(last.Error(), "."+w.cfg.Names.CallStream()+"."+calls.Consumer(route)+".")
 }
 
 // pull fetches one job at a time from c, each only once a slot is free,

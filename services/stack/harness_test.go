@@ -57,6 +57,10 @@ func runStack(t *testing.T, cfg stack.Config) *running {
 	case <-time.After(30 * time.Second):
 		t.Fatalf("stack not ready:\n%s", logs)
 	}
+	if cfg.Auth != nil {
+		// Only the policy's users may connect; the test connects as one.
+		return r
+	}
 	nc, err := nats.Connect(r.NATSURL)
 	require.NoError(t, err)
 	t.Cleanup(nc.Close)

@@ -51,9 +51,17 @@ type Config struct {
 	Services []string
 	// NATSURL is a comma-separated list of seed URLs of a NATS server or
 	// cluster (see natsboot.SeedURLs); empty starts an embedded server.
-	NATSURL  string
+	NATSURL string
+	// NATS are the credentials of the connection to an external NATS
+	// server (--nats-user, --nats-password, --nats-nkey-seed).
+	NATS     natsboot.Credentials
 	Embedded natsboot.ServerConfig
-	Boot     natsboot.Config
+	// Auth is the access policy (--auth); nil lets everyone do
+	// everything. The gateway decides HTTP requests with it; with an
+	// embedded server it becomes the server's users and their subject
+	// permissions (see natsAccess).
+	Auth *auth.Holder
+	Boot natsboot.Config
 	// Data holds the node's model files; Blobs names the snapshot store,
 	// a directory or s3://BUCKET/PREFIX?... (blob.OpenStore; default
 	// Data/blobs).
@@ -68,9 +76,7 @@ type Config struct {
 	Query query.Config
 	// Webhooks configures the notifier's webhook delivery.
 	Webhooks notifier.WebhookConfig
-	// Auth is the access policy (--auth); nil leaves the gateway open.
-	Auth *auth.Holder
-	Log  *slog.Logger
+	Log      *slog.Logger
 	// OnReady is called once every service is ready.
 	OnReady func(Ready)
 }
@@ -99,6 +105,9 @@ func (c Config) Validate() error {
 		if _, err := natsboot.SeedURLs(c.NATSURL); err != nil {
 			errs = append(errs, err)
 		}
+	}
+	if err := c.NATS.Validate(); err != nil {
+		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
 }
@@ -130,13 +139,19 @@ func Run(ctx context.Context, cfg Config) error {
 		return fmt.Errorf("open blob store: %w", err)
 	}
 
-	natsURL := cfg.NATSURL
+	natsURL, creds := cfg.NATSURL, cfg.NATS
 	var srv *server.Server
+	var access *natsAccess
 	if natsURL == "" {
 		if cfg.Embedded.StoreDir == "" {
 			cfg.Embedded.StoreDir = filepath.Join(cfg.Data, "nats")
 		}
-		if srv, err = natsboot.StartServer(cfg.Embedded); err != nil {
+		if cfg.Auth != nil {
+			if access, err = startSecured(cfg.Embedded, cfg.Auth, cfg.Boot.Names, log.With("service", "nats")); err != nil {
+				return err
+			}
+			srv, creds = access.srv.Server, access.credentials()
+		} else if srv, err = natsboot.StartServer(cfg.Embedded); err != nil {
 			return err
 		}
 		defer func() {
@@ -145,7 +160,7 @@ func Run(ctx context.Context, cfg Config) error {
 		}()
 		natsURL = srv.ClientURL()
 	}
-	nc, err := connect(natsURL, log)
+	nc, err := connect(natsURL, creds, log)
 	if err != nil {
 		return err
 	}
@@ -181,6 +196,13 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	readiness := newReadiness(waitFor)
 	g, gctx := errgroup.WithContext(ctx)
+	if access != nil {
+		follow, err := access.watch(gctx, kv.models, kv.functions)
+		if err != nil {
+			return err
+		}
+		g.Go(follow)
+	}
 	var httpURL string
 	if cfg.runs(Gateway) {
 		ln, err := net.Listen("tcp", cfg.HTTPAddr)
@@ -280,8 +302,12 @@ func Run(ctx context.Context, cfg Config) error {
 // connect connects to any of the comma-separated seed URLs, and keeps
 // trying, there and at the servers they tell of, for as long as the process
 // runs: a service may start before the NATS servers.
-func connect(urls string, log *slog.Logger) (*nats.Conn, error) {
-	nc, err := nats.Connect(urls, nats.Name("teatree"),
+func connect(urls string, creds natsboot.Credentials, log *slog.Logger) (*nats.Conn, error) {
+	opts, err := creds.Options()
+	if err != nil {
+		return nil, err
+	}
+	nc, err := nats.Connect(urls, append(opts, nats.Name("teatree"),
 		nats.RetryOnFailedConnect(true), nats.MaxReconnects(-1), nats.ReconnectWait(250*time.Millisecond),
 		nats.ConnectHandler(func(nc *nats.Conn) { log.Info("connected to nats", "server", nc.ConnectedUrlRedacted()) }),
 		nats.DisconnectErrHandler(func(nc *nats.Conn, err error) {
@@ -289,7 +315,7 @@ func connect(urls string, log *slog.Logger) (*nats.Conn, error) {
 				log.Warn("disconnected from nats; reconnecting", "err", err)
 			}
 		}),
-		nats.ReconnectHandler(func(nc *nats.Conn) { log.Info("reconnected to nats", "server", nc.ConnectedUrlRedacted()) }))
+		nats.ReconnectHandler(func(nc *nats.Conn) { log.Info("reconnected to nats", "server", nc.ConnectedUrlRedacted()) }))...)
 	if err != nil {
 		return nil, fmt.Errorf("connect to nats at %s: %w", urls, err)
 	}

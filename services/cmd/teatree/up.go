@@ -62,7 +62,8 @@ func (f *serverFlags) register(cmd *cobra.Command) {
       tokens: ["sha256:..."]          # teatree auth token prints a token and this line
       allow: [{models: ["sales*"], roles: [read]}]   # roles: admin, write, read, work
       limits: {queries: 4, mutations_per_second: 50}
-SIGHUP reloads the file (a revoked token is refused from then on); a bad file fails the start`)
+With up, the embedded NATS server admits only the policy's NATS users, each with its subject permissions.
+SIGHUP reloads the file (a revoked token or user is refused from then on); a bad file fails the start`)
 	fl.StringVar(&f.webhookSecret, "webhook-secret", os.Getenv("TEATREE_WEBHOOK_SECRET"), "key of the HMAC-SHA256 signature of webhook deliveries (or set TEATREE_WEBHOOK_SECRET)")
 }
 
@@ -148,6 +149,7 @@ Try:
 func serveCmd() *cobra.Command {
 	var f serverFlags
 	var natsURL string
+	var creds natsboot.Credentials
 	cmd := &cobra.Command{
 		Use:   "serve SERVICE...",
 		Short: "Run some services against an external NATS server or cluster",
@@ -174,7 +176,7 @@ Compute workers run apart from these: teatree serve worker --help.`,
 			if err != nil {
 				return err
 			}
-			cfg.NATSURL = natsURL
+			cfg.NATSURL, cfg.NATS = natsURL, creds
 			cfg.OnReady = func(r stack.Ready) {
 				fmt.Fprintf(cmd.OutOrStdout(), "teatree serving %v against %s %s\n", args, r.NATSURL, r.HTTPURL)
 			}
@@ -183,6 +185,7 @@ Compute workers run apart from these: teatree serve worker --help.`,
 	}
 	f.register(cmd)
 	cmd.Flags().StringVar(&natsURL, "nats", "nats://127.0.0.1:4222", "URL of the NATS server, or a comma-separated list of seed URLs of a cluster")
+	natsCredentialFlags(cmd.Flags(), &creds)
 	cmd.AddCommand(serveWorkerCmd())
 	return cmd
 }

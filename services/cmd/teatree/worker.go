@@ -13,7 +13,6 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/spf13/cobra"
 
@@ -24,7 +23,8 @@ import (
 )
 
 func serveWorkerCmd() *cobra.Command {
-	var natsURL, prefix, logLevel, id string
+	var natsURL, prefix, logLevel, id, principal string
+	var creds natsboot.Credentials
 	var capabilities, handlers []string
 	var slots int
 	var stopGrace time.Duration
@@ -46,6 +46,15 @@ Built-in handlers:
   sample        n random rows of a table (args: table, n default 10)
   sql_to_table  the rows of one read query on the version (args: sql)
 
+Where teatree runs with an access policy (--auth), give the worker's NATS
+credentials (--nats-user and --nats-password or TEATREE_NATS_PASSWORD, or
+--nats-nkey-seed). Its replies then come to its principal's inbox,
+_INBOX_<principal>: the principal is --principal, by default the
+--nats-user (name each principal's NATS user after it; with an nkey, give
+--principal). A route whose consumer the server refuses (its work grant
+does not cover the route's capabilities, or no function of the route is
+registered) is skipped with a warning.
+
 SIGTERM or Ctrl-C stops pulling jobs and lets the running ones finish for
 up to --stop-grace; the others go back to the queue for another worker.`,
 		Example: `  teatree serve worker --nats nats://10.0.0.1:4222 --capabilities go --slots 4 --id worker-a
@@ -66,11 +75,16 @@ up to --stop-grace; the others go back to the queue for another worker.`,
 			cfg := worker.Config{Names: n, ID: id, Capabilities: capabilities, Slots: slots, Handlers: serve, StopGrace: stopGrace}
 			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
-			return runWorker(ctx, cmd, natsURL, cfg, newLogger(logLevel))
+			if principal == "" {
+				principal = creds.User
+			}
+			return runWorker(ctx, cmd, natsURL, creds, principal, cfg, newLogger(logLevel))
 		},
 	}
 	fl := cmd.Flags()
 	fl.StringVar(&natsURL, "nats", "nats://127.0.0.1:4222", "URL of the NATS server, or a comma-separated list of seed URLs of a cluster")
+	natsCredentialFlags(fl, &creds)
+	fl.StringVar(&principal, "principal", "", "the worker's principal in the access policy, whose inbox prefix (_INBOX_<principal>) it uses (default --nats-user)")
 	fl.StringVar(&prefix, "prefix", subject.DefaultPrefix, "subject prefix of every teatree subject")
 	fl.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
 	fl.StringVar(&id, "id", "", "this worker's id in tt_compute and in its calls' records (default HOSTNAME-PID)")
@@ -84,7 +98,7 @@ up to --stop-grace; the others go back to the queue for another worker.`,
 // runWorker connects, waits until teatree's streams and buckets exist (a
 // worker does not create them: their replicas are the services' to set),
 // and runs the worker until ctx ends.
-func runWorker(ctx context.Context, cmd *cobra.Command, urls string, cfg worker.Config, log *slog.Logger) error {
+func runWorker(ctx context.Context, cmd *cobra.Command, urls string, creds natsboot.Credentials, principal string, cfg worker.Config, log *slog.Logger) error {
 	// Before NATS, so that a bad flag fails at once.
 	if err := cfg.WithDefaults().Validate(); err != nil {
 		return err
@@ -92,10 +106,9 @@ func runWorker(ctx context.Context, cmd *cobra.Command, urls string, cfg worker.
 	if _, err := natsboot.SeedURLs(urls); err != nil {
 		return err
 	}
-	nc, err := nats.Connect(urls, nats.Name("teatree-worker"),
-		nats.RetryOnFailedConnect(true), nats.MaxReconnects(-1), nats.ReconnectWait(250*time.Millisecond))
+	nc, err := worker.Connect(urls, creds, principal)
 	if err != nil {
-		return fmt.Errorf("connect to nats at %s: %w", urls, err)
+		return err
 	}
 	defer nc.Close()
 	js, err := jetstream.New(nc)
