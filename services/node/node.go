@@ -169,8 +169,17 @@ func New(cfg Config, deps Deps) (*Node, error) {
 }
 
 // Run serves until ctx ends, then stops every db-manager and gives up its
-// leases so that the models can move at once.
+// leases so that the models can move at once. A node stopped while it
+// starts has stopped, not failed.
 func (n *Node) Run(ctx context.Context, ready func()) error {
+	err := n.run(ctx, ready)
+	if ctx.Err() != nil {
+		return nil
+	}
+	return err
+}
+
+func (n *Node) run(ctx context.Context, ready func()) error {
 	if err := n.heartbeat(ctx); err != nil {
 		return err
 	}
