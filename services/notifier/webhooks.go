@@ -220,7 +220,7 @@ func (w *webhooks) post(ctx context.Context, target string, msg jetstream.Msg) e
 		return err
 	}
 	for _, k := range []string{subject.HeaderContentType, subject.HeaderModel, subject.HeaderRequestID, subject.HeaderStatus,
-		subject.HeaderSeq, subject.HeaderPage, subject.HeaderPages, subject.HeaderVersion, subject.HeaderRows} {
+		subject.HeaderSeq, subject.HeaderPage, subject.HeaderPages, subject.HeaderVersion, subject.HeaderRows, subject.HeaderPrincipal} {
 		if v := msg.Headers().Get(k); v != "" {
 			req.Header.Set(k, v)
 		}

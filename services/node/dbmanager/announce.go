@@ -33,7 +33,7 @@ func (w *writer) announce(ctx context.Context, statuses []*teatreev1.RequestStat
 // sequence known to be announced: a crash may have come between a commit
 // and its event. The notifier drops those it has already notified.
 func (w *writer) replayOutcomes(ctx context.Context) error {
-	rows, err := w.st.conn.QueryContext(ctx, `SELECT request_id, seq, op, status, rows_affected, error_code, error_message, applied_at, notify_url
+	rows, err := w.st.conn.QueryContext(ctx, `SELECT request_id, seq, op, status, rows_affected, error_code, error_message, applied_at, notify_url, principal
 		FROM _tt_requests WHERE seq > ? ORDER BY seq`, w.eventsSeq)
 	if err != nil {
 		return fmt.Errorf("read outcomes to replay: %w", err)
@@ -44,15 +44,15 @@ func (w *writer) replayOutcomes(ctx context.Context) error {
 	for rows.Next() {
 		s := &teatreev1.RequestStatus{Model: w.m.cfg.Model}
 		var rowsAffected *int64
-		var code, message, notifyURL *string
+		var code, message, notifyURL, principal *string
 		var at time.Time
-		if err := rows.Scan(&s.RequestId, &s.Seq, &s.Op, &s.Status, &rowsAffected, &code, &message, &at, &notifyURL); err != nil {
+		if err := rows.Scan(&s.RequestId, &s.Seq, &s.Op, &s.Status, &rowsAffected, &code, &message, &at, &notifyURL, &principal); err != nil {
 			return fmt.Errorf("read outcomes to replay: %w", err)
 		}
 		if notifyURL != nil {
 			notify[s.RequestId] = *notifyURL
 		}
-		s.RowsAffected = rowsAffected
+		s.RowsAffected, s.Principal = rowsAffected, deref(principal)
 		s.AppliedAt = at.UTC().Format(time.RFC3339Nano)
 		if code != nil {
 			s.Error = &teatreev1.Error{Code: *code, Message: deref(message)}

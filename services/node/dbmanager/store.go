@@ -102,7 +102,7 @@ func openStore(ctx context.Context, path string, dirs storeDirs, memoryLimit str
 // the sequence up to which outcome events are known to be published, and
 // the lease epoch of the writer that committed last;
 // _tt_requests records the outcome of each recent request, written in the
-// transaction that applies it: it is the durable record that events and
+// transaction that applies it, with who sent it: it is the durable record that events and
 // notifications are derived from, and the request-id dedup table, indexed
 // by request id so that each batch's duplicate check looks its ids up
 // instead of scanning every recent request.
@@ -118,9 +118,11 @@ CREATE TABLE IF NOT EXISTS _tt_requests (
 	error_code VARCHAR,
 	error_message VARCHAR,
 	applied_at TIMESTAMPTZ NOT NULL,
-	notify_url VARCHAR
+	notify_url VARCHAR,
+	principal VARCHAR
 );
 ALTER TABLE _tt_requests ADD COLUMN IF NOT EXISTS notify_url VARCHAR;
+ALTER TABLE _tt_requests ADD COLUMN IF NOT EXISTS principal VARCHAR;
 ALTER TABLE _tt_state ADD COLUMN IF NOT EXISTS epoch UBIGINT DEFAULT 0;
 CREATE INDEX IF NOT EXISTS _tt_requests_id ON _tt_requests (request_id);`
 
