@@ -63,12 +63,18 @@ const (
 	HeaderVersion     = "Tt-Version"
 	HeaderResultID    = "Tt-Result-Id"
 	HeaderRows        = "Tt-Rows"
+	// HeaderWebhook "request" on a notification says that its request
+	// asked for a webhook, which the notifier keeps to itself.
+	HeaderWebhook = "Tt-Webhook"
 	// HeaderPrincipal names who sent a request, on its terminal
 	// notification; absent when the request named nobody.
 	HeaderPrincipal = "Tt-Principal"
 	// HeaderMode "replace" on an append deletes the table's rows first.
 	HeaderMode = "Tt-Mode"
 )
+
+// WebhookRequest is the value of HeaderWebhook.
+const WebhookRequest = "request"
 
 // Content types a mutation body may have.
 const (

@@ -162,7 +162,13 @@ func (w *webhooks) deliver(ctx context.Context, msg jetstream.Msg) {
 	h := msg.Headers()
 	model := h.Get(subject.HeaderModel)
 	var targets []string
-	if u := h.Get(subject.HeaderNotifyURL); u != "" {
+	u, err := w.requestTarget(ctx, msg)
+	if err != nil {
+		w.n.deps.Log.WarnContext(ctx, "webhook", "err", err)
+		_ = msg.NakWithDelay(w.cfg.Backoff)
+		return
+	}
+	if u != "" {
 		targets = append(targets, u)
 	}
 	w.mu.Lock()

@@ -15,7 +15,7 @@ import (
 
 // record writes each request's outcome and the new sequences in the
 // batch's transaction. The outcomes go through DuckDB's appender, which
-// appends in the connection's open transaction: binding ten parameters
+// appends in the connection's open transaction: binding nine parameters
 // per request to an INSERT cost more than applying small requests.
 func (w *writer) record(ctx context.Context, reqs []*request, results []applyResult, failed []error, now time.Time, lastSeq uint64) error {
 	err := w.st.withDriverConn(func(c *duckdb.Conn) error {
@@ -26,9 +26,9 @@ func (w *writer) record(ctx context.Context, reqs []*request, results []applyRes
 		for i, r := range reqs {
 			if failed[i] != nil {
 				code, msg := apierr.From(failed[i])
-				err = a.AppendRow(r.id, r.seq, r.op, subject.StatusFailed, nil, string(code), msg, now, nullable(r.notifyURL), nullable(r.principal))
+				err = a.AppendRow(r.id, r.seq, r.op, subject.StatusFailed, nil, string(code), msg, now, nullable(r.principal))
 			} else {
-				err = a.AppendRow(r.id, r.seq, r.op, subject.StatusApplied, results[i].rows, nil, nil, now, nullable(r.notifyURL), nullable(r.principal))
+				err = a.AppendRow(r.id, r.seq, r.op, subject.StatusApplied, results[i].rows, nil, nil, now, nullable(r.principal))
 			}
 			if err != nil {
 				a.Close()
