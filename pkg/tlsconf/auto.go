@@ -15,6 +15,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"time"
 )
 
@@ -31,25 +32,41 @@ const autoValidity = 10 * 365 * 24 * time.Hour
 // Auto returns a server configuration with the self-signed ECDSA P-256
 // pair in dir (AutoCert, AutoKey), making it first if dir has none: a
 // restart keeps the certificate clients already trust. It is valid for
-// localhost, 127.0.0.1, ::1 and this machine's host name.
-func Auto(dir string) (*tls.Config, error) {
+// localhost, 127.0.0.1, ::1, this machine's host name and hosts (the
+// addresses, or names, the servers listen on); a pair in dir that does not
+// cover one of hosts is replaced by a new one that does.
+func Auto(dir string, hosts ...string) (*tls.Config, error) {
 	certFile, keyFile := filepath.Join(dir, AutoCert), filepath.Join(dir, AutoKey)
 	_, err := os.Stat(certFile)
-	if errors.Is(err, fs.ErrNotExist) {
-		if err := makePair(dir, certFile, keyFile); err != nil {
-			return nil, fmt.Errorf("make a self-signed TLS certificate in %s: %w", dir, err)
-		}
-	} else if err != nil {
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+	case err != nil:
 		return nil, fmt.Errorf("TLS certificate: %w", err)
+	default:
+		cfg, err := Load(certFile, keyFile)
+		if err != nil {
+			return nil, fmt.Errorf("%w (delete %s to make a new pair)", err, dir)
+		}
+		if covers(Leaf(cfg), hosts) {
+			return cfg, nil
+		}
 	}
-	cfg, err := Load(certFile, keyFile)
-	if err != nil {
-		return nil, fmt.Errorf("%w (delete %s to make a new pair)", err, dir)
+	if err := makePair(dir, certFile, keyFile, hosts); err != nil {
+		return nil, fmt.Errorf("make a self-signed TLS certificate in %s: %w", dir, err)
 	}
-	return cfg, nil
+	return Load(certFile, keyFile)
 }
 
-func makePair(dir, certFile, keyFile string) error {
+func covers(cert *x509.Certificate, hosts []string) bool {
+	for _, h := range hosts {
+		if cert.VerifyHostname(h) != nil {
+			return false
+		}
+	}
+	return true
+}
+
+func makePair(dir, certFile, keyFile string, hosts []string) error {
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		return err
@@ -59,8 +76,18 @@ func makePair(dir, certFile, keyFile string) error {
 		return err
 	}
 	names := []string{"localhost"}
-	if host, err := os.Hostname(); err == nil && host != "" && host != "localhost" {
-		names = append(names, host)
+	ips := []net.IP{net.IPv4(127, 0, 0, 1), net.IPv6loopback}
+	if host, err := os.Hostname(); err == nil && host != "" {
+		hosts = append(hosts, host)
+	}
+	for _, h := range hosts {
+		if ip := net.ParseIP(h); ip != nil {
+			if !slices.ContainsFunc(ips, ip.Equal) {
+				ips = append(ips, ip)
+			}
+		} else if !slices.Contains(names, h) {
+			names = append(names, h)
+		}
 	}
 	now := time.Now()
 	tmpl := &x509.Certificate{
@@ -74,7 +101,7 @@ func makePair(dir, certFile, keyFile string) error {
 		// A CA, so that clients may trust it as their root (--ca, curl --cacert).
 		IsCA:        true,
 		DNSNames:    names,
-		IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1), net.IPv6loopback},
+		IPAddresses: ips,
 	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
 	if err != nil {
@@ -116,4 +143,3 @@ func writePEM(path, kind string, der []byte, mode os.FileMode) error {
 	}
 	return os.Rename(tmp, path)
 }
-

@@ -35,9 +35,17 @@ func TestAutoMakesAPairAndKeepsIt(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, os.FileMode(0o600), st.Mode().Perm(), "the key is for its owner only")
 
-	again, err := tlsconf.Auto(dir)
+	again, err := tlsconf.Auto(dir, "127.0.0.1")
 	require.NoError(t, err)
 	require.Equal(t, leaf.Raw, tlsconf.Leaf(again).Raw, "a restart keeps the certificate clients trust")
+
+	// Listening on another address needs a certificate for it too.
+	moved, err := tlsconf.Auto(dir, "127.1.2.3", "teatree.example")
+	require.NoError(t, err)
+	require.NotEqual(t, leaf.Raw, tlsconf.Leaf(moved).Raw)
+	for _, h := range []string{"127.1.2.3", "teatree.example", "localhost", "127.0.0.1"} {
+		require.NoError(t, tlsconf.Leaf(moved).VerifyHostname(h), h)
+	}
 }
 
 func TestFingerprintIsOpenSSLs(t *testing.T) {
