@@ -98,6 +98,9 @@ func startServer(cfg ServerConfig, adjust func(*server.Options)) (*server.Server
 		// hold one each, so the embedded server has no such cap.
 		JetStreamLimits: server.JSLimitOpts{DefaultMaxConsumers: -1},
 		TLSConfig:       cfg.TLS,
+		// nats-server's default of 2 s for a client's TLS handshake is
+		// short on a busy machine.
+		TLSTimeout: 10,
 	}
 	if cfg.Cluster.Name != "" {
 		if err := clusterOptions(opts, cfg.Cluster); err != nil {

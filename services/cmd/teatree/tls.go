@@ -23,11 +23,14 @@ func (f *tlsFlags) register(fl *pflag.FlagSet) {
 	fl.StringVar(&f.mode, "tls", "", "auto: make (or reuse) a self-signed certificate in DATA/tls for trying TLS out, and print its fingerprint")
 }
 
+// set says whether any TLS flag is given.
+func (f *tlsFlags) set() bool { return f.mode != "" || f.cert != "" || f.key != "" }
+
 // config is the server TLS configuration the flags ask for, nil for none;
 // a made certificate covers the hosts of the addresses listened on.
 func (f *tlsFlags) config(data string, listens ...string) (*tls.Config, error) {
 	switch {
-	case f.mode == "" && f.cert == "" && f.key == "":
+	case !f.set():
 		return nil, nil
 	case f.mode == "":
 		return tlsconf.Load(f.cert, f.key)

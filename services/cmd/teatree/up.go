@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"os/signal"
@@ -99,7 +100,7 @@ func (f *serverFlags) config(services []string, listens ...string) (stack.Config
 			return stack.Config{}, fmt.Errorf("--auth: %w", err)
 		}
 	}
-	if cfg.TLS, err = f.tls.config(f.data, append(listens, f.httpAddr)...); err != nil {
+	if cfg.TLS, err = f.tls.config(f.data, append([]string{f.httpAddr}, listens...)...); err != nil {
 		return stack.Config{}, err
 	}
 	return cfg, nil
@@ -143,7 +144,10 @@ lose the last acknowledged messages).`,
 			cfg.OnReady = func(r stack.Ready) {
 				var trust, cacert string
 				if cfg.TLS != nil {
-					trust, cacert = f.tls.trustNotice(cfg.TLS, f.data, r.HTTPURL), "--cacert "+f.tls.certFile(f.data)+" "
+					trust = f.tls.trustNotice(cfg.TLS, f.data, r.HTTPURL)
+				}
+				if f.tls.mode == "auto" {
+					cacert = "--cacert " + f.tls.certFile(f.data) + " "
 				}
 				fmt.Fprintf(cmd.OutOrStdout(), `teatree is up.
   HTTP:  %[1]s
@@ -194,6 +198,9 @@ Compute workers run apart from these: teatree serve worker --help.`,
 		Args:      cobra.MinimumNArgs(1),
 		ValidArgs: stack.AllServices,
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if !slices.Contains(args, stack.Gateway) && f.tls.set() {
+				return errors.New("--tls-cert, --tls-key and --tls are the gateway's HTTPS: serve gateway too, or drop them (NATS's TLS is --nats-ca)")
+			}
 			if slices.Contains(args, stack.Gateway) {
 				if err := checkExposure(f.auth != "", f.insecure, listen{"--http", f.httpAddr}); err != nil {
 					return err
