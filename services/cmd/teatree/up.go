@@ -119,7 +119,13 @@ stops it cleanly; kill -9 loses no acknowledged request.
 --sync always makes JetStream fsync every message before acknowledging it
 (nothing acknowledged is lost even if the machine crashes); --sync interval
 fsyncs every two minutes (faster; a machine crash, not a process crash, can
-lose the last acknowledged messages).`,
+lose the last acknowledged messages).
+
+Without --auth everything is open to anyone on this machine, so --http and
+--nats must be loopback addresses unless --insecure says otherwise.
+--tls auto (or --tls-cert and --tls-key) serves HTTPS and NATS over TLS
+only; the start banner says how clients trust a self-signed certificate.
+See docs/security.md.`,
 		Example: "  teatree up --data ./teatree-data --http 127.0.0.1:8080 --nats 127.0.0.1:4222",
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
