@@ -25,26 +25,41 @@ type Client struct {
 	http *http.Client
 }
 
+// options are what the Options set, for New to assemble.
+type options struct {
+	token     string
+	transport http.RoundTripper
+}
+
 // Option configures a Client.
-type Option func(*Client)
+type Option func(*options)
 
 // WithToken sends token as Authorization: Bearer <token> on every request,
 // as a gateway started with --auth needs. An empty token sends none.
 func WithToken(token string) Option {
-	return func(c *Client) {
-		if token != "" {
-			c.http.Transport = bearer{token: token, next: http.DefaultTransport}
-		}
-	}
+	return func(o *options) { o.token = token }
 }
 
-// New returns a client of the gateway at baseURL, e.g. http://127.0.0.1:8080.
+// WithTransport sends the requests through rt instead of
+// http.DefaultTransport: for an https:// gateway whose certificate is
+// self-signed, an *http.Transport whose TLSClientConfig trusts it
+// (tlsconf.ClientConfig).
+func WithTransport(rt http.RoundTripper) Option {
+	return func(o *options) { o.transport = rt }
+}
+
+// New returns a client of the gateway at baseURL, e.g. http://127.0.0.1:8080
+// or https://teatree.example.
 func New(baseURL string, opts ...Option) *Client {
-	c := &Client{base: strings.TrimRight(baseURL, "/"), http: &http.Client{}}
-	for _, o := range opts {
-		o(c)
+	o := options{transport: http.DefaultTransport}
+	for _, opt := range opts {
+		opt(&o)
 	}
-	return c
+	rt := o.transport
+	if o.token != "" {
+		rt = bearer{token: o.token, next: rt}
+	}
+	return &Client{base: strings.TrimRight(baseURL, "/"), http: &http.Client{Transport: rt}}
 }
 
 // CreateModel creates a model.

@@ -4,6 +4,7 @@
 package natsboot
 
 import (
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -35,6 +36,9 @@ type ServerConfig struct {
 	SyncInterval time.Duration
 	// MaxPayload is the largest message the server accepts; default 8 MiB.
 	MaxPayload int32
+	// TLS, when set, is the certificate the server presents: it then
+	// requires TLS of every client (tlsconf.Load or tlsconf.Auto).
+	TLS *tls.Config
 }
 
 // ClusterConfig is what a server of a cluster needs besides its own
@@ -93,6 +97,10 @@ func startServer(cfg ServerConfig, adjust func(*server.Options)) (*server.Server
 		// MaxModelConsumers); readers of TT_NTF (SSE, late subscribers)
 		// hold one each, so the embedded server has no such cap.
 		JetStreamLimits: server.JSLimitOpts{DefaultMaxConsumers: -1},
+		TLSConfig:       cfg.TLS,
+		// nats-server's default of 2 s for a client's TLS handshake is
+		// short on a busy machine.
+		TLSTimeout: 10,
 	}
 	if cfg.Cluster.Name != "" {
 		if err := clusterOptions(opts, cfg.Cluster); err != nil {

@@ -181,6 +181,9 @@ func (g *Gateway) Run(ctx context.Context, ln net.Listener) error {
 		Handler:           g.handler,
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       2 * time.Minute,
+		// The server's own errors (a failed TLS handshake, plain HTTP
+		// sent to HTTPS) go to the gateway's log, not to stderr unadorned.
+		ErrorLog: slog.NewLogLogger(g.log.Handler(), slog.LevelInfo),
 	}
 	srv.RegisterOnShutdown(func() { close(g.closing) })
 	served := make(chan error, 1)

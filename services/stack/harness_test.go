@@ -12,6 +12,7 @@ import (
 
 	"github.com/teatree-dev/teatree/pkg/natsboot/natstest"
 	"github.com/teatree-dev/teatree/pkg/subject"
+	"github.com/teatree-dev/teatree/pkg/tlsconf"
 	"github.com/teatree-dev/teatree/services/stack"
 )
 
@@ -61,7 +62,14 @@ func runStack(t *testing.T, cfg stack.Config) *running {
 		// Only the policy's users may connect; the test connects as one.
 		return r
 	}
-	nc, err := nats.Connect(r.NATSURL)
+	// The test connects as the services do: with their credentials, or
+	// trusting the embedded server's own certificate.
+	opts, err := cfg.NATS.Options()
+	require.NoError(t, err)
+	if cfg.Embedded.TLS != nil {
+		opts = append(opts, nats.Secure(tlsconf.Pinned(cfg.Embedded.TLS)))
+	}
+	nc, err := nats.Connect(r.NATSURL, opts...)
 	require.NoError(t, err)
 	t.Cleanup(nc.Close)
 	r.js, err = jetstream.New(nc)

@@ -5,6 +5,7 @@ package stack
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -27,6 +28,7 @@ import (
 	"github.com/teatree-dev/teatree/pkg/natsboot"
 	"github.com/teatree-dev/teatree/pkg/results"
 	"github.com/teatree-dev/teatree/pkg/subject"
+	"github.com/teatree-dev/teatree/pkg/tlsconf"
 	"github.com/teatree-dev/teatree/services/dispatcher"
 	"github.com/teatree-dev/teatree/services/gateway"
 	"github.com/teatree-dev/teatree/services/node"
@@ -68,6 +70,10 @@ type Config struct {
 	Data     string
 	Blobs    string
 	HTTPAddr string
+	// TLS, when set, makes the gateway serve HTTPS only, with its
+	// certificate (tlsconf.Load or tlsconf.Auto). The embedded server's
+	// TLS is Embedded.TLS.
+	TLS *tls.Config
 	// MaxBody is the largest HTTP body the gateway accepts.
 	MaxBody int64
 	Node    node.Config
@@ -154,6 +160,11 @@ func Run(ctx context.Context, cfg Config) error {
 		} else if srv, err = natsboot.StartServer(cfg.Embedded); err != nil {
 			return err
 		}
+		if cfg.Embedded.TLS != nil {
+			// The services here dial the address the server listens on,
+			// which its certificate need not name: they trust it by itself.
+			creds.TLS = tlsconf.Pinned(cfg.Embedded.TLS)
+		}
 		defer func() {
 			srv.Shutdown()
 			srv.WaitForShutdown()
@@ -210,6 +221,9 @@ func Run(ctx context.Context, cfg Config) error {
 			return fmt.Errorf("listen on %s: %w", cfg.HTTPAddr, err)
 		}
 		httpURL = "http://" + ln.Addr().String()
+		if cfg.TLS != nil {
+			ln, httpURL = tls.NewListener(ln, cfg.TLS), "https://"+ln.Addr().String()
+		}
 		gw, err := gateway.New(gateway.Config{Addr: cfg.HTTPAddr, Names: names, MaxBody: cfg.MaxBody, Auth: cfg.Auth}, gateway.Deps{
 			NC: nc, JS: js, Models: kv.models, Owners: kv.owners, Pins: kv.pins, Functions: kv.functions, Blobs: blobs, Log: log.With("service", Gateway),
 			Calls: kv.calls, Compute: kv.compute,

@@ -22,10 +22,12 @@ import (
 const (
 	serverEnv = "TEATREE_URL"
 	tokenEnv  = "TEATREE_TOKEN"
+	caEnv     = "TEATREE_CA"
 )
 
-// addServerFlag adds --server, the gateway URL, and --token, the bearer
-// token of a gateway started with --auth, to cmd and its children.
+// addServerFlag adds --server, the gateway URL, --token, the bearer token
+// of a gateway started with --auth, and --ca, the CA of an https://
+// gateway's certificate, to cmd and its children.
 func addServerFlag(cmd *cobra.Command) {
 	def := os.Getenv(serverEnv)
 	if def == "" {
@@ -33,6 +35,7 @@ func addServerFlag(cmd *cobra.Command) {
 	}
 	cmd.PersistentFlags().String("server", def, "gateway URL (or set "+serverEnv+")")
 	cmd.PersistentFlags().String("token", "", "bearer token for a gateway started with --auth (or set "+tokenEnv+"; teatree auth token makes one)")
+	cmd.PersistentFlags().String("ca", os.Getenv(caEnv), "PEM file of the CA, or the self-signed certificate (DATA/tls/cert.pem of up --tls auto), of an https:// gateway (or set "+caEnv+"; default the system's CAs)")
 }
 
 // tokenOf is --token, or else $TEATREE_TOKEN; the environment is read
@@ -265,7 +268,7 @@ func snapshotsCmd() *cobra.Command {
 
 func clientOf(cmd *cobra.Command) *client.Client {
 	s, _ := cmd.Flags().GetString("server")
-	return client.New(s, client.WithToken(tokenOf(cmd)))
+	return client.New(s, client.WithToken(tokenOf(cmd)), client.WithTransport(transportOf(cmd)))
 }
 
 func emitResult(cmd *cobra.Command, res *client.Result, err error) error {

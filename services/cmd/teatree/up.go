@@ -2,9 +2,11 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"os/signal"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -27,6 +29,8 @@ type serverFlags struct {
 	capabilities, webhookAllow       []string
 	webhookSecret                    string
 	auth                             string
+	tls                              tlsFlags
+	insecure                         bool
 	slots, maxBatch, replicas        int
 	threads, publications            int
 	memory                           byteSize
@@ -64,10 +68,15 @@ func (f *serverFlags) register(cmd *cobra.Command) {
       limits: {queries: 4, mutations_per_second: 50}
 With up, the embedded NATS server admits only the policy's NATS users, each with its subject permissions.
 SIGHUP reloads the file (a revoked token or user is refused from then on); a bad file fails the start`)
+	fl.BoolVar(&f.insecure, "insecure", false, "let the gateway (and, with up, NATS) listen on an address other machines can reach without --auth, open to anyone there")
+	f.tls.register(fl)
 	fl.StringVar(&f.webhookSecret, "webhook-secret", os.Getenv("TEATREE_WEBHOOK_SECRET"), "key of the HMAC-SHA256 signature of webhook deliveries (or set TEATREE_WEBHOOK_SECRET)")
 }
 
-func (f *serverFlags) config(services []string) (stack.Config, error) {
+// config is the configuration of the services; listens are the addresses
+// besides --http the process listens on (up's --nats), which a certificate
+// made by --tls auto covers too.
+func (f *serverFlags) config(services []string, listens ...string) (stack.Config, error) {
 	names, err := subject.New(f.prefix)
 	if err != nil {
 		return stack.Config{}, err
@@ -91,6 +100,9 @@ func (f *serverFlags) config(services []string) (stack.Config, error) {
 			return stack.Config{}, fmt.Errorf("--auth: %w", err)
 		}
 	}
+	if cfg.TLS, err = f.tls.config(f.data, append([]string{f.httpAddr}, listens...)...); err != nil {
+		return stack.Config{}, err
+	}
 	return cfg, nil
 }
 
@@ -107,13 +119,25 @@ stops it cleanly; kill -9 loses no acknowledged request.
 --sync always makes JetStream fsync every message before acknowledging it
 (nothing acknowledged is lost even if the machine crashes); --sync interval
 fsyncs every two minutes (faster; a machine crash, not a process crash, can
-lose the last acknowledged messages).`,
+lose the last acknowledged messages).
+
+Without --auth everything is open to anyone on this machine, so --http and
+--nats must be loopback addresses unless --insecure says otherwise.
+--tls auto (or --tls-cert and --tls-key) serves HTTPS and NATS over TLS
+only; the start banner says how clients trust a self-signed certificate.
+See docs/security.md.`,
 		Example: "  teatree up --data ./teatree-data --http 127.0.0.1:8080 --nats 127.0.0.1:4222",
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			cfg, err := f.config(stack.AllServices)
+			if err := checkExposure(f.auth != "", f.insecure, listen{"--http", f.httpAddr}, listen{"--nats", natsAddr}); err != nil {
+				return err
+			}
+			cfg, err := f.config(stack.AllServices, natsAddr)
 			if err != nil {
 				return err
+			}
+			if cfg.TLS != nil {
+				cfg.Embedded.TLS = cfg.TLS.Clone()
 			}
 			switch sync {
 			case "always":
@@ -124,18 +148,26 @@ lose the last acknowledged messages).`,
 			}
 			cfg.Embedded.Addr = natsAddr
 			cfg.OnReady = func(r stack.Ready) {
+				var trust, cacert string
+				if cfg.TLS != nil {
+					trust = f.tls.trustNotice(cfg.TLS, f.data, r.HTTPURL)
+				}
+				if f.tls.mode == "auto" {
+					cacert = "--cacert " + f.tls.certFile(f.data) + " "
+				}
 				fmt.Fprintf(cmd.OutOrStdout(), `teatree is up.
   HTTP:  %[1]s
   NATS:  %[2]s
   data:  %[3]s
-
+  access: %[4]s
+%[5]s
 Try:
   teatree model create sales
-  curl -X POST --data-binary $'id,amount\n1,9.5\n2,3' -H 'Content-Type: text/csv' '%[1]s/v1/models/sales/tables/orders/rows?wait=applied'
+  curl %[6]s-X POST --data-binary $'id,amount\n1,9.5\n2,3' -H 'Content-Type: text/csv' '%[1]s/v1/models/sales/tables/orders/rows?wait=applied'
   teatree sql sales "update orders set amount = amount * 2" --wait
   teatree snapshots sales
   teatree pull sales --out ./sales
-`, r.HTTPURL, r.NATSURL, f.data)
+`, r.HTTPURL, r.NATSURL, f.data, openNotice(f.auth, f.insecure), trust, cacert)
 			}
 			return runUntilSignal(cfg)
 		},
@@ -172,6 +204,14 @@ Compute workers run apart from these: teatree serve worker --help.`,
 		Args:      cobra.MinimumNArgs(1),
 		ValidArgs: stack.AllServices,
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if !slices.Contains(args, stack.Gateway) && f.tls.set() {
+				return errors.New("--tls-cert, --tls-key and --tls are the gateway's HTTPS: serve gateway too, or drop them (NATS's TLS is --nats-ca)")
+			}
+			if slices.Contains(args, stack.Gateway) {
+				if err := checkExposure(f.auth != "", f.insecure, listen{"--http", f.httpAddr}); err != nil {
+					return err
+				}
+			}
 			cfg, err := f.config(args)
 			if err != nil {
 				return err

@@ -68,7 +68,7 @@ func follow(cmd *cobra.Command, u string, lastID *string) error {
 	if t := tokenOf(cmd); t != "" {
 		req.Header.Set("Authorization", "Bearer "+t)
 	}
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := (&http.Client{Transport: transportOf(cmd)}).Do(req)
 	if err != nil {
 		return err
 	}
