@@ -1,0 +1,123 @@
+package main
+
+import (
+	"crypto/rand"
+	"encoding/base64"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+
+	"github.com/nats-io/nkeys"
+	"github.com/spf13/cobra"
+
+	"github.com/teatree-dev/teatree/pkg/auth"
+	"github.com/teatree-dev/teatree/services/authcallout"
+)
+
+func authIssuerCmd() *cobra.Command {
+	var out, xkeyOut, account string
+	cmd := &cobra.Command{
+		Use:   "issuer",
+		Short: "Make the keys of teatree serve auth and print the nats-server configuration",
+		Long: `Make a new account nkey, the issuer that signs the user JWTs of teatree
+serve auth, and print its public key and the nats-server configuration
+that runs the callout: the teatree account with JetStream, the users of
+teatree's services and of the callout (their passwords, made here, are
+printed once; the configuration keeps bcrypt hashes), and auth_callout.
+Paste it beside the server's listen and jetstream blocks.
+
+--out writes the seed to a file readable only by you (else it is printed);
+--xkey-out makes a curve key as well, that encrypts the requests and
+answers (auth_callout.xkey).`,
+		Example: `  teatree auth issuer --out issuer.nk --xkey-out xkey.nk`,
+		Args:    cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			w := cmd.OutOrStdout()
+			issuer, err := newKey(w, "issuer", out, nkeys.CreateAccount)
+			if err != nil {
+				return err
+			}
+			cfg := authcallout.ServerConfig{Account: account, Issuer: issuer}
+			if xkeyOut != "" {
+				if cfg.XKey, err = newKey(w, "xkey", xkeyOut, nkeys.CreateCurveKeys); err != nil {
+					return err
+				}
+			}
+			var services, callout string
+			if services, cfg.ServicesPassword, err = newServerPassword(); err != nil {
+				return err
+			}
+			if callout, cfg.CalloutPassword, err = newServerPassword(); err != nil {
+				return err
+			}
+			_, err = fmt.Fprintf(w, `passwords (shown once):
+  %[1]s (teatree serve --nats-user %[1]s, TEATREE_NATS_PASSWORD): %[2]s
+  %[3]s (teatree serve auth --nats-user %[3]s, TEATREE_NATS_PASSWORD): %[4]s
+nats-server configuration:
+%[5]s`, authcallout.ServicesUser, services, authcallout.CalloutUser, callout, cfg)
+			return err
+		},
+	}
+	fl := cmd.Flags()
+	fl.StringVar(&out, "out", "", "file to write the issuer's seed to, mode 0600 (default: print it)")
+	fl.StringVar(&xkeyOut, "xkey-out", "", "also make an xkey, and write its seed to this file, mode 0600")
+	fl.StringVar(&account, "account", authcallout.DefaultAccount, "name of the teatree account (teatree serve auth --account)")
+	return cmd
+}
+
+// newKey makes a key, writes its seed to file (or w) and its public key
+// to w, and returns the public key.
+func newKey(w io.Writer, what, file string, create func() (nkeys.KeyPair, error)) (string, error) {
+	kp, err := create()
+	if err != nil {
+		return "", fmt.Errorf("new %s: %w", what, err)
+	}
+	pub, err := kp.PublicKey()
+	if err != nil {
+		return "", err
+	}
+	seed, err := kp.Seed()
+	if err != nil {
+		return "", err
+	}
+	if file == "" {
+		_, err = fmt.Fprintf(w, "%[1]s seed (keep it secret): %[2]s\n%[1]s public key: %[3]s\n", what, seed, pub)
+		return pub, err
+	}
+	f, err := os.OpenFile(file, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return "", fmt.Errorf("write %s seed: %w", what, err)
+	}
+	_, err = fmt.Fprintf(f, "%s\n", seed)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return "", fmt.Errorf("write %s seed: %w", what, err)
+	}
+	_, err = fmt.Fprintf(w, "%[1]s seed written to %[2]s\n%[1]s public key: %[3]s\n", what, file, pub)
+	return pub, err
+}
+
+// newPassword makes a random password.
+func newPassword() (string, error) {
+	b := make([]byte, 24)
+	if _, err := rand.Read(b); err != nil {
+		return "", fmt.Errorf("new password: %w", err)
+	}
+	return base64.RawURLEncoding.EncodeToString(b), nil
+}
+
+// newServerPassword makes a password for a user of the server's
+// configuration, and its bcrypt hash, which nats-server takes in its
+// place.
+func newServerPassword() (password, hash string, err error) {
+	if password, err = newPassword(); err != nil {
+		return "", "", err
+	}
+	if hash, err = auth.HashPassword(password); err != nil {
+		return "", "", err
+	}
+	return password, strings.TrimPrefix(hash, "bcrypt:"), nil
+}
