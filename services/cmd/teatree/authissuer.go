@@ -16,21 +16,21 @@ import (
 )
 
 func authIssuerCmd() *cobra.Command {
-	var out, xkeyOut, account string
+	var out, calloutOut, xkeyOut, account string
 	cmd := &cobra.Command{
 		Use:   "issuer",
 		Short: "Make the keys of teatree serve auth and print the nats-server configuration",
 		Long: `Make a new account nkey, the issuer that signs the user JWTs of teatree
-serve auth, and print its public key and the nats-server configuration
-that runs the callout: the teatree account with JetStream, the users of
-teatree's services and of the callout (their passwords, made here, are
-printed once; the configuration keeps bcrypt hashes), and auth_callout.
-Paste it beside the server's listen and jetstream blocks.
+serve auth, and the user nkey the callout connects with, and print the
+nats-server configuration that runs the callout: the teatree account with
+JetStream, the users of teatree's services (a password made here, printed
+once; the configuration keeps its bcrypt hash) and of the callout, and
+auth_callout. Paste it beside the server's listen and jetstream blocks.
 
---out writes the seed to a file readable only by you (else it is printed);
---xkey-out makes a curve key as well, that encrypts the requests and
-answers (auth_callout.xkey).`,
-		Example: `  teatree auth issuer --out issuer.nk --xkey-out xkey.nk`,
+--out and --callout-out write the seeds to files readable only by you
+(else they are printed); --xkey-out makes a curve key as well, that
+encrypts the requests and answers (auth_callout.xkey).`,
+		Example: `  teatree auth issuer --out issuer.nk --callout-out callout.nk --xkey-out xkey.nk`,
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			w := cmd.OutOrStdout()
@@ -39,28 +39,28 @@ answers (auth_callout.xkey).`,
 				return err
 			}
 			cfg := authcallout.ServerConfig{Account: account, Issuer: issuer}
+			if cfg.CalloutNKey, err = newKey(w, "callout user", calloutOut, nkeys.CreateUser); err != nil {
+				return err
+			}
 			if xkeyOut != "" {
 				if cfg.XKey, err = newKey(w, "xkey", xkeyOut, nkeys.CreateCurveKeys); err != nil {
 					return err
 				}
 			}
-			var services, callout string
-			if services, cfg.ServicesPassword, err = newServerPassword(); err != nil {
+			var password string
+			if password, cfg.ServicesPassword, err = newServerPassword(); err != nil {
 				return err
 			}
-			if callout, cfg.CalloutPassword, err = newServerPassword(); err != nil {
-				return err
-			}
-			_, err = fmt.Fprintf(w, `passwords (shown once):
-  %[1]s (teatree serve --nats-user %[1]s, TEATREE_NATS_PASSWORD): %[2]s
-  %[3]s (teatree serve auth --nats-user %[3]s, TEATREE_NATS_PASSWORD): %[4]s
+			_, err = fmt.Fprintf(w, `teatree's services connect as user %[1]s (teatree serve --nats-user %[1]s), password (shown once): %[2]s
+the callout connects with teatree serve auth --nats-nkey-seed FILE-OF-THE-CALLOUT-USER-SEED
 nats-server configuration:
-%[5]s`, authcallout.ServicesUser, services, authcallout.CalloutUser, callout, cfg)
+%[3]s`, authcallout.ServicesUser, password, cfg)
 			return err
 		},
 	}
 	fl := cmd.Flags()
 	fl.StringVar(&out, "out", "", "file to write the issuer's seed to, mode 0600 (default: print it)")
+	fl.StringVar(&calloutOut, "callout-out", "", "file to write the seed of the callout's user nkey to, mode 0600 (default: print it)")
 	fl.StringVar(&xkeyOut, "xkey-out", "", "also make an xkey, and write its seed to this file, mode 0600")
 	fl.StringVar(&account, "account", authcallout.DefaultAccount, "name of the teatree account (teatree serve auth --account)")
 	return cmd
