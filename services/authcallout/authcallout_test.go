@@ -47,7 +47,9 @@ type world struct {
 	stackLogs *natstest.LogBuffer
 }
 
-func start(t *testing.T, xkey bool) *world {
+// start starts the world; with xkey the requests are encrypted, and a
+// positive userTTL is the callout's UserTTL.
+func start(t *testing.T, xkey bool, userTTL time.Duration) *world {
 	t.Helper()
 	w := &world{policy: authtest.WritePolicy(t), calloutLogs: &natstest.LogBuffer{}, stackLogs: &natstest.LogBuffer{}}
 	w.robotSeed = addRobot(t, w.policy)
@@ -58,7 +60,7 @@ func start(t *testing.T, xkey bool) *world {
 	calloutPub, calloutSeed := newUser(t)
 	conf := authcallout.ServerConfig{Account: authcallout.DefaultAccount, Issuer: issuerPub,
 		ServicesPassword: servicesPassword, CalloutNKey: calloutPub}
-	cfg := authcallout.Config{Issuer: issuer}
+	cfg := authcallout.Config{Issuer: issuer, UserTTL: userTTL}
 	if xkey {
 		cfg.XKey, err = nkeys.CreateCurveKeys()
 		require.NoError(t, err)
@@ -190,7 +192,7 @@ func addRobot(t *testing.T, policy string) string {
 // decided by the callout, encrypted with an xkey.
 func TestCalloutEnforcesThePolicy(t *testing.T) {
 	t.Parallel()
-	w := start(t, true)
+	w := start(t, true, 0)
 	for _, m := range []string{"sales", "hr"} {
 		w.rootDo(t, http.MethodPost, "/v1/models", `{"id":"`+m+`"}`)
 	}
@@ -209,7 +211,7 @@ func TestCalloutEnforcesThePolicy(t *testing.T) {
 // reload. The requests are not encrypted.
 func TestCalloutAuthenticates(t *testing.T) {
 	t.Parallel()
-	w := start(t, false)
+	w := start(t, false, 0)
 	w.rootDo(t, http.MethodPost, "/v1/models", `{"id":"sales"}`)
 
 	opt, err := nats.NkeyOptionFromSeed(w.robotSeed)
@@ -240,4 +242,27 @@ func TestCalloutAuthenticates(t *testing.T) {
 	require.NoError(t, w.holder.Reload())
 	_, err = nats.Connect(w.url, nats.UserInfo(authtest.Reader, authtest.Password(authtest.Reader)))
 	require.ErrorIs(t, err, nats.ErrAuthorization)
+}
+
+// TestCalloutUserTTL: with a lifetime of the user JWTs, a connection made
+// before model sales2 exists is closed when its JWT expires, reconnects,
+// and may then publish sales2's mutations, for its grant is on sales*.
+func TestCalloutUserTTL(t *testing.T) {
+	t.Parallel()
+	w := start(t, false, 2*time.Second)
+	nc := w.connect(t, authtest.Writer, nats.CustomInboxPrefix(auth.InboxPrefix(authtest.Writer)),
+		nats.MaxReconnects(-1), nats.ReconnectWait(100*time.Millisecond))
+	js, err := jetstream.New(nc)
+	require.NoError(t, err)
+	subj := subject.Default().Mut("sales2", "sql") + "." + authtest.Writer
+	publish := func() error {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		_, err := js.Publish(ctx, subj, []byte("{}"))
+		return err
+	}
+	require.Error(t, publish(), "before sales2 exists")
+	w.rootDo(t, http.MethodPost, "/v1/models", `{"id":"sales2"}`)
+	require.Eventually(t, func() bool { return publish() == nil }, 60*time.Second, 100*time.Millisecond)
+	require.NotZero(t, nc.Stats().Reconnects, "a new connection")
 }
