@@ -48,9 +48,10 @@ func Start(t testing.TB, config string) *Process {
 	cmd.Stdout, cmd.Stderr = p.Logs, p.Logs
 	require.NoError(t, cmd.Start())
 	exited := make(chan struct{})
-	go func() { cmd.Wait(); close(exited) }() //nolint:errcheck // the log says why it exited
+	// The log says why it exited.
+	go func() { cmd.Wait(); close(exited) }()
 	t.Cleanup(func() {
-		cmd.Process.Kill() //nolint:errcheck // it may have exited already
+		cmd.Process.Kill() // it may have exited already
 		<-exited
 		if t.Failed() {
 			t.Logf("nats-server log:\n%s\nconfiguration:\n%s", p.Logs, config)

@@ -13,6 +13,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"runtime"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -133,11 +135,16 @@ func (s *Service) Run(ctx context.Context, ready func()) error {
 	if err != nil {
 		return err
 	}
-	sub, err := s.deps.NC.QueueSubscribe(Subject, queue, s.handle)
+	// Requests are answered several at once (checking a password takes
+	// bcrypt's time): a burst of connections, such as a cluster's clients
+	// after a restart, would otherwise outwait the server's auth timeout.
+	pool := newAnswerers(runtime.GOMAXPROCS(0))
+	defer pool.stop()
+	sub, err := s.deps.NC.QueueSubscribe(Subject, queue, func(msg *nats.Msg) { pool.do(func() { s.handle(msg) }) })
 	if err != nil {
 		return fmt.Errorf("subscribe to %s: %w", Subject, err)
 	}
-	defer sub.Unsubscribe() //nolint:errcheck // stopping; the connection closes next
+	defer sub.Unsubscribe()
 	if err := s.deps.NC.Flush(); err != nil {
 		return fmt.Errorf("subscribe to %s: %w", Subject, err)
 	}
@@ -172,4 +179,38 @@ func (s *Service) buckets(ctx context.Context) (models, functions jetstream.KeyV
 		case <-time.After(time.Second):
 		}
 	}
+}
+
+// answerers run up to n answers at once; while all n run, do waits, and
+// so does the subscription that calls it.
+type answerers struct {
+	slots   chan struct{}
+	mu      sync.Mutex
+	stopped bool
+	running sync.WaitGroup
+}
+
+func newAnswerers(n int) *answerers { return &answerers{slots: make(chan struct{}, n)} }
+
+// do runs f once a slot is free, unless stop was called.
+func (a *answerers) do(f func()) {
+	a.slots <- struct{}{}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.stopped {
+		<-a.slots
+		return
+	}
+	a.running.Go(func() {
+		defer func() { <-a.slots }()
+		f()
+	})
+}
+
+// stop lets no more answers start, and waits for those running.
+func (a *answerers) stop() {
+	a.mu.Lock()
+	a.stopped = true
+	a.mu.Unlock()
+	a.running.Wait()
 }

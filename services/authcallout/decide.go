@@ -82,10 +82,12 @@ func (s *Service) open(msg *nats.Msg) (*jwt.AuthorizationRequestClaims, string, 
 	if err != nil {
 		return nil, "", fmt.Errorf("decode the request: %w", err)
 	}
+	// An expired request is refused too: the server no longer waits for
+	// its answer.
 	vr := jwt.CreateValidationResults()
 	req.Validate(vr)
-	if errs := vr.Errors(); len(errs) > 0 {
-		return nil, "", fmt.Errorf("invalid request: %w", errors.Join(errs...))
+	if vr.IsBlocking(true) {
+		return nil, "", fmt.Errorf("invalid request: %s", vr.Issues[0].Description)
 	}
 	if !nkeys.IsValidPublicServerKey(req.Issuer) {
 		return nil, "", fmt.Errorf("the request is signed by %s, not by a server", req.Issuer)
