@@ -95,7 +95,8 @@ type Policies interface{ Policy() *auth.Policy }
 type Deps struct {
 	// NC is the callout's connection, as one of auth_callout.auth_users
 	// of the account of auth_callout.account.
-	NC     *nats.Conn
+	NC *nats.Conn
+	// JS is NC's JetStream, to read tt_models and tt_functions.
 	JS     jetstream.JetStream
 	Policy Policies
 	Log    *slog.Logger
@@ -130,7 +131,7 @@ func (s *Service) Run(ctx context.Context, ready func()) error {
 	}
 	follow, err := catalogwatch.Start(ctx, s.cfg.Names, models, functions, func(cat auth.Catalog) {
 		s.catalog.Store(&cat)
-		s.deps.Log.InfoContext(ctx, "catalog of new connections' permissions", "models", len(cat.Models), "routes", len(cat.Routes))
+		s.deps.Log.InfoContext(ctx, "catalog changed: new connections get its permissions", "models", len(cat.Models), "routes", len(cat.Routes))
 	})
 	if err != nil {
 		return err

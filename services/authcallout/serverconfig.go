@@ -5,12 +5,9 @@ import (
 	"strings"
 )
 
-// The users of the nats-server configuration ServerConfig writes.
-const (
-	// ServicesUser is the user of teatree's own services (teatree serve
-	// --nats-user).
-	ServicesUser = "teatree"
-)
+// ServicesUser is the user of teatree's own services in the
+// configuration ServerConfig writes (teatree serve --nats-user).
+const ServicesUser = "teatree"
 
 // ServerConfig is the part of a nats-server configuration that makes the
 // server ask the callout about every connection except those of the two
