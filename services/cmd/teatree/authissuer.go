@@ -33,6 +33,13 @@ encrypts the requests and answers (auth_callout.xkey).`,
 		Example: `  teatree auth issuer --out issuer.nk --callout-out callout.nk --xkey-out xkey.nk`,
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			// Every file is checked first, so that a run that fails
+			// leaves no seed of a half-made set.
+			for _, file := range []string{out, calloutOut, xkeyOut} {
+				if _, err := os.Stat(file); file != "" && err == nil {
+					return fmt.Errorf("%s exists: remove it or name another file (a seed in use is never overwritten)", file)
+				}
+			}
 			w := cmd.OutOrStdout()
 			issuer, err := newKey(w, "issuer", out, nkeys.CreateAccount)
 			if err != nil {

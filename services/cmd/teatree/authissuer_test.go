@@ -45,9 +45,12 @@ func TestAuthIssuerWritesTheKeysAndTheConfiguration(t *testing.T) {
 		require.Contains(t, out.String(), `"`+pub+`"`, "%s in the configuration", flag)
 	}
 	require.Contains(t, out.String(), "auth_callout {")
-	// A second run does not overwrite the seeds.
+	// A second run writes nothing, even where no seed exists yet.
+	require.NoError(t, os.Remove(files["--xkey-out"]))
 	cmd = authIssuerCmd()
 	cmd.SetOut(&out)
 	cmd.SetArgs(args)
 	require.ErrorContains(t, cmd.Execute(), "exists")
+	_, err := os.Stat(files["--xkey-out"])
+	require.ErrorIs(t, err, os.ErrNotExist)
 }
