@@ -34,8 +34,8 @@ type World struct {
 // on another: allowed, or refused with a permissions violation.
 func NATSMatrix(t *testing.T, connect Connect, w World) {
 	n := w.Names
-	mut := func(model, principal string) string { return n.Mut(model, "sql") + "." + principal }
-	fn := func(model, principal string) string { return n.Call(subject.CallIntake, model) + "." + principal }
+	mut := func(model, principal string) string { return n.MutBy(model, subject.OpSQL, principal) }
+	fn := func(model, principal string) string { return n.CallBy(model, principal) }
 	type check struct {
 		name    string
 		action  func(ctx context.Context, nc *nats.Conn, principal string) error

@@ -59,8 +59,8 @@ func (pr *Principal) NATSPermissions(n subject.Names, cat Catalog) Permissions {
 	}
 	for _, model := range pr.natsModels(Write, cat) {
 		p.Publish = append(p.Publish,
-			n.Mut(model, "*")+"."+pr.Name,
-			n.Call(subject.CallIntake, model)+"."+pr.Name,
+			n.MutBy(model, "*", pr.Name),
+			n.CallBy(model, pr.Name),
 		)
 	}
 	if routes := pr.natsRoutes(cat); len(routes) > 0 {

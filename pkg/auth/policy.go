@@ -12,12 +12,13 @@ import (
 	"fmt"
 	"os"
 	"path"
-	"regexp"
 	"slices"
 	"strings"
 	"time"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/teatree-dev/teatree/pkg/subject"
 )
 
 // Role is what a principal may do on a model.
@@ -92,10 +93,8 @@ type NATSCredentials struct {
 	NKey string `json:"nkey,omitempty"`
 }
 
-var principalName = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
-
 // ValidPrincipalName reports whether name may name a principal.
-func ValidPrincipalName(name string) bool { return principalName.MatchString(name) }
+func ValidPrincipalName(name string) bool { return subject.ValidatePrincipal(name) == nil }
 
 // Load reads and checks a policy file, YAML or JSON.
 func Load(file string) (*Policy, error) {

@@ -37,6 +37,9 @@ type Job struct {
 	Reads       []Version      `json:"reads,omitempty"`
 	Results     []Result       `json:"results"`
 	PageRows    int            `json:"page_rows"`
+	// Principal is who sent the call (the last token of its subject),
+	// empty when it named nobody.
+	Principal string `json:"principal,omitempty"`
 }
 
 // Version is one published version a job reads.
@@ -100,6 +103,9 @@ type Event struct {
 	Function string `json:"function,omitempty"`
 	// Output is the table and mode the result is applied to, if any.
 	Output *Output `json:"output,omitempty"`
+	// Principal is who sent the call, on the dispatcher's failed event of
+	// a call it refused (a queued one's job names it).
+	Principal string `json:"principal,omitempty"`
 }
 
 // Error is a contract error in an event or a record.
@@ -133,6 +139,7 @@ type Record struct {
 	CallID      string         `json:"call_id"`
 	Model       string         `json:"model"`
 	Function    string         `json:"function"`
+	Principal   string         `json:"principal,omitempty"`
 	Handler     string         `json:"handler,omitempty"`
 	Route       string         `json:"route,omitempty"`
 	Args        map[string]any `json:"args,omitempty"`

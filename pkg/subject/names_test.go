@@ -1,6 +1,7 @@
 package subject_test
 
 import (
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -45,32 +46,55 @@ func TestParseMut(t *testing.T) {
 	app, err := subject.New("app")
 	require.NoError(t, err)
 	cases := []struct {
-		names     subject.Names
-		subj      string
-		model, op string
-		ok        bool
+		names                subject.Names
+		subj                 string
+		model, op, principal string
+		ok                   bool
 	}{
-		{tt, "tt.mut.sales.append", "sales", "append", true},
-		{tt, "tt.mut.Bad_Model.sql", "Bad_Model", "sql", true}, // tokens come back unchecked
-		{tt, "tt.mut.sales.nope", "sales", "nope", true},
-		{app, "app.mut.m.sql", "m", "sql", true},
-		{tt, "tt.mut.sales", "", "", false},
-		{tt, "tt.mut.sales.", "", "", false},
-		{tt, "tt.mut..append", "", "", false},
-		{tt, "tt.mut.sales.append.more", "", "", false},
-		{tt, "tt.evt.sales.outcomes", "", "", false},
-		{tt, "ttx.mut.sales.append", "", "", false},
-		{tt, "tt.mut", "", "", false},
-		{app, "tt.mut.sales.append", "", "", false},
+		{tt, "tt.mut.sales.append", "sales", "append", "", true},
+		{tt, "tt.mut.Bad_Model.sql", "Bad_Model", "sql", "", true}, // tokens come back unchecked
+		{tt, "tt.mut.sales.nope", "sales", "nope", "", true},
+		{app, "app.mut.m.sql", "m", "sql", "", true},
+		{tt, "tt.mut.sales.append.sales-app", "sales", "append", "sales-app", true},
+		{tt, "tt.mut.sales.sql.Ops_2", "sales", "sql", "Ops_2", true},
+		{tt, "tt.mut.sales", "", "", "", false},
+		{tt, "tt.mut.sales.", "", "", "", false},
+		{tt, "tt.mut..append", "", "", "", false},
+		{tt, "tt.mut.sales.append.", "", "", "", false},
+		{tt, "tt.mut.sales.append.a.b", "", "", "", false},
+		{tt, "tt.mut.sales.append." + strings.Repeat("p", 65), "", "", "", false},
+		{tt, "tt.evt.sales.outcomes", "", "", "", false},
+		{tt, "ttx.mut.sales.append", "", "", "", false},
+		{tt, "tt.mut", "", "", "", false},
+		{app, "tt.mut.sales.append", "", "", "", false},
 	}
 	for _, c := range cases {
-		model, op, ok := c.names.ParseMut(c.subj)
+		m, ok := c.names.ParseMut(c.subj)
 		require.Equal(t, c.ok, ok, "%s", c.subj)
 		if c.ok {
-			require.Equal(t, c.model, model, "%s", c.subj)
-			require.Equal(t, c.op, op, "%s", c.subj)
+			require.Equal(t, subject.Mutation{Model: c.model, Op: c.op, Principal: c.principal}, m, "%s", c.subj)
+			require.Equal(t, c.subj, c.names.MutBy(m.Model, m.Op, m.Principal), "MutBy builds what ParseMut splits")
 		}
 	}
+}
+
+func TestParseCallBy(t *testing.T) {
+	t.Parallel()
+	n := subject.Default()
+	for subj, want := range map[string][2]string{
+		"tt.call.fn.sales":           {"sales", ""},
+		"tt.call.fn.sales.sales-app": {"sales", "sales-app"},
+	} {
+		model, principal, ok := n.ParseCallBy(subj)
+		require.True(t, ok, subj)
+		require.Equal(t, want, [2]string{model, principal}, subj)
+		require.Equal(t, subj, n.CallBy(model, principal))
+	}
+	for _, subj := range []string{"tt.call.fn.", "tt.call.fn.sales.", "tt.call.fn.sales.a.b", "tt.call.gpu.sales", "tt.call.fn"} {
+		_, _, ok := n.ParseCallBy(subj)
+		require.False(t, ok, subj)
+	}
+	require.Equal(t, "tt.call.fn.>", n.CallIntakeAll())
 }
 
 // TestMsgIDsDoNotCollide: ids may contain "-", so the parts of a message

@@ -63,9 +63,18 @@ const (
 	HeaderVersion     = "Tt-Version"
 	HeaderResultID    = "Tt-Result-Id"
 	HeaderRows        = "Tt-Rows"
+	// HeaderWebhook "request" on a notification says that its request
+	// asked for a webhook, which the notifier keeps to itself.
+	HeaderWebhook = "Tt-Webhook"
+	// HeaderPrincipal names who sent a request, on its terminal
+	// notification; absent when the request named nobody.
+	HeaderPrincipal = "Tt-Principal"
 	// HeaderMode "replace" on an append deletes the table's rows first.
 	HeaderMode = "Tt-Mode"
 )
+
+// WebhookRequest is the value of HeaderWebhook.
+const WebhookRequest = "request"
 
 // Content types a mutation body may have.
 const (
@@ -125,25 +134,56 @@ func (n Names) ComputeBucket() string    { return n.prefix + "_compute" }
 // Mut is tt.mut.<model>.<op>.
 func (n Names) Mut(model, op string) string { return n.prefix + ".mut." + model + "." + op }
 
+// MutBy is tt.mut.<model>.<op>.<principal>: a mutation that names who sent
+// it; Mut when principal is empty.
+func (n Names) MutBy(model, op, principal string) string {
+	return by(n.Mut(model, op), principal)
+}
+
 // MutModel is tt.mut.<model>.>: every mutation of one model.
 func (n Names) MutModel(model string) string { return n.prefix + ".mut." + model + ".>" }
 
 // MutAll is tt.mut.>.
 func (n Names) MutAll() string { return n.prefix + ".mut.>" }
 
-// ParseMut splits a mutation subject into model and op. The tokens are
+// Mutation is a parsed mutation subject.
+type Mutation struct {
+	Model, Op string
+	// Principal is the optional last token: who sent the mutation.
+	Principal string
+}
+
+// ParseMut splits tt.mut.<model>.<op>[.<principal>]. The model and op are
 // returned as they are, unchecked; ok is false when the subject does not
-// have the shape tt.mut.<model>.<op>.
-func (n Names) ParseMut(subj string) (model, op string, ok bool) {
+// have that shape or its principal token is not a principal's name, and
+// then the principal is empty: a bad token names nobody.
+func (n Names) ParseMut(subj string) (m Mutation, ok bool) {
 	rest, found := strings.CutPrefix(subj, n.prefix+".mut.")
 	if !found {
-		return "", "", false
+		return m, false
 	}
-	model, op, found = strings.Cut(rest, ".")
-	if !found || model == "" || op == "" || strings.Contains(op, ".") {
-		return model, op, false
+	m.Model, rest, found = strings.Cut(rest, ".")
+	var named bool
+	m.Op, m.Principal, named = strings.Cut(rest, ".")
+	if !validBy(m.Principal, named) {
+		m.Principal = ""
+		return m, false
 	}
-	return model, op, true
+	return m, found && m.Model != "" && m.Op != ""
+}
+
+// by appends the principal token to subj, if there is one.
+func by(subj, principal string) string {
+	if principal == "" {
+		return subj
+	}
+	return subj + "." + principal
+}
+
+// validBy says whether a subject's optional principal token is one;
+// named says whether the subject has the token at all.
+func validBy(principal string, named bool) bool {
+	return !named || ValidatePrincipal(principal) == nil
 }
 
 // Capabilities of the contract's own executors.
@@ -159,6 +199,29 @@ func (n Names) ParseCall(subj, capability string) (string, bool) {
 	model, ok := strings.CutPrefix(subj, n.prefix+".call."+capability+".")
 	return model, ok && model != "" && !strings.Contains(model, ".")
 }
+
+// CallBy is tt.call.fn.<model>.<principal>: a compute call that names who
+// sent it; tt.call.fn.<model> when principal is empty.
+func (n Names) CallBy(model, principal string) string {
+	return by(n.Call(CallIntake, model), principal)
+}
+
+// ParseCallBy splits tt.call.fn.<model>[.<principal>] as ParseMut splits
+// a mutation subject.
+func (n Names) ParseCallBy(subj string) (model, principal string, ok bool) {
+	rest, found := strings.CutPrefix(subj, n.prefix+".call."+CallIntake+".")
+	if !found {
+		return "", "", false
+	}
+	model, principal, named := strings.Cut(rest, ".")
+	if !validBy(principal, named) {
+		return model, "", false
+	}
+	return model, principal, model != ""
+}
+
+// CallIntakeAll is tt.call.fn.>: the filter of the dispatcher's intake.
+func (n Names) CallIntakeAll() string { return n.prefix + ".call." + CallIntake + ".>" }
 
 // CallIntake is the route of compute calls before the dispatcher has
 // checked them and picked a worker's route: tt.call.fn.<model>.

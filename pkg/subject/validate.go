@@ -15,6 +15,9 @@ var (
 	requestRE    = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
 	tableRE      = regexp.MustCompile(`^[a-z_][a-z0-9_]{0,62}$`)
 	capabilityRE = regexp.MustCompile(`^[a-z0-9][a-z0-9_:-]{0,62}$`)
+	// A principal's name is also the last token of the subjects it
+	// publishes mutations and calls on.
+	principalRE = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
 )
 
 // ReservedPrefix starts every name teatree keeps for itself inside a model.
@@ -40,6 +43,14 @@ func ValidateTable(name string) error {
 func ValidateCapability(c string) error {
 	if !capabilityRE.MatchString(c) {
 		return apierr.New(apierr.InvalidArgument, fmt.Sprintf("capability %q: want 1-63 of a-z, 0-9, _, : and -, starting with a letter or digit", c))
+	}
+	return nil
+}
+
+// ValidatePrincipal checks a principal's name.
+func ValidatePrincipal(name string) error {
+	if !principalRE.MatchString(name) {
+		return apierr.New(apierr.InvalidArgument, fmt.Sprintf("principal %q: want 1-64 of A-Z, a-z, 0-9, _ and -", name))
 	}
 	return nil
 }

@@ -237,12 +237,13 @@ func (d *Dispatcher) handle(ctx context.Context, msg jetstream.Msg) error {
 	if err != nil {
 		return err
 	}
-	model, op, ok := d.cfg.Names.ParseMut(msg.Subject())
+	m, ok := d.cfg.Names.ParseMut(msg.Subject())
 	if !ok {
-		return d.reject(ctx, msg, meta, model, op, apierr.Errorf(apierr.InvalidArgument, "subject %q: want %s", msg.Subject(), d.cfg.Names.Mut("<model>", "<op>")))
+		return d.reject(ctx, msg, meta, m, apierr.Errorf(apierr.InvalidArgument, "subject %q: want %s", msg.Subject(), d.cfg.Names.Mut("<model>", "<op>")+"[.<principal>]"))
 	}
+	model := m.Model
 	if err := subject.ValidateModel(model); err != nil {
-		return d.reject(ctx, msg, meta, model, op, err)
+		return d.reject(ctx, msg, meta, m, err)
 	}
 	if d.hasOwner(model) {
 		return nil
@@ -250,7 +251,7 @@ func (d *Dispatcher) handle(ctx context.Context, msg jetstream.Msg) error {
 	spec, _, err := catalog.GetModel(ctx, d.deps.Models, model)
 	var ae *apierr.Error
 	if errors.As(err, &ae) && ae.Code == apierr.NotFound {
-		return d.reject(ctx, msg, meta, model, op, err)
+		return d.reject(ctx, msg, meta, m, err)
 	}
 	if err != nil {
 		return err
@@ -259,16 +260,16 @@ func (d *Dispatcher) handle(ctx context.Context, msg jetstream.Msg) error {
 	case spec.GetCreatedSeq() == catalog.PendingSeq:
 		return fmt.Errorf("model %s: creation not finished", model)
 	case meta.Sequence.Stream <= spec.GetCreatedSeq():
-		return d.reject(ctx, msg, meta, model, op, apierr.Errorf(apierr.NotFound, "model %s did not exist when this request was published", model))
+		return d.reject(ctx, msg, meta, m, apierr.Errorf(apierr.NotFound, "model %s did not exist when this request was published", model))
 	}
 	seq := meta.Sequence.Stream
 	err = d.place(ctx, spec, seq)
 	switch {
 	case errors.Is(err, errStartFailed):
 		isDue, cause := startFailed(spec)
-		return d.rejectUnavailable(ctx, model, op, msg.Headers(), seq, isDue, cause)
+		return d.rejectUnavailable(ctx, m, msg.Headers(), seq, isDue, cause)
 	case errors.Is(err, errNoNode) && time.Since(meta.Timestamp) > d.cfg.PlacementGrace:
-		return d.rejectUnavailable(ctx, model, op, msg.Headers(), seq, d.pastGrace, apierr.Errorf(apierr.Unavailable, "no live node has the capabilities %v that model %s needs", spec.GetCapabilities(), model))
+		return d.rejectUnavailable(ctx, m, msg.Headers(), seq, d.pastGrace, apierr.Errorf(apierr.Unavailable, "no live node has the capabilities %v that model %s needs", spec.GetCapabilities(), model))
 	}
 	return err
 }
@@ -397,7 +398,8 @@ func (d *Dispatcher) rejectFailed(ctx context.Context, spec *teatreev1.ModelSpec
 	if recent {
 		return nil // the next tick looks again
 	}
-	_, op, _ := d.cfg.Names.ParseMut(last.Subject)
+	m, _ := d.cfg.Names.ParseMut(last.Subject)
+	m.Model = model
 	isDue, cause := startFailed(spec)
-	return d.rejectUnavailable(ctx, model, op, last.Header, last.Sequence, isDue, cause)
+	return d.rejectUnavailable(ctx, m, last.Header, last.Sequence, isDue, cause)
 }

@@ -31,7 +31,7 @@ const (
 	intakeAckWait    = 30 * time.Second
 )
 
-// runIntake queues the compute calls of tt.call.fn.<model> as jobs for
+// runIntake queues the compute calls of tt.call.fn.<model>[.<principal>] as jobs for
 // workers until ctx ends; stop waits for the calls being looked at.
 func (d *Dispatcher) runIntake(ctx context.Context) (stop func(), err error) {
 	names := d.cfg.Names
@@ -44,7 +44,7 @@ func (d *Dispatcher) runIntake(ctx context.Context) (stop func(), err error) {
 		Description:   "compute calls, checked and queued for workers by the dispatcher",
 		AckPolicy:     jetstream.AckExplicitPolicy,
 		AckWait:       intakeAckWait,
-		FilterSubject: names.CallRoute(subject.CallIntake),
+		FilterSubject: names.CallIntakeAll(),
 		MaxAckPending: intakeConcurrent,
 	})
 	if err != nil {
@@ -83,8 +83,8 @@ func (d *Dispatcher) intake(ctx context.Context, cw *computeWorkers, msg jetstre
 		_ = msg.Nak()
 		return
 	}
-	model, ok := d.cfg.Names.ParseCall(msg.Subject(), subject.CallIntake)
-	if !ok || subject.ValidateModel(model) != nil {
+	model, principal, ok := d.cfg.Names.ParseCallBy(msg.Subject())
+	if subject.ValidateModel(model) != nil {
 		// No model to notify on: nobody can be told.
 		d.deps.Log.WarnContext(ctx, "drop compute call on a malformed subject", "subject", msg.Subject())
 		_ = msg.Term()
@@ -117,8 +117,12 @@ func (d *Dispatcher) intake(ctx context.Context, cw *computeWorkers, msg jetstre
 		}
 	}()
 	err = badID
+	if !ok {
+		// A bad principal token: the call is named by its model still.
+		err = apierr.Errorf(apierr.InvalidArgument, "subject %q: want %s", msg.Subject(), d.cfg.Names.CallBy(model, "")+"[.<principal>]")
+	}
 	if err == nil {
-		err = d.queueCall(wctx, cw, msg, meta, model, callID)
+		err = d.queueCall(wctx, cw, msg, meta, model, callID, principal)
 	}
 	var ae *apierr.Error
 	switch {
@@ -126,7 +130,7 @@ func (d *Dispatcher) intake(ctx context.Context, cw *computeWorkers, msg jetstre
 		_ = msg.Nak() // stopping: the next leader looks at it
 		return
 	case errors.As(err, &ae):
-		err = d.failCall(ctx, model, callID, err)
+		err = d.failCall(ctx, model, callID, principal, err)
 	}
 	if err != nil {
 		d.deps.Log.WarnContext(ctx, "compute call", "model", model, "call_id", callID, "err", err)
@@ -139,7 +143,7 @@ func (d *Dispatcher) intake(ctx context.Context, cw *computeWorkers, msg jetstre
 // queueCall checks the call, waits for a worker and a version, and queues
 // its job and the queued event. An *apierr.Error ends the call; any other
 // error is worth another try.
-func (d *Dispatcher) queueCall(ctx context.Context, cw *computeWorkers, msg jetstream.Msg, meta *jetstream.MsgMetadata, model, callID string) error {
+func (d *Dispatcher) queueCall(ctx context.Context, cw *computeWorkers, msg jetstream.Msg, meta *jetstream.MsgMetadata, model, callID, principal string) error {
 	var call calls.Call
 	if err := json.Unmarshal(msg.Data(), &call); err != nil {
 		return apierr.Errorf(apierr.InvalidArgument, `compute call body: want {"function": "name", "args": {...}}: %v`, err)
@@ -184,7 +188,7 @@ func (d *Dispatcher) queueCall(ctx context.Context, cw *computeWorkers, msg jets
 	now := time.Now().UTC()
 	job := &calls.Job{CallID: callID, Model: model, Function: def.Name, Handler: def.Handler, Args: args,
 		MaxAttempts: def.Attempts(), Deadline: now.Add(ttl).Format(time.RFC3339Nano), QueuedAt: now.Format(time.RFC3339Nano),
-		PageRows: call.PageRows}
+		PageRows: call.PageRows, Principal: principal}
 	if job.PageRows == 0 {
 		job.PageRows = calls.DefaultPageRows
 	}
@@ -221,10 +225,10 @@ func (d *Dispatcher) queueCall(ctx context.Context, cw *computeWorkers, msg jets
 	return nil
 }
 
-// failCall ends a call with a final failed event; the notifier makes it
-// the call's terminal notification.
-func (d *Dispatcher) failCall(ctx context.Context, model, callID string, cause error) error {
-	ev := &calls.Event{Event: calls.EventFailed, Model: model, CallID: callID, Error: calls.ErrorOf(cause), Final: true}
+// failCall ends a call principal sent with a final failed event; the
+// notifier makes it the call's terminal notification.
+func (d *Dispatcher) failCall(ctx context.Context, model, callID, principal string, cause error) error {
+	ev := &calls.Event{Event: calls.EventFailed, Model: model, CallID: callID, Error: calls.ErrorOf(cause), Final: true, Principal: principal}
 	_, err := d.publishJSON(ctx, d.cfg.Names.Evt(model, subject.EventCall), subject.CallEventMsgID(model, callID, "0."+calls.EventFailed), ev)
 	if err != nil {
 		return fmt.Errorf("announce failed call: %w", err)

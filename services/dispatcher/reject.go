@@ -46,7 +46,7 @@ func (d *Dispatcher) heldBy(ctx context.Context, model string) error {
 type due func(seq uint64, published time.Time) bool
 
 // rejectUnavailable ends a request that no node could take in time (the
-// one at seq, with op and header, and the earlier ones that are due too)
+// mutation m at seq, with header, and the earlier ones that are due too)
 // with a failed outcome, without ever contradicting a node that applies
 // it. The dispatcher takes the model as a writer of its own (its lease and epoch),
 // so that any earlier holder is fenced off and the outcome is trusted as
@@ -59,7 +59,8 @@ type due func(seq uint64, published time.Time) bool
 // lease behind: it holds for the lease TTL after it was written, then any
 // dispatcher takes it back (see takeBack); the model waits that long for a
 // node, which is no worse than a node dying.
-func (d *Dispatcher) rejectUnavailable(ctx context.Context, model, op string, header nats.Header, seq uint64, isDue due, cause error) error {
+func (d *Dispatcher) rejectUnavailable(ctx context.Context, m subject.Mutation, header nats.Header, seq uint64, isDue due, cause error) error {
+	model := m.Model
 	epoch, rev, err := d.acquire(ctx, model, RejectNode)
 	if errors.Is(err, catalog.ErrLeaseHeld) {
 		return d.heldBy(ctx, model)
@@ -91,7 +92,7 @@ func (d *Dispatcher) rejectUnavailable(ctx context.Context, model, op string, he
 	if err != nil {
 		return err
 	}
-	statuses = append(statuses, failedStatus(model, op, header, seq, cause))
+	statuses = append(statuses, failedStatus(m, header, seq, cause))
 	ev := &teatreev1.Outcomes{Model: model, Epoch: epoch, Statuses: statuses}
 	if err := d.publish(ctx, d.cfg.Names.Evt(model, subject.EventReject), subject.RejectMsgID(model, seq, epoch), ev); err != nil {
 		return fmt.Errorf("reject request %d: %w", seq, err)
@@ -142,8 +143,8 @@ func (d *Dispatcher) unservable(ctx context.Context, model string, from, through
 		}
 		// A bad subject got its rejection already; a request not yet due
 		// may still find a node.
-		if _, op, ok := d.cfg.Names.ParseMut(msg.Subject()); ok && isDue(seq, meta.Timestamp) {
-			statuses = append(statuses, failedStatus(model, op, msg.Headers(), seq, cause))
+		if m, ok := d.cfg.Names.ParseMut(msg.Subject()); ok && isDue(seq, meta.Timestamp) {
+			statuses = append(statuses, failedStatus(m, msg.Headers(), seq, cause))
 		}
 		if meta.NumPending == 0 {
 			break
@@ -152,10 +153,11 @@ func (d *Dispatcher) unservable(ctx context.Context, model string, from, through
 	return statuses, nil
 }
 
-// failedStatus ends the mutation of model at seq with header failed with
-// cause.
-func failedStatus(model, op string, header nats.Header, seq uint64, cause error) *teatreev1.RequestStatus {
-	return outcome.Failed(model, requestID(model, header, seq), op, seq, time.Now(), cause)
+// failedStatus ends mutation m at seq with header failed with cause.
+func failedStatus(m subject.Mutation, header nats.Header, seq uint64, cause error) *teatreev1.RequestStatus {
+	s := outcome.Failed(m.Model, requestID(m.Model, header, seq), m.Op, seq, time.Now(), cause)
+	s.Principal = m.Principal
+	return s
 }
 
 // requestID is the request id of a mutation of model with header at seq.
@@ -169,13 +171,14 @@ func requestID(model string, header nats.Header, seq uint64) string {
 
 // reject ends a mutation that no model will apply (no such model, a bad
 // subject) with a failed outcome of epoch 0: no writer ever holds it.
-func (d *Dispatcher) reject(ctx context.Context, msg jetstream.Msg, meta *jetstream.MsgMetadata, model, op string, cause error) error {
+func (d *Dispatcher) reject(ctx context.Context, msg jetstream.Msg, meta *jetstream.MsgMetadata, m subject.Mutation, cause error) error {
+	model := m.Model
 	if model == "" {
 		d.deps.Log.WarnContext(ctx, "drop mutation on a malformed subject", "subject", msg.Subject(), "seq", meta.Sequence.Stream)
 		return nil
 	}
 	seq := meta.Sequence.Stream
-	ev := &teatreev1.Outcomes{Model: model, Statuses: []*teatreev1.RequestStatus{failedStatus(model, op, msg.Headers(), seq, cause)}}
+	ev := &teatreev1.Outcomes{Model: model, Statuses: []*teatreev1.RequestStatus{failedStatus(m, msg.Headers(), seq, cause)}}
 	return d.publish(ctx, d.cfg.Names.Evt(model, subject.EventOutcomes), subject.RejectMsgID(model, seq, 0), ev)
 }
 

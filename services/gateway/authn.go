@@ -21,6 +21,15 @@ func principalFrom(ctx context.Context) *auth.Principal {
 	return pr
 }
 
+// principalName is the name of the request's principal; empty without a
+// policy.
+func principalName(ctx context.Context) string {
+	if pr := principalFrom(ctx); pr != nil {
+		return pr.Name
+	}
+	return ""
+}
+
 // authenticate puts the principal of a /v1/ request's bearer token in its
 // context, or answers 401 unauthenticated. /healthz and /readyz stay open,
 // as load balancers and probes carry no token.

@@ -56,9 +56,9 @@ type mutation struct {
 	// Without it the body goes out as it came, streamed to the blob store
 	// when it is too large for one message.
 	encode func([]byte) ([]byte, error)
-	// subject, when set, is where the request goes instead of the model's
-	// tt.mut.<model>.<op> (a compute call's tt.call.fn.<model>).
-	subject string
+	// compute sends the request to tt.call.fn.<model>, as a compute call,
+	// instead of the model's tt.mut.<model>.<op>.
+	compute bool
 	// inline refuses a body too large for one message instead of
 	// uploading it: its consumer reads no uploads.
 	inline bool
@@ -138,7 +138,7 @@ func (g *Gateway) postCall(w http.ResponseWriter, r *http.Request) {
 		g.writeError(w, r, err)
 		return
 	}
-	m.subject, m.inline = g.cfg.Names.Call(subject.CallIntake, model), true
+	m.compute, m.inline = true, true
 	m.encode = func(b []byte) ([]byte, error) {
 		args, err := callArgs(d, b)
 		if err != nil {
@@ -220,9 +220,11 @@ func (g *Gateway) mutate(w http.ResponseWriter, r *http.Request, m mutation) {
 		g.writeError(w, r, apierr.Errorf(apierr.Unavailable, "model %s is still being created; retry", model))
 		return
 	}
-	subj := m.subject
-	if subj == "" {
-		subj = g.cfg.Names.Mut(model, m.op)
+	// The subject names the request's principal, which the model records.
+	by := principalName(ctx)
+	subj := g.cfg.Names.MutBy(model, m.op, by)
+	if m.compute {
+		subj = g.cfg.Names.CallBy(model, by)
 	}
 	msg := newMessage(r, subj, model, id, m.header)
 	if err := g.readBody(ctx, w, r, m, msg, blob.UploadKey(model, id)); err != nil {

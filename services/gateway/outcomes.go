@@ -112,7 +112,7 @@ func (g *Gateway) getRequest(w http.ResponseWriter, r *http.Request) {
 }
 
 // notificationHeaders are passed on from a notification to its HTTP answer.
-var notificationHeaders = []string{subject.HeaderModel, subject.HeaderRequestID, subject.HeaderStatus, subject.HeaderSeq}
+var notificationHeaders = []string{subject.HeaderModel, subject.HeaderRequestID, subject.HeaderStatus, subject.HeaderSeq, subject.HeaderPrincipal}
 
 func writeNotification(w http.ResponseWriter, status int, n *notification) {
 	writeNATS(w, status, n.header, notificationHeaders, n.body)

@@ -52,11 +52,11 @@ func (n *Notifier) finishCall(ctx context.Context, rec *calls.Record, rev uint64
 		return n.failCall(ctx, rec, rev, badResult(ev, "returned a result that is not what it said: "+err.Error()), false)
 	}
 	if wb := rec.WriteBack; wb != nil {
-		if err := n.writeBack(ctx, k, key, wb, ev.ContentType); err != nil {
+		if err := n.writeBack(ctx, k, key, wb, ev.ContentType, rec.Principal); err != nil {
 			return err
 		}
 	}
-	if err := n.publishPages(ctx, k, pages, rows, ev.ContentType); err != nil {
+	if err := n.publishPages(ctx, k, pages, rows, ev.ContentType, rec.Principal); err != nil {
 		return err
 	}
 	n.deadlines.cancel(k)
@@ -75,15 +75,16 @@ func badResult(ev *calls.Event, what string) *calls.Error {
 }
 
 // writeBack applies the result to the function's output table: one append
-// mutation whose body is the result, under the request id fn-<call id>.
+// mutation whose body is the result, under the request id fn-<call id>,
+// sent in the name of the call's principal.
 // Its Nats-Msg-Id, and the model's own duplicate check, apply it once
 // however often it is published.
-func (n *Notifier) writeBack(ctx context.Context, k callKey, key string, wb *calls.WriteBack, ct string) error {
+func (n *Notifier) writeBack(ctx context.Context, k callKey, key string, wb *calls.WriteBack, ct, principal string) error {
 	upload := "uploads/" + k.model + "/" + wb.RequestID
 	if err := n.deps.Blobs.Link(ctx, key, upload); err != nil {
 		return fmt.Errorf("upload the write-back of %s: %w", k.kvKey(), err)
 	}
-	m := nats.NewMsg(n.cfg.Names.Mut(k.model, "append"))
+	m := nats.NewMsg(n.cfg.Names.MutBy(k.model, subject.OpAppend, principal))
 	m.Header.Set(subject.HeaderMsgID, k.model+"."+wb.RequestID)
 	m.Header.Set(subject.HeaderTable, wb.Table)
 	m.Header.Set(subject.HeaderContentType, ct)
@@ -101,7 +102,7 @@ func (n *Notifier) writeBack(ctx context.Context, k callKey, key string, wb *cal
 // one message per page, going on after the last page already published.
 // Page 1 follows the progress notifications only, so that a call that
 // ended otherwise gets no result.
-func (n *Notifier) publishPages(ctx context.Context, k callKey, pages [][]byte, rows int64, ct string) error {
+func (n *Notifier) publishPages(ctx context.Context, k callKey, pages [][]byte, rows int64, ct, principal string) error {
 	subj := n.cfg.Names.NtfRequest(k.model, k.id)
 	first, after := 1, uint64(0)
 	last, err := n.last(ctx, subj)
@@ -135,6 +136,7 @@ func (n *Notifier) publishPages(ctx context.Context, k callKey, pages [][]byte, 
 		m.Header.Set(subject.HeaderPages, strconv.Itoa(len(pages)))
 		m.Header.Set(subject.HeaderRows, strconv.FormatInt(rows, 10))
 		m.Header.Set(subject.HeaderContentType, ct)
+		setPrincipal(m, principal)
 		batch = append(batch, m)
 		if len(batch) == pagesInFlight || page == len(pages) {
 			if err := jsbatch.PublishEach(ctx, n.deps.JS, n.deps.Log, alreadyNotified, batch); err != nil {

@@ -31,7 +31,9 @@ func (n *Notifier) failCall(ctx context.Context, rec *calls.Record, rev uint64, 
 		return err
 	}
 	if open {
-		m, err := n.statusMsg(outcome.Failed(k.model, k.id, subject.OpCall, 0, now, apierr.New(apierr.Code(cause.Code), cause.Message)))
+		s := outcome.Failed(k.model, k.id, subject.OpCall, 0, now, apierr.New(apierr.Code(cause.Code), cause.Message))
+		s.Principal = rec.Principal
+		m, err := n.statusMsg(s)
 		if err != nil {
 			return err
 		}

@@ -47,7 +47,7 @@ func (n *Notifier) handleCall(ctx context.Context, msg jetstream.Msg) error {
 	if rec == nil {
 		// An event of a call never queued: a call the dispatcher refused,
 		// or a worker's event for a record that has expired.
-		rec = &calls.Record{CallID: ev.CallID, Model: ev.Model, Function: ev.Function, State: calls.StateQueued}
+		rec = &calls.Record{CallID: ev.CallID, Model: ev.Model, Function: ev.Function, Principal: ev.Principal, State: calls.StateQueued}
 	}
 	at := eventTime(msg)
 	if ev.Event == calls.EventDone && rec.Terminal() {
@@ -113,6 +113,7 @@ func queue(rec *calls.Record, ev *calls.Event) {
 	if j := ev.Job; j != nil {
 		rec.Function, rec.Handler, rec.Args, rec.MaxAttempts = j.Function, j.Handler, j.Args, j.MaxAttempts
 		rec.Version, rec.QueuedAt, rec.Deadline, rec.PageRows = j.Input.Version, j.QueuedAt, j.Deadline, j.PageRows
+		rec.Principal = j.Principal
 	}
 	if ev.Function != "" {
 		rec.Function = ev.Function

@@ -234,9 +234,11 @@ func (n *Notifier) handle(ctx context.Context, msg jetstream.Msg) error {
 			if err != nil {
 				return err
 			}
-			if u := ev.GetNotifyUrls()[s.GetRequestId()]; u != "" {
-				m.Header.Set(subject.HeaderNotifyURL, u)
+			u := ev.GetNotifyUrls()[s.GetRequestId()]
+			if err := n.keepWebhook(ctx, s.GetModel(), s.GetRequestId(), u); err != nil {
+				return err
 			}
+			n.markWebhook(m, u)
 			out = append(out, m)
 		}
 		return n.pub.Publish(ctx, out)

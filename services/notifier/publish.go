@@ -29,6 +29,7 @@ func (n *Notifier) statusMsg(s *teatreev1.RequestStatus) (*nats.Msg, error) {
 	m.Header.Set(subject.HeaderModel, s.GetModel())
 	m.Header.Set(subject.HeaderRequestID, s.GetRequestId())
 	m.Header.Set(subject.HeaderStatus, s.GetStatus())
+	setPrincipal(m, s.GetPrincipal())
 	if s.GetSeq() > 0 {
 		m.Header.Set(subject.HeaderSeq, strconv.FormatUint(s.GetSeq(), 10))
 	}
@@ -36,6 +37,13 @@ func (n *Notifier) statusMsg(s *teatreev1.RequestStatus) (*nats.Msg, error) {
 	m.Header.Set(subject.HeaderPages, "1")
 	m.Header.Set(subject.HeaderContentType, subject.ContentJSON)
 	return m, nil
+}
+
+// setPrincipal names who sent a request on its notification, if anyone.
+func setPrincipal(m *nats.Msg, principal string) {
+	if principal != "" {
+		m.Header.Set(subject.HeaderPrincipal, principal)
+	}
 }
 
 // exists reports whether a notification was already published on subj:

@@ -10,7 +10,6 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/teatree-dev/teatree/pkg/catalog"
-	"github.com/teatree-dev/teatree/pkg/subject"
 	teatreev1 "github.com/teatree-dev/teatree/proto/teatree/v1"
 )
 
@@ -39,9 +38,11 @@ func (n *Notifier) finishReject(ctx context.Context, ev *teatreev1.Outcomes, s *
 	if err != nil {
 		return err
 	}
-	if u := ev.GetNotifyUrls()[s.GetRequestId()]; u != "" {
-		m.Header.Set(subject.HeaderNotifyURL, u)
+	u := ev.GetNotifyUrls()[s.GetRequestId()]
+	if err := n.keepWebhook(ctx, model, s.GetRequestId(), u); err != nil {
+		return err
 	}
+	n.markWebhook(m, u)
 	if n.deps.Models == nil {
 		return n.pub.Publish(ctx, []*nats.Msg{m})
 	}

@@ -33,9 +33,10 @@ func (n *Notifier) publishResult(ctx context.Context, out *teatreev1.QueryOutcom
 		if err != nil {
 			return err
 		}
-		if u := out.GetNotifyUrl(); u != "" {
-			m.Header.Set(subject.HeaderNotifyURL, u)
+		if err := n.keepWebhook(ctx, out.GetModel(), out.GetRequestId(), out.GetNotifyUrl()); err != nil {
+			return err
 		}
+		n.markWebhook(m, out.GetNotifyUrl())
 		return n.pub.Publish(ctx, []*nats.Msg{m})
 	}
 	if n.deps.Results == nil {
@@ -57,6 +58,9 @@ func (n *Notifier) publishResult(ctx context.Context, out *teatreev1.QueryOutcom
 			first = page + 1
 		}
 	}
+	if err := n.keepWebhook(ctx, out.GetModel(), out.GetRequestId(), out.GetNotifyUrl()); err != nil {
+		return err
+	}
 	var batch []*nats.Msg
 	for page := first; page <= int(out.GetPages()); page++ {
 		meta, body, err := n.deps.Results.Get(ctx, out.GetResultId(), page)
@@ -68,9 +72,7 @@ func (n *Notifier) publishResult(ctx context.Context, out *teatreev1.QueryOutcom
 		m.Header = results.Headers(out.GetResultId(), meta, page)
 		m.Header.Set(subject.HeaderRequestID, out.GetRequestId())
 		m.Header.Set(subject.HeaderMsgID, subject.RequestNtfMsgID(out.GetModel(), out.GetRequestId(), page))
-		if u := out.GetNotifyUrl(); u != "" {
-			m.Header.Set(subject.HeaderNotifyURL, u)
-		}
+		n.markWebhook(m, out.GetNotifyUrl())
 		batch = append(batch, m)
 		if len(batch) == pagesInFlight || page == int(out.GetPages()) {
 			if err := jsbatch.PublishEach(ctx, n.deps.JS, n.deps.Log, alreadyNotified, batch); err != nil {

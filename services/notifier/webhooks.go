@@ -162,7 +162,13 @@ func (w *webhooks) deliver(ctx context.Context, msg jetstream.Msg) {
 	h := msg.Headers()
 	model := h.Get(subject.HeaderModel)
 	var targets []string
-	if u := h.Get(subject.HeaderNotifyURL); u != "" {
+	u, err := w.requestTarget(ctx, msg)
+	if err != nil {
+		w.n.deps.Log.WarnContext(ctx, "webhook", "err", err)
+		_ = msg.NakWithDelay(w.cfg.Backoff)
+		return
+	}
+	if u != "" {
 		targets = append(targets, u)
 	}
 	w.mu.Lock()
@@ -220,7 +226,7 @@ func (w *webhooks) post(ctx context.Context, target string, msg jetstream.Msg) e
 		return err
 	}
 	for _, k := range []string{subject.HeaderContentType, subject.HeaderModel, subject.HeaderRequestID, subject.HeaderStatus,
-		subject.HeaderSeq, subject.HeaderPage, subject.HeaderPages, subject.HeaderVersion, subject.HeaderRows} {
+		subject.HeaderSeq, subject.HeaderPage, subject.HeaderPages, subject.HeaderVersion, subject.HeaderRows, subject.HeaderPrincipal} {
 		if v := msg.Headers().Get(k); v != "" {
 			req.Header.Set(k, v)
 		}

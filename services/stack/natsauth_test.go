@@ -55,14 +55,8 @@ func runWithPolicy(t *testing.T, holder *auth.Holder) (*running, authtest.Connec
 // rootDo sends an HTTP request to the gateway as authtest.Root.
 func rootDo(t *testing.T, st *running, method, path, body string) {
 	t.Helper()
-	req, err := http.NewRequest(method, st.HTTPURL+path, bytes.NewBufferString(body))
-	require.NoError(t, err)
-	req.Header.Set("Authorization", "Bearer "+authtest.RootToken)
-	req.Header.Set("Content-Type", "application/json")
-	res, err := http.DefaultClient.Do(req)
-	require.NoError(t, err)
-	defer res.Body.Close()
-	require.Less(t, res.StatusCode, 300, "%s %s", method, path)
+	res := rootRequest(t, st, method, path, body, "")
+	require.Less(t, res.code, 300, "%s %s: %s", method, path, res.body)
 }
 
 // TestEmbeddedServerEnforcesThePolicy runs the NATS permission matrix
@@ -92,7 +86,7 @@ func TestNATSUsersFollowTheCatalog(t *testing.T) {
 	nc := connect(t, authtest.Writer, nats.CustomInboxPrefix(auth.InboxPrefix(authtest.Writer)))
 	js, err := jetstream.New(nc)
 	require.NoError(t, err)
-	subj := subject.Default().Mut("sales2", "sql") + "." + authtest.Writer
+	subj := subject.Default().MutBy("sales2", subject.OpSQL, authtest.Writer)
 	publish := func() error {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		defer cancel()
@@ -160,7 +154,7 @@ func TestNATSUsersFollowThePolicy(t *testing.T) {
 	nc := connect(t, authtest.Reader, nats.CustomInboxPrefix(auth.InboxPrefix(authtest.Reader)))
 	js, err := jetstream.New(nc)
 	require.NoError(t, err)
-	subj := subject.Default().Mut("sales", "sql") + "." + authtest.Reader
+	subj := subject.Default().MutBy("sales", subject.OpSQL, authtest.Reader)
 	publish := func() error {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		defer cancel()

@@ -139,8 +139,11 @@ type RequestStatus struct {
 	Seq          uint64 `protobuf:"varint,5,opt,name=seq,proto3" json:"seq,omitempty"`
 	RowsAffected *int64 `protobuf:"varint,6,opt,name=rows_affected,json=rowsAffected,proto3,oneof" json:"rows_affected,omitempty"`
 	// RFC 3339, UTC.
-	AppliedAt     string `protobuf:"bytes,7,opt,name=applied_at,json=appliedAt,proto3" json:"applied_at,omitempty"`
-	Error         *Error `protobuf:"bytes,8,opt,name=error,proto3" json:"error,omitempty"`
+	AppliedAt string `protobuf:"bytes,7,opt,name=applied_at,json=appliedAt,proto3" json:"applied_at,omitempty"`
+	Error     *Error `protobuf:"bytes,8,opt,name=error,proto3" json:"error,omitempty"`
+	// Who sent the request: the last token of its subject,
+	// tt.mut.<model>.<op>.<principal>; empty when it named nobody.
+	Principal     string `protobuf:"bytes,9,opt,name=principal,proto3" json:"principal,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -229,6 +232,13 @@ func (x *RequestStatus) GetError() *Error {
 		return x.Error
 	}
 	return nil
+}
+
+func (x *RequestStatus) GetPrincipal() string {
+	if x != nil {
+		return x.Principal
+	}
+	return ""
 }
 
 // Accepted answers an HTTP mutation that was not asked to wait.
@@ -1979,7 +1989,7 @@ const file_teatree_v1_teatree_proto_rawDesc = "" +
 	"\amessage\x18\x02 \x01(\tR\amessage\"5\n" +
 	"\n" +
 	"ErrorReply\x12'\n" +
-	"\x05error\x18\x01 \x01(\v2\x11.teatree.v1.ErrorR\x05error\"\x82\x02\n" +
+	"\x05error\x18\x01 \x01(\v2\x11.teatree.v1.ErrorR\x05error\"\xa0\x02\n" +
 	"\rRequestStatus\x12\x1d\n" +
 	"\n" +
 	"request_id\x18\x01 \x01(\tR\trequestId\x12\x14\n" +
@@ -1990,7 +2000,8 @@ const file_teatree_v1_teatree_proto_rawDesc = "" +
 	"\rrows_affected\x18\x06 \x01(\x03H\x00R\frowsAffected\x88\x01\x01\x12\x1d\n" +
 	"\n" +
 	"applied_at\x18\a \x01(\tR\tappliedAt\x12'\n" +
-	"\x05error\x18\b \x01(\v2\x11.teatree.v1.ErrorR\x05errorB\x10\n" +
+	"\x05error\x18\b \x01(\v2\x11.teatree.v1.ErrorR\x05error\x12\x1c\n" +
+	"\tprincipal\x18\t \x01(\tR\tprincipalB\x10\n" +
 	"\x0e_rows_affected\"Y\n" +
 	"\bAccepted\x12\x1d\n" +
 	"\n" +

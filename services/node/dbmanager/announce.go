@@ -2,10 +2,12 @@ package dbmanager
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/teatree-dev/teatree/pkg/subject"
@@ -33,26 +35,22 @@ func (w *writer) announce(ctx context.Context, statuses []*teatreev1.RequestStat
 // sequence known to be announced: a crash may have come between a commit
 // and its event. The notifier drops those it has already notified.
 func (w *writer) replayOutcomes(ctx context.Context) error {
-	rows, err := w.st.conn.QueryContext(ctx, `SELECT request_id, seq, op, status, rows_affected, error_code, error_message, applied_at, notify_url
+	rows, err := w.st.conn.QueryContext(ctx, `SELECT request_id, seq, op, status, rows_affected, error_code, error_message, applied_at, principal
 		FROM _tt_requests WHERE seq > ? ORDER BY seq`, w.eventsSeq)
 	if err != nil {
 		return fmt.Errorf("read outcomes to replay: %w", err)
 	}
 	defer rows.Close()
 	var statuses []*teatreev1.RequestStatus
-	notify := map[string]string{}
 	for rows.Next() {
 		s := &teatreev1.RequestStatus{Model: w.m.cfg.Model}
 		var rowsAffected *int64
-		var code, message, notifyURL *string
+		var code, message, principal *string
 		var at time.Time
-		if err := rows.Scan(&s.RequestId, &s.Seq, &s.Op, &s.Status, &rowsAffected, &code, &message, &at, &notifyURL); err != nil {
+		if err := rows.Scan(&s.RequestId, &s.Seq, &s.Op, &s.Status, &rowsAffected, &code, &message, &at, &principal); err != nil {
 			return fmt.Errorf("read outcomes to replay: %w", err)
 		}
-		if notifyURL != nil {
-			notify[s.RequestId] = *notifyURL
-		}
-		s.RowsAffected = rowsAffected
+		s.RowsAffected, s.Principal = rowsAffected, deref(principal)
 		s.AppliedAt = at.UTC().Format(time.RFC3339Nano)
 		if code != nil {
 			s.Error = &teatreev1.Error{Code: *code, Message: deref(message)}
@@ -64,6 +62,10 @@ func (w *writer) replayOutcomes(ctx context.Context) error {
 	}
 	w.published = w.eventsSeq
 	if len(statuses) > 0 {
+		notify, err := w.notifyURLs(ctx, statuses)
+		if err != nil {
+			return err
+		}
 		if err := w.announce(ctx, statuses, notify, true); err != nil {
 			return err
 		}
@@ -71,6 +73,32 @@ func (w *writer) replayOutcomes(ctx context.Context) error {
 	}
 	w.published = w.applied
 	return nil
+}
+
+// notifyURLs reads the webhooks that requests to replay asked for from
+// their messages in TT_MUT: the model file does not keep them, for any
+// reader of a version could read them there. A message purged since (its
+// request is in a version the file is not behind, which a replay after a
+// crash hardly ever is) loses its webhook, not its notification.
+func (w *writer) notifyURLs(ctx context.Context, statuses []*teatreev1.RequestStatus) (map[string]string, error) {
+	mut, err := w.m.deps.JS.Stream(ctx, w.m.cfg.Names.MutStream())
+	if err != nil {
+		return nil, fmt.Errorf("read the webhooks of outcomes to replay: %w", err)
+	}
+	notify := map[string]string{}
+	for _, s := range statuses {
+		msg, err := mut.GetMsg(ctx, s.GetSeq())
+		if errors.Is(err, jetstream.ErrMsgNotFound) {
+			continue
+		}
+		if err != nil {
+			return nil, fmt.Errorf("read the webhooks of outcomes to replay: %w", err)
+		}
+		if u := msg.Header.Get(subject.HeaderNotifyURL); u != "" {
+			notify[s.GetRequestId()] = u
+		}
+	}
+	return notify, nil
 }
 
 // nullable is NULL for an empty string.

@@ -88,6 +88,10 @@ type Config struct {
 	// beforeExport, set by tests only, runs between staging a state and
 	// writing its Parquet files, while the writer goes on.
 	beforeExport func(appliedSeq uint64)
+	// announceFault, set by tests only, fails the announcement of a
+	// batch's outcomes when it returns an error: a crash between a commit
+	// and its event.
+	announceFault func() error
 }
 
 // ErrIdle ends Run when the model has been idle for IdleTimeout: its file

@@ -1,6 +1,7 @@
 package dbmanager_test
 
 import (
+	"database/sql"
 	"errors"
 	"io/fs"
 	"os"
@@ -65,27 +66,72 @@ func TestCollectSkipsPinned(t *testing.T) {
 }
 
 // TestNotifyURLInOutcomes: a request's webhook travels with its outcome,
-// and is recorded with it for replays after a crash.
+// but not in the model file, where every reader of a version could read
+// it; an outcome replayed after a crash between its commit and its event
+// finds it in the request's message.
 func TestNotifyURLInOutcomes(t *testing.T) {
 	t.Parallel()
 	h := newHarness(t)
 	l := h.createModel(t, &teatreev1.ModelSpec{Id: "m"})
 	outcomes := h.watchOutcomes(t, "m")
+	h.publish(t, "m", csvRows("t", "first", "x\n0\n"))
+	dir := t.TempDir()
+	run := h.start(t, l, dir)
+	outcomes.await(t, "first")
+	run.stop(t)
+
 	m := csvRows("t", "hooked", "x\n1\n")
 	m.notifyURL = "https://hooks.example/teatree"
 	h.publish(t, "m", m)
 	h.publish(t, "m", csvRows("t", "plain", "x\n2\n"))
-	dir := t.TempDir()
-	run := h.start(t, l, dir)
+	crash := errors.New("crashed before the outcomes event")
+	run = h.start(t, l, dir, dbmanager.WithAnnounceFault(func() error { return crash }))
+	require.Eventually(t, func() bool { done, err := run.stopped(); return done && errors.Is(err, crash) }, waitFor, tick)
+	db, err := sql.Open("duckdb", localFile(dir))
+	require.NoError(t, err)
+	require.Equal(t, []string{"first", "hooked", "plain"}, queryStrings(t, db, "SELECT request_id FROM _tt_requests ORDER BY seq"), "committed")
+	require.Empty(t, queryStrings(t, db, "SELECT column_name FROM duckdb_columns() WHERE table_name = '_tt_requests' AND column_name = 'notify_url'"))
+	require.NoError(t, db.Close())
+
+	h.start(t, l, dir)
 	got := outcomes.await(t, "hooked", "plain")
+	require.True(t, got["hooked"].replay)
 	require.Equal(t, "https://hooks.example/teatree", got["hooked"].notifyURL)
 	require.Empty(t, got["plain"].notifyURL)
+}
 
-	// The webhook is in the durable record that replays are made from.
+// TestOldFilesLoseTheirNotifyURLs: a file written when _tt_requests kept
+// each request's webhook has the column dropped when it is opened, its
+// outcomes kept.
+func TestOldFilesLoseTheirNotifyURLs(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t)
+	l := h.createModel(t, &teatreev1.ModelSpec{Id: "m"})
+	outcomes := h.watchOutcomes(t, "m")
+	h.publish(t, "m", csvRows("t", "r1", "x\n1\n"))
+	dir := t.TempDir()
+	run := h.start(t, l, dir)
+	outcomes.await(t, "r1")
 	run.stop(t)
-	db := openCopy(t, localFile(dir))
-	require.Equal(t, []string{"hooked|https://hooks.example/teatree", "plain|"},
-		queryStrings(t, db, "SELECT request_id, coalesce(notify_url, '') FROM _tt_requests ORDER BY seq"))
+
+	// The file as an older teatree left it.
+	db, err := sql.Open("duckdb", localFile(dir))
+	require.NoError(t, err)
+	_, err = db.Exec(`DROP INDEX _tt_requests_id;
+ALTER TABLE _tt_requests DROP COLUMN principal;
+ALTER TABLE _tt_requests ADD COLUMN notify_url VARCHAR;
+UPDATE _tt_requests SET notify_url = 'https://hooks.example/old';
+CREATE INDEX _tt_requests_id ON _tt_requests (request_id);`)
+	require.NoError(t, err)
+	require.NoError(t, db.Close())
+
+	h.publish(t, "m", csvRows("t", "r2", "x\n2\n"))
+	run = h.start(t, l, dir)
+	requireApplied(t, outcomes.await(t, "r2")["r2"], 1)
+	run.stop(t)
+	db = openCopy(t, localFile(dir))
+	require.Equal(t, []string{"r1", "r2"}, queryStrings(t, db, "SELECT request_id FROM _tt_requests ORDER BY seq"))
+	require.Empty(t, queryStrings(t, db, "SELECT column_name FROM duckdb_columns() WHERE table_name = '_tt_requests' AND column_name = 'notify_url'"))
 }
 
 // TestFailedPublicationRetried: a version that fails to publish is tried

@@ -26,9 +26,9 @@ func (w *writer) record(ctx context.Context, reqs []*request, results []applyRes
 		for i, r := range reqs {
 			if failed[i] != nil {
 				code, msg := apierr.From(failed[i])
-				err = a.AppendRow(r.id, r.seq, r.op, subject.StatusFailed, nil, string(code), msg, now, nullable(r.notifyURL))
+				err = a.AppendRow(r.id, r.seq, r.op, subject.StatusFailed, nil, string(code), msg, now, nullable(r.principal))
 			} else {
-				err = a.AppendRow(r.id, r.seq, r.op, subject.StatusApplied, results[i].rows, nil, nil, now, nullable(r.notifyURL))
+				err = a.AppendRow(r.id, r.seq, r.op, subject.StatusApplied, results[i].rows, nil, nil, now, nullable(r.principal))
 			}
 			if err != nil {
 				a.Close()
@@ -68,6 +68,7 @@ func (w *writer) statuses(reqs []*request, results []applyResult, failed []error
 		} else {
 			out[i] = outcome.Applied(w.m.cfg.Model, r.id, r.op, r.seq, at, results[i].rows)
 		}
+		out[i].Principal = r.principal
 	}
 	return out
 }

@@ -25,6 +25,9 @@ type request struct {
 	contentType string
 	// notifyURL is the request's webhook (Tt-Notify-Url), if any.
 	notifyURL string
+	// principal is who sent the request, the subject's last token if it
+	// has one.
+	principal string
 	// upload is the blob the body was uploaded to (Tt-Body-Ref), once
 	// checked to be this request's own: uploads/<model>/<request id>.
 	upload string
@@ -51,8 +54,9 @@ func parseRequest(names subject.Names, msg jetstream.Msg) (*request, error) {
 	}
 	h := msg.Headers()
 	r := &request{seq: meta.Sequence.Stream, body: msg.Data(), notifyURL: h.Get(subject.HeaderNotifyURL)}
-	model, op, ok := names.ParseMut(msg.Subject())
-	r.op = op
+	m, ok := names.ParseMut(msg.Subject())
+	model, op := m.Model, m.Op
+	r.op, r.principal = op, m.Principal
 	if msgID := h.Get(subject.HeaderMsgID); msgID == "" {
 		r.id = subject.SeqRequestID(r.seq)
 	} else if id, err := subject.RequestFromMsgID(model, msgID); err != nil {
@@ -67,7 +71,7 @@ func parseRequest(names subject.Names, msg jetstream.Msg) (*request, error) {
 		r.id = id
 	}
 	if !ok {
-		r.invalid = apierr.Errorf(apierr.InvalidArgument, "subject %q: want %s", msg.Subject(), names.Mut("<model>", "<op>"))
+		r.invalid = apierr.Errorf(apierr.InvalidArgument, "subject %q: want %s", msg.Subject(), names.Mut("<model>", "<op>")+"[.<principal>]")
 		return r, nil
 	}
 	r.contentType = mediaType(h.Get(subject.HeaderContentType))

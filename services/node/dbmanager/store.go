@@ -102,7 +102,7 @@ func openStore(ctx context.Context, path string, dirs storeDirs, memoryLimit str
 // the sequence up to which outcome events are known to be published, and
 // the lease epoch of the writer that committed last;
 // _tt_requests records the outcome of each recent request, written in the
-// transaction that applies it: it is the durable record that events and
+// transaction that applies it, with who sent it: it is the durable record that events and
 // notifications are derived from, and the request-id dedup table, indexed
 // by request id so that each batch's duplicate check looks its ids up
 // instead of scanning every recent request.
@@ -118,15 +118,33 @@ CREATE TABLE IF NOT EXISTS _tt_requests (
 	error_code VARCHAR,
 	error_message VARCHAR,
 	applied_at TIMESTAMPTZ NOT NULL,
-	notify_url VARCHAR
+	principal VARCHAR
 );
-ALTER TABLE _tt_requests ADD COLUMN IF NOT EXISTS notify_url VARCHAR;
+ALTER TABLE _tt_requests ADD COLUMN IF NOT EXISTS principal VARCHAR;
 ALTER TABLE _tt_state ADD COLUMN IF NOT EXISTS epoch UBIGINT DEFAULT 0;
 CREATE INDEX IF NOT EXISTS _tt_requests_id ON _tt_requests (request_id);`
 
 func (s *store) init(ctx context.Context) error {
 	if _, err := s.conn.ExecContext(ctx, schemaSQL); err != nil {
 		return fmt.Errorf("create bookkeeping tables: %w", err)
+	}
+	return s.dropNotifyURLs(ctx)
+}
+
+// dropNotifyURLs drops the notify_url column that files written before
+// teatree kept requests' webhooks to itself have: every reader of a
+// version could read another principal's webhook there. DuckDB alters no
+// table an index depends on, so the index is made again.
+func (s *store) dropNotifyURLs(ctx context.Context) error {
+	var n int
+	if err := s.conn.QueryRowContext(ctx, `SELECT count(*) FROM duckdb_columns()
+		WHERE table_name = '_tt_requests' AND column_name = 'notify_url'`).Scan(&n); err != nil || n == 0 {
+		return err
+	}
+	if _, err := s.conn.ExecContext(ctx, `DROP INDEX _tt_requests_id;
+ALTER TABLE _tt_requests DROP COLUMN notify_url;
+CREATE INDEX _tt_requests_id ON _tt_requests (request_id);`); err != nil {
+		return fmt.Errorf("drop _tt_requests.notify_url: %w", err)
 	}
 	return nil
 }

@@ -206,6 +206,11 @@ func (w *writer) commit(runCtx context.Context, msgs []jetstream.Msg) error {
 			notify[r.id] = r.notifyURL
 		}
 	}
+	if f := w.m.cfg.announceFault; f != nil {
+		if err := f(); err != nil {
+			return err
+		}
+	}
 	if err := w.announce(ctx, statuses, notify, false); err != nil {
 		return err
 	}
