@@ -12,7 +12,6 @@ import (
 	"net/url"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"sync"
 	"time"
@@ -20,6 +19,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
+
+	"github.com/teatree-dev/teatree/internal/modbin"
 )
 
 // The server's one account, and the region every client names.
@@ -138,47 +139,9 @@ func Binary() (string, error) {
 		if buildBin = os.Getenv("VERSITYGW_BIN"); buildBin != "" {
 			return
 		}
-		buildBin, buildErr = build()
+		buildBin, buildErr = modbin.Build("github.com/versity/versitygw", versitygwPkg)
 	})
 	return buildBin, buildErr
 }
 
 const versitygwPkg = "github.com/versity/versitygw/cmd/versitygw"
-
-func build() (string, error) {
-	out, err := exec.Command("go", "list", "-m", "-f", "{{.Version}}", "github.com/versity/versitygw").Output()
-	if err != nil {
-		return "", fmt.Errorf("find the pinned versitygw version (tools/go.mod, in go.work): %w", exitErr(err))
-	}
-	version := strings.TrimSpace(string(out))
-	cache, err := os.UserCacheDir()
-	if err != nil {
-		cache = os.TempDir()
-	}
-	dir := filepath.Join(cache, "teatree")
-	bin := filepath.Join(dir, "versitygw-"+version)
-	if _, err := os.Stat(bin); err == nil {
-		return bin, nil
-	}
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return "", err
-	}
-	// Build beside and rename, so a parallel process never runs half a
-	// file.
-	tmp := fmt.Sprintf("%s.%d.tmp", bin, os.Getpid())
-	cmd := exec.Command("go", "build", "-o", tmp, versitygwPkg)
-	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
-	if err := cmd.Run(); err != nil {
-		os.Remove(tmp)
-		return "", fmt.Errorf("go build %s@%s: %w", versitygwPkg, version, err)
-	}
-	return bin, os.Rename(tmp, bin)
-}
-
-func exitErr(err error) error {
-	var ee *exec.ExitError
-	if errors.As(err, &ee) && len(ee.Stderr) > 0 {
-		return fmt.Errorf("%w: %s", err, strings.TrimSpace(string(ee.Stderr)))
-	}
-	return err
-}

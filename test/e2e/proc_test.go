@@ -16,6 +16,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/teatree-dev/teatree/internal/loopback"
+	"github.com/teatree-dev/teatree/internal/natsserver"
 	"github.com/teatree-dev/teatree/pkg/natsboot/natstest"
 )
 
@@ -206,24 +207,13 @@ type natsServer struct {
 	addr string
 }
 
-var (
-	natsBuild    sync.Once
-	natsBinary   string
-	natsBuildErr error
-)
-
-// natsServerBinary builds nats-server from this module's dependency, once.
+// natsServerBinary builds nats-server from this module's dependency, once
+// per machine (or takes NATS_SERVER_BIN).
 func natsServerBinary(t *testing.T) string {
 	t.Helper()
-	natsBuild.Do(func() {
-		if natsBinary = os.Getenv("NATS_SERVER_BIN"); natsBinary != "" {
-			return
-		}
-		natsBinary = filepath.Join(binDir, "nats-server")
-		natsBuildErr = goBuild(natsBinary, "github.com/nats-io/nats-server/v2")
-	})
-	require.NoError(t, natsBuildErr, "build nats-server")
-	return natsBinary
+	bin, err := natsserver.Binary()
+	require.NoError(t, err, "build nats-server")
+	return bin
 }
 
 // startNATS runs nats-server on its own loopback address with JetStream

@@ -1,8 +1,6 @@
 package main
 
 import (
-	"crypto/rand"
-	"encoding/base64"
 	"fmt"
 
 	"github.com/spf13/cobra"
@@ -18,7 +16,7 @@ func authCmd() *cobra.Command {
 and teatree serve --auth (see docs/security.md). The file keeps only hashes:
 the secret is printed once, here, for you to hand to the principal.`,
 	}
-	cmd.AddCommand(authTokenCmd(), authPasswordCmd())
+	cmd.AddCommand(authTokenCmd(), authPasswordCmd(), authIssuerCmd())
 	return cmd
 }
 
@@ -65,11 +63,10 @@ to a principal in the policy file:
 The principal connects to NATS as that user with that password.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			b := make([]byte, 24)
-			if _, err := rand.Read(b); err != nil {
-				return fmt.Errorf("new password: %w", err)
+			password, err := newPassword()
+			if err != nil {
+				return err
 			}
-			password := base64.RawURLEncoding.EncodeToString(b)
 			hash, err := auth.HashPassword(password)
 			if err != nil {
 				return err

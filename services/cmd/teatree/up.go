@@ -197,7 +197,8 @@ retries (logging why) rather than exits. On a cluster of three servers
 give --replicas 3, the same on every process. To try one on this machine:
 teatree dev cluster.
 
-Compute workers run apart from these: teatree serve worker --help.`,
+Compute workers run apart from these: teatree serve worker --help. The NATS
+auth callout of an --auth policy: teatree serve auth --help.`,
 		Example: `  teatree serve gateway dispatcher notifier --nats nats://10.0.0.1:4222
   teatree serve node --nats nats://10.0.0.1:4222 --node-id worker-2 --data /var/lib/teatree
   teatree serve node --nats nats://10.0.0.1:4222,nats://10.0.0.2:4222,nats://10.0.0.3:4222 --replicas 3 --node-id worker-3`,
@@ -226,7 +227,7 @@ Compute workers run apart from these: teatree serve worker --help.`,
 	f.register(cmd)
 	cmd.Flags().StringVar(&natsURL, "nats", "nats://127.0.0.1:4222", "URL of the NATS server, or a comma-separated list of seed URLs of a cluster")
 	natsCredentialFlags(cmd.Flags(), &creds)
-	cmd.AddCommand(serveWorkerCmd())
+	cmd.AddCommand(serveWorkerCmd(), serveAuthCmd())
 	return cmd
 }
 
