@@ -155,6 +155,12 @@ See docs/security.md.`,
 				if f.tls.mode == "auto" {
 					cacert = "--cacert " + f.tls.certFile(f.data) + " "
 				}
+				var token string
+				if f.auth != "" {
+					// The policy's principals need their tokens.
+					token = "  export TEATREE_TOKEN=<a token of the policy (teatree auth token)>\n"
+					cacert += `-H "Authorization: Bearer $TEATREE_TOKEN" `
+				}
 				fmt.Fprintf(cmd.OutOrStdout(), `teatree is up.
   HTTP:  %[1]s
   NATS:  %[2]s
@@ -162,12 +168,12 @@ See docs/security.md.`,
   access: %[4]s
 %[5]s
 Try:
-  teatree model create sales
+%[7]s  teatree model create sales
   curl %[6]s-X POST --data-binary $'id,amount\n1,9.5\n2,3' -H 'Content-Type: text/csv' '%[1]s/v1/models/sales/tables/orders/rows?wait=applied'
   teatree sql sales "update orders set amount = amount * 2" --wait
   teatree snapshots sales
   teatree pull sales --out ./sales
-`, r.HTTPURL, r.NATSURL, f.data, openNotice(f.auth, f.insecure), trust, cacert)
+`, r.HTTPURL, r.NATSURL, f.data, openNotice(f.auth, f.insecure), trust, cacert, token)
 			}
 			return runUntilSignal(cfg)
 		},
