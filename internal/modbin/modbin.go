@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 )
 
 // Build returns the path of pkg, a main package of module, built at the
@@ -44,6 +45,18 @@ func Build(module, pkg string) (string, error) {
 		return "", fmt.Errorf("go build %s@%s: %w", pkg, version, err)
 	}
 	return bin, os.Rename(tmp, bin)
+}
+
+// Binary returns a function that returns the path in the environment
+// variable env, when it is set, or else pkg of module built by Build; the
+// build is tried once per process.
+func Binary(env, module, pkg string) func() (string, error) {
+	return sync.OnceValues(func() (string, error) {
+		if bin := os.Getenv(env); bin != "" {
+			return bin, nil
+		}
+		return Build(module, pkg)
+	})
 }
 
 func exitErr(err error) error {

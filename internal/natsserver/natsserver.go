@@ -10,7 +10,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"sync"
 	"testing"
 	"time"
 
@@ -94,23 +93,9 @@ func readPorts(dir string) string {
 	return ports.Nats[0]
 }
 
-var (
-	buildOnce sync.Once
-	buildBin  string
-	buildErr  error
-)
-
 // Binary returns NATS_SERVER_BIN or a nats-server built from the version
 // go.mod pins. The build is kept in the user's cache directory under its
 // version, so it happens once per machine and version, not per run.
-func Binary() (string, error) {
-	buildOnce.Do(func() {
-		if buildBin = os.Getenv("NATS_SERVER_BIN"); buildBin != "" {
-			return
-		}
-		buildBin, buildErr = modbin.Build(natsServerModule, natsServerModule)
-	})
-	return buildBin, buildErr
-}
+var Binary = modbin.Binary("NATS_SERVER_BIN", natsServerModule, natsServerModule)
 
 const natsServerModule = "github.com/nats-io/nats-server/v2"

@@ -10,10 +10,8 @@ import (
 	"fmt"
 	"io"
 	"net/url"
-	"os"
 	"os/exec"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -125,23 +123,9 @@ func Credentials() aws.CredentialsProvider {
 	return credentials.NewStaticCredentialsProvider(AccessKey, SecretKey, "")
 }
 
-var (
-	buildOnce sync.Once
-	buildBin  string
-	buildErr  error
-)
-
 // Binary returns VERSITYGW_BIN or a versitygw built from the version
 // tools/go.mod pins. The build is kept in the user's cache directory under
 // its version, so it happens once per machine and version, not per run.
-func Binary() (string, error) {
-	buildOnce.Do(func() {
-		if buildBin = os.Getenv("VERSITYGW_BIN"); buildBin != "" {
-			return
-		}
-		buildBin, buildErr = modbin.Build("github.com/versity/versitygw", versitygwPkg)
-	})
-	return buildBin, buildErr
-}
+var Binary = modbin.Binary("VERSITYGW_BIN", "github.com/versity/versitygw", versitygwPkg)
 
 const versitygwPkg = "github.com/versity/versitygw/cmd/versitygw"

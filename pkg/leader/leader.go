@@ -54,9 +54,11 @@ type Candidate struct {
 type Lead func(ctx context.Context, term uint64) error
 
 // Run campaigns for the role until ctx ends, and runs lead while leading;
-// after losing the lead it campaigns again. It returns nil when ctx ends,
-// and lead's error, after giving up the role, when lead returns one (or
-// returns on its own: nil).
+// after losing the lead it campaigns again. A lead that fails (a JetStream
+// request timing out while the cluster elects its own leaders, say) gives
+// the role up, and the candidate campaigns again after a pause: a replica
+// does not die of what another may not meet. Run returns nil when ctx
+// ends, or when lead returns nil on its own.
 func (c Candidate) Run(ctx context.Context, lead Lead) error {
 	status, err := c.KV.Status(ctx)
 	if err != nil {
@@ -76,8 +78,19 @@ func (c Candidate) Run(ctx context.Context, lead Lead) error {
 		if stop {
 			return err
 		}
+		if err != nil {
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-time.After(retryLead(ttl)):
+			}
+		}
 	}
 }
+
+// retryLead is how long a candidate whose lead failed waits before it
+// campaigns again: a standby meanwhile may take over.
+func retryLead(ttl time.Duration) time.Duration { return ttl / 3 }
 
 // term is one spell of leadership.
 type term struct {
@@ -186,8 +199,8 @@ func (c Candidate) try(ctx context.Context, ttl time.Duration) (*term, string, e
 var errLapsed = errors.New("leadership lapsed")
 
 // run runs lead for one term. stop says the candidate is done (ctx ended,
-// or lead returned on its own), with lead's error; otherwise leadership
-// was lost and the candidate campaigns again.
+// or lead returned nil on its own); otherwise leadership was lost, or lead
+// failed with err, and the candidate campaigns again.
 func (t *term) run(ctx context.Context, lead Lead, log *slog.Logger) (stop bool, err error) {
 	log = log.With("term", t.won)
 	lctx, cancel := context.WithCancelCause(ctx)
@@ -213,7 +226,11 @@ func (t *term) run(ctx context.Context, lead Lead, log *slog.Logger) (stop bool,
 				log.InfoContext(ctx, "stopped leading")
 				return true, nil
 			}
-			return true, err
+			if err != nil {
+				log.ErrorContext(ctx, "standing down: the lead failed; campaigning again", "err", err, "after", retryLead(t.ttl))
+				return false, err
+			}
+			return true, nil
 		case <-expire.C:
 			lapse("lease deadline passed before a renewal succeeded", "deadline", t.deadline)
 			return false, nil

@@ -2,6 +2,7 @@ package leader_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"sync/atomic"
@@ -151,6 +152,26 @@ func TestLeaderStopsWhenItsKeyIsTaken(t *testing.T) {
 	second := receive(t, terms, "second lead")
 	require.False(t, second.ended)
 	require.Greater(t, second.n, first.n)
+}
+
+// TestFailedLeadCampaignsAgain: a lead that fails gives the role up, to
+// a standby or, after a pause, to the same candidate again; Run goes on.
+func TestFailedLeadCampaignsAgain(t *testing.T) {
+	env := natstest.Start(t)
+	kv := bucket(t, env, ttl)
+	terms := make(chan uint64, 10)
+	var failed atomic.Bool
+	start(t, leader.Candidate{KV: kv, Role: "dispatcher", ID: "c0", Log: slog.Default()}, func(ctx context.Context, n uint64) error {
+		terms <- n
+		if !failed.Swap(true) {
+			return errors.New("consumer of TT_CALL: context deadline exceeded")
+		}
+		<-ctx.Done()
+		return nil
+	})
+	first := receive(t, terms, "lead")
+	second := receive(t, terms, "lead after the failure")
+	require.Greater(t, second, first, "a new term")
 }
 
 // TestLeaderStopsWithoutNATS: a leader whose connection is gone cannot
